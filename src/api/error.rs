@@ -1,0 +1,92 @@
+//! The one place where errors become HTTP answers. Every error body is JSON
+//! `{"description": "..."}` (Flocker's form); schema failures add `"errors": [...]`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::conditional::CONFIGURATION_TAG;
+use crate::model::Rejection;
+use crate::store::StoreError;
+
+/// Flocker's exact text for an undecodable body, embedded newline included.
+pub const UNDECODABLE_BODY: &str =
+    "The request body could not be decoded according to the value of the\nContent-Type header.";
+
+/// Flocker's exact text for a schema failure.
+pub const SCHEMA_MISMATCH: &str = "The provided JSON doesn't match the required schema.";
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON.
+    #[error("{UNDECODABLE_BODY}")]
+    UndecodableBody,
+    /// The body is JSON but not what the endpoint takes.
+    #[error("{SCHEMA_MISMATCH}")]
+    Schema(Vec<String>),
+    /// Some other malformed input, described.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is larger than [`super::MAX_BODY_BYTES`].
+    #[error("The request body is larger than {} bytes.", super::MAX_BODY_BYTES)]
+    PayloadTooLarge,
+    /// A resource that does not exist.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// No route has this path.
+    #[error("No resource at this path.")]
+    NoRoute,
+    /// The route exists but not with this method; axum adds `Allow`.
+    #[error("The method is not allowed for this resource.")]
+    MethodNotAllowed,
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::UndecodableBody | ApiError::Schema(_) | ApiError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Store(error) => match error {
+                StoreError::TagMismatch { .. } => StatusCode::PRECONDITION_FAILED,
+                StoreError::Rejected(rejection) => match rejection {
+                    Rejection::DatasetIdInUse | Rejection::LeaseHeld => StatusCode::CONFLICT,
+                    Rejection::DatasetNotFound | Rejection::LeaseNotFound => StatusCode::NOT_FOUND,
+                    Rejection::DatasetDeleted => StatusCode::METHOD_NOT_ALLOWED,
+                },
+                StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            ApiError::Schema(errors) => json!({ "description": SCHEMA_MISMATCH, "errors": errors }),
+            ApiError::Store(StoreError::Unavailable(reason)) => {
+                // The cause is for the operator's log, not the client.
+                tracing::error!(%reason, "store unavailable");
+                json!({ "description": "The configuration store is unavailable; nothing was changed. Try again." })
+            }
+            other => json!({ "description": other.to_string() }),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::Store(StoreError::TagMismatch { current, .. }) = &self {
+            // Lets a client retry at once, without listing again.
+            if let Ok(value) = HeaderValue::from_str(current.as_str()) {
+                response.headers_mut().insert(CONFIGURATION_TAG, value);
+            }
+        }
+        response
+    }
+}

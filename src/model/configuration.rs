@@ -1,0 +1,390 @@
+//! The whole desired configuration and the operations that change it.
+//!
+//! `Configuration` is a value built from persistent maps: cloning it is O(1) and a changed copy
+//! shares all untouched entries with the original. The store keeps one as its published
+//! snapshot and applies operations to a clone, so readers never see a half-applied change and
+//! the cost of a write does not grow with the number of datasets.
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+use super::lease::{Timestamp, expiry_after};
+use super::{Dataset, DatasetId, Lease, Metadata, NodeId};
+
+/// A stored resource together with the strong entity tag of its content, computed once when
+/// the resource is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tagged<T> {
+    /// The resource.
+    pub value: T,
+    /// Hex digest of the resource's canonical content.
+    pub etag: String,
+}
+
+impl Tagged<Dataset> {
+    /// Wraps a dataset with its content tag.
+    pub fn dataset(value: Dataset) -> Arc<Self> {
+        let etag = value.content_tag();
+        Arc::new(Tagged { value, etag })
+    }
+}
+
+/// The desired configuration of the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Configuration {
+    datasets: OrdMap<DatasetId, Arc<Tagged<Dataset>>>,
+    leases: OrdMap<DatasetId, Lease>,
+}
+
+/// A request to change the configuration. Anything random (a generated id) or time-dependent
+/// is decided by the caller, so applying an operation is deterministic given `now`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    /// Create a dataset with a fresh id.
+    CreateDataset {
+        /// The new dataset's id (the caller generates one when the client gave none).
+        dataset_id: DatasetId,
+        /// Its primary node.
+        primary: NodeId,
+        /// Its metadata.
+        metadata: Metadata,
+        /// Its maximum size.
+        maximum_size: Option<u64>,
+    },
+    /// Move a dataset to another primary node; `primary: None` changes nothing.
+    MoveDataset {
+        /// The dataset; `None` when the path named no valid id, which finds no dataset.
+        dataset_id: Option<DatasetId>,
+        /// The new primary.
+        primary: Option<NodeId>,
+    },
+    /// Mark a dataset deleted.
+    DeleteDataset {
+        /// The dataset; `None` when the path named no valid id.
+        dataset_id: Option<DatasetId>,
+    },
+    /// Take or renew a lease.
+    AcquireLease {
+        /// The dataset to lease.
+        dataset_id: DatasetId,
+        /// The node taking the lease.
+        node_uuid: NodeId,
+        /// How long the lease lasts from now, in seconds; `None` for ever.
+        expires: Option<f64>,
+    },
+    /// Release a lease, whichever node holds it.
+    ReleaseLease {
+        /// The leased dataset.
+        dataset_id: DatasetId,
+    },
+    /// Remove every lease that has expired.
+    ExpireLeases,
+}
+
+/// What an applied operation produced, for the caller to render.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The dataset as it is after the operation.
+    Dataset(Arc<Tagged<Dataset>>),
+    /// A lease: after acquiring (with whether it is new), or as it was before release.
+    Lease {
+        /// The lease.
+        lease: Lease,
+        /// True when no lease existed for the dataset before.
+        created: bool,
+    },
+    /// How many expired leases were removed.
+    Expired(usize),
+}
+
+/// One persisted effect of an operation. An operation that changes nothing yields none,
+/// which is how the store knows not to raise the revision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Insert or replace a dataset record.
+    PutDataset(Arc<Tagged<Dataset>>),
+    /// Insert or replace a lease.
+    PutLease(Lease),
+    /// Remove the lease on a dataset.
+    RemoveLease(DatasetId),
+}
+
+/// Why an operation was refused. The configuration is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// A dataset with that id exists, deleted or not.
+    #[error("The provided dataset_id is already in use.")]
+    DatasetIdInUse,
+    /// No dataset has that id.
+    #[error("Dataset not found.")]
+    DatasetNotFound,
+    /// The dataset has been deleted and can no longer be changed.
+    #[error("The dataset has been deleted.")]
+    DatasetDeleted,
+    /// Another node holds the lease.
+    #[error("Lease already held.")]
+    LeaseHeld,
+    /// There is no lease on that dataset.
+    #[error("Lease not found.")]
+    LeaseNotFound,
+}
+
+impl Configuration {
+    /// Rebuilds a configuration from stored records.
+    pub fn from_records(
+        datasets: impl IntoIterator<Item = Dataset>,
+        leases: impl IntoIterator<Item = Lease>,
+    ) -> Self {
+        Configuration {
+            datasets: datasets
+                .into_iter()
+                .map(|d| (d.dataset_id, Tagged::dataset(d)))
+                .collect(),
+            leases: leases.into_iter().map(|l| (l.dataset_id, l)).collect(),
+        }
+    }
+
+    /// Every dataset, deleted ones included, ordered by id.
+    pub fn datasets(&self) -> impl ExactSizeIterator<Item = &Arc<Tagged<Dataset>>> {
+        self.datasets.values()
+    }
+
+    /// One dataset by id.
+    pub fn dataset(&self, id: &DatasetId) -> Option<&Arc<Tagged<Dataset>>> {
+        self.datasets.get(id)
+    }
+
+    /// Every lease, ordered by dataset id.
+    pub fn leases(&self) -> impl ExactSizeIterator<Item = &Lease> {
+        self.leases.values()
+    }
+
+    /// The earliest expiry among leases, if any lease can expire.
+    pub fn has_expired_leases(&self, now: Timestamp) -> bool {
+        self.leases.values().any(|lease| lease.is_expired(now))
+    }
+
+    /// Applies `operation` at time `now`, changing `self` in place, and returns what it produced
+    /// and the changes to persist (empty for a no-op). On rejection `self` is untouched.
+    pub fn apply(
+        &mut self,
+        operation: Operation,
+        now: Timestamp,
+    ) -> Result<(Outcome, Vec<Change>), Rejection> {
+        match operation {
+            Operation::CreateDataset {
+                dataset_id,
+                primary,
+                metadata,
+                maximum_size,
+            } => {
+                if self.datasets.contains_key(&dataset_id) {
+                    return Err(Rejection::DatasetIdInUse);
+                }
+                let record = Tagged::dataset(Dataset {
+                    dataset_id,
+                    primary,
+                    deleted: false,
+                    metadata,
+                    maximum_size,
+                });
+                Ok(self.put_dataset(record))
+            }
+            Operation::MoveDataset {
+                dataset_id,
+                primary,
+            } => {
+                let current = self.existing_dataset(dataset_id)?;
+                if current.value.deleted {
+                    return Err(Rejection::DatasetDeleted);
+                }
+                match primary {
+                    Some(primary) if primary != current.value.primary => {
+                        let mut moved = current.value.clone();
+                        moved.primary = primary;
+                        Ok(self.put_dataset(Tagged::dataset(moved)))
+                    }
+                    _ => Ok((Outcome::Dataset(current), Vec::new())),
+                }
+            }
+            Operation::DeleteDataset { dataset_id } => {
+                let current = self.existing_dataset(dataset_id)?;
+                if current.value.deleted {
+                    return Ok((Outcome::Dataset(current), Vec::new()));
+                }
+                let mut deleted = current.value.clone();
+                deleted.deleted = true;
+                Ok(self.put_dataset(Tagged::dataset(deleted)))
+            }
+            Operation::AcquireLease {
+                dataset_id,
+                node_uuid,
+                expires,
+            } => {
+                let existing = self.leases.get(&dataset_id);
+                if existing.is_some_and(|lease| lease.node_uuid != node_uuid) {
+                    return Err(Rejection::LeaseHeld);
+                }
+                let lease = Lease {
+                    dataset_id,
+                    node_uuid,
+                    expires_at: expiry_after(now, expires),
+                };
+                let created = existing.is_none();
+                let changes = if existing == Some(&lease) {
+                    Vec::new()
+                } else {
+                    self.leases.insert(dataset_id, lease.clone());
+                    vec![Change::PutLease(lease.clone())]
+                };
+                Ok((Outcome::Lease { lease, created }, changes))
+            }
+            Operation::ReleaseLease { dataset_id } => {
+                let lease = self
+                    .leases
+                    .remove(&dataset_id)
+                    .ok_or(Rejection::LeaseNotFound)?;
+                Ok((
+                    Outcome::Lease {
+                        lease,
+                        created: false,
+                    },
+                    vec![Change::RemoveLease(dataset_id)],
+                ))
+            }
+            Operation::ExpireLeases => {
+                let expired: Vec<DatasetId> = self
+                    .leases
+                    .values()
+                    .filter(|lease| lease.is_expired(now))
+                    .map(|lease| lease.dataset_id)
+                    .collect();
+                for id in &expired {
+                    self.leases.remove(id);
+                }
+                Ok((
+                    Outcome::Expired(expired.len()),
+                    expired.into_iter().map(Change::RemoveLease).collect(),
+                ))
+            }
+        }
+    }
+
+    fn existing_dataset(
+        &self,
+        dataset_id: Option<DatasetId>,
+    ) -> Result<Arc<Tagged<Dataset>>, Rejection> {
+        dataset_id
+            .and_then(|id| self.datasets.get(&id))
+            .cloned()
+            .ok_or(Rejection::DatasetNotFound)
+    }
+
+    fn put_dataset(&mut self, record: Arc<Tagged<Dataset>>) -> (Outcome, Vec<Change>) {
+        self.datasets
+            .insert(record.value.dataset_id, Arc::clone(&record));
+        (
+            Outcome::Dataset(Arc::clone(&record)),
+            vec![Change::PutDataset(record)],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn create(config: &mut Configuration, id: DatasetId, primary: NodeId) -> Vec<Change> {
+        let op = Operation::CreateDataset {
+            dataset_id: id,
+            primary,
+            metadata: Metadata::new(),
+            maximum_size: None,
+        };
+        config.apply(op, 0).unwrap().1
+    }
+
+    #[test]
+    fn create_then_duplicate_id_is_rejected_and_changes_nothing() {
+        let mut config = Configuration::default();
+        let (id, node) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(create(&mut config, id, node).len(), 1);
+        let before = config.clone();
+        let again = Operation::CreateDataset {
+            dataset_id: id,
+            primary: Uuid::new_v4(),
+            metadata: Metadata::new(),
+            maximum_size: None,
+        };
+        assert_eq!(config.apply(again, 0), Err(Rejection::DatasetIdInUse));
+        assert_eq!(config, before);
+    }
+
+    #[test]
+    fn moves_to_same_primary_and_repeat_deletes_are_no_ops() {
+        let mut config = Configuration::default();
+        let (id, node) = (Uuid::new_v4(), Uuid::new_v4());
+        create(&mut config, id, node);
+        let same = Operation::MoveDataset {
+            dataset_id: Some(id),
+            primary: Some(node),
+        };
+        assert!(config.apply(same, 0).unwrap().1.is_empty());
+        let delete = Operation::DeleteDataset {
+            dataset_id: Some(id),
+        };
+        assert_eq!(config.apply(delete.clone(), 0).unwrap().1.len(), 1);
+        let (outcome, changes) = config.apply(delete, 0).unwrap();
+        assert!(changes.is_empty());
+        let Outcome::Dataset(record) = outcome else {
+            panic!("delete answers the dataset")
+        };
+        assert!(record.value.deleted);
+        let move_deleted = Operation::MoveDataset {
+            dataset_id: Some(id),
+            primary: Some(Uuid::new_v4()),
+        };
+        assert_eq!(
+            config.apply(move_deleted, 0),
+            Err(Rejection::DatasetDeleted)
+        );
+    }
+
+    #[test]
+    fn leases_are_held_renewed_released_and_expired() {
+        let mut config = Configuration::default();
+        let (dataset, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let acquire = |node, expires| Operation::AcquireLease {
+            dataset_id: dataset,
+            node_uuid: node,
+            expires,
+        };
+        let (outcome, _) = config.apply(acquire(a, Some(10.0)), 0).unwrap();
+        assert!(matches!(outcome, Outcome::Lease { created: true, .. }));
+        assert_eq!(config.apply(acquire(b, None), 0), Err(Rejection::LeaseHeld));
+        let (outcome, changes) = config.apply(acquire(a, Some(10.0)), 5_000).unwrap();
+        assert!(matches!(outcome, Outcome::Lease { created: false, .. }));
+        assert_eq!(changes.len(), 1, "a renewal moves the expiry");
+        assert!(
+            config
+                .apply(Operation::ExpireLeases, 15_000)
+                .unwrap()
+                .1
+                .is_empty()
+        );
+        let (outcome, changes) = config.apply(Operation::ExpireLeases, 15_001).unwrap();
+        assert_eq!(outcome, Outcome::Expired(1));
+        assert_eq!(changes, vec![Change::RemoveLease(dataset)]);
+        assert_eq!(
+            config.apply(
+                Operation::ReleaseLease {
+                    dataset_id: dataset
+                },
+                0
+            ),
+            Err(Rejection::LeaseNotFound)
+        );
+    }
+}

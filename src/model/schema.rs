@@ -1,0 +1,213 @@
+//! Request schemas: JSON Schema documents (in `schemas/`) equivalent to Flocker's types, compiled
+//! once and used to validate every request body before it is turned into an operation.
+//!
+//! Each endpoint document refers to shared types under `#/definitions/`; `types.json` is
+//! spliced in as those definitions when a schema is compiled, so every endpoint uses one copy
+//! of each rule.
+
+use std::sync::LazyLock;
+
+use jsonschema::Validator;
+use serde_json::Value;
+
+const TYPES: &str = include_str!("schemas/types.json");
+
+/// A compiled request schema.
+pub struct RequestSchema {
+    name: &'static str,
+    document: Value,
+    validator: Validator,
+}
+
+impl RequestSchema {
+    fn compile(name: &'static str, source: &str) -> Self {
+        let mut document: Value = serde_json::from_str(source).expect("schema documents are JSON");
+        let types: Value = serde_json::from_str(TYPES).expect("types.json is JSON");
+        document["definitions"] = types;
+        let validator = jsonschema::draft4::options()
+            .build(&document)
+            .unwrap_or_else(|error| panic!("schema {name} does not compile: {error}"));
+        RequestSchema {
+            name,
+            document,
+            validator,
+        }
+    }
+
+    /// The schema's name, as used in documentation.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The full JSON Schema document, shared definitions included.
+    pub fn document(&self) -> &Value {
+        &self.document
+    }
+
+    /// Checks `instance`, returning every violation's message (plain JSON quoting).
+    pub fn check(&self, instance: &Value) -> Result<(), Vec<String>> {
+        let errors: Vec<String> = self
+            .validator
+            .iter_errors(instance)
+            .map(|error| error.to_string())
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// `POST /v1/configuration/datasets`.
+pub static DATASET_CREATE: LazyLock<RequestSchema> = LazyLock::new(|| {
+    RequestSchema::compile(
+        "dataset_create",
+        include_str!("schemas/dataset_create.json"),
+    )
+});
+
+/// `POST /v1/configuration/datasets/{dataset_id}`.
+pub static DATASET_UPDATE: LazyLock<RequestSchema> = LazyLock::new(|| {
+    RequestSchema::compile(
+        "dataset_update",
+        include_str!("schemas/dataset_update.json"),
+    )
+});
+
+/// `POST /v1/configuration/leases`.
+pub static LEASE: LazyLock<RequestSchema> =
+    LazyLock::new(|| RequestSchema::compile("lease", include_str!("schemas/lease.json")));
+
+/// Every request schema, for documentation and tests.
+pub fn all() -> [&'static RequestSchema; 3] {
+    [&DATASET_CREATE, &DATASET_UPDATE, &LEASE]
+}
+
+#[cfg(test)]
+mod tests {
+    //! The schema cases of Flocker's `test_schemas.py`, ported.
+    use super::*;
+    use serde_json::json;
+
+    use serde_json::Map;
+
+    /// Wraps an object's properties, for tests that build instances.
+    fn object(pairs: &[(&str, Value)]) -> Value {
+        Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<Map<_, _>>(),
+        )
+    }
+
+    const NODE: &str = "cf0f0346-17b2-4812-beca-1434997d6c3f";
+
+    fn create_with(key: &str, value: Value) -> Result<(), Vec<String>> {
+        DATASET_CREATE.check(&object(&[("primary", json!(NODE)), (key, value)]))
+    }
+
+    #[test]
+    fn every_schema_compiles() {
+        for schema in all() {
+            assert!(
+                schema.document()["definitions"]["uuid"].is_object(),
+                "{}",
+                schema.name()
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_limits() {
+        let long = "x".repeat(257);
+        assert!(create_with("metadata", json!({ long.clone(): "v" })).is_err());
+        assert!(create_with("metadata", json!({ "k": long })).is_err());
+        assert!(create_with("metadata", json!({ "": "v" })).is_err());
+        assert!(create_with("metadata", json!({ "k": 1 })).is_err());
+        let seventeen: Map<String, Value> =
+            (0..17).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert!(create_with("metadata", Value::Object(seventeen)).is_err());
+        let sixteen_full: Map<String, Value> = (0..16)
+            .map(|i| (format!("{i:0>256}"), json!("v".repeat(256))))
+            .collect();
+        assert_eq!(create_with("metadata", Value::Object(sixteen_full)), Ok(()));
+    }
+
+    #[test]
+    fn maximum_size_rules() {
+        assert!(create_with("maximum_size", json!(1024)).is_err());
+        assert!(create_with("maximum_size", json!(67_108_864 + 1023)).is_err());
+        assert!(create_with("maximum_size", json!("123")).is_err());
+        assert_eq!(
+            create_with("maximum_size", json!(67_108_864.0)),
+            Err(vec![
+                "67108864.0 is not of types \"null\", \"integer\"".to_string()
+            ])
+        );
+        assert_eq!(create_with("maximum_size", json!(67_108_864)), Ok(()));
+        assert_eq!(create_with("maximum_size", Value::Null), Ok(()));
+    }
+
+    #[test]
+    fn dataset_id_and_primary_rules() {
+        let v4 = "0a4d3c1e-3c1a-4f4b-9a7e-1c2b3d4e5f60";
+        assert!(create_with("dataset_id", json!(&v4[..35])).is_err());
+        assert!(create_with("dataset_id", json!(format!("{v4}0"))).is_err());
+        assert!(create_with("dataset_id", json!("0a4d3c1e-3c1a-1f4b-9a7e-1c2b3d4e5f60")).is_err());
+        assert!(create_with("dataset_id", json!(10)).is_err());
+        assert_eq!(create_with("dataset_id", json!(v4)), Ok(()));
+        for bad in ["10.0.0.257", "example.com"] {
+            assert!(DATASET_CREATE.check(&json!({ "primary": bad })).is_err());
+        }
+    }
+
+    #[test]
+    fn deleted_and_extra_keys() {
+        assert!(create_with("deleted", json!("hello")).is_err());
+        assert_eq!(create_with("deleted", json!(true)), Ok(()));
+        assert_eq!(
+            create_with("junk", json!("x")),
+            Err(vec![
+                "Additional properties are not allowed ('junk' was unexpected)".to_string()
+            ])
+        );
+        assert_eq!(
+            DATASET_CREATE.check(&json!({})),
+            Err(vec!["\"primary\" is a required property".to_string()])
+        );
+    }
+
+    #[test]
+    fn update_schema() {
+        assert_eq!(DATASET_UPDATE.check(&json!({})), Ok(()));
+        assert!(
+            DATASET_UPDATE
+                .check(&json!({ "primary": NODE, "x": 1 }))
+                .is_err()
+        );
+        assert!(
+            DATASET_UPDATE
+                .check(&json!({ "primary": "192.0.2.257" }))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn lease_schema() {
+        let good = json!({ "dataset_id": NODE, "node_uuid": NODE, "expires": 30 });
+        assert_eq!(LEASE.check(&good), Ok(()));
+        let any_version = json!({ "dataset_id": "0a4d3c1e-3c1a-1f4b-0a7e-1c2b3d4e5f60", "node_uuid": NODE, "expires": null });
+        assert_eq!(LEASE.check(&any_version), Ok(()));
+        let not_uuid = json!({ "dataset_id": "x".repeat(36), "node_uuid": NODE, "expires": null });
+        assert!(LEASE.check(&not_uuid).is_err());
+        let forever_and_more = json!({ "dataset_id": NODE, "node_uuid": NODE, "expires": 1e300 });
+        assert!(LEASE.check(&forever_and_more).is_err());
+        assert!(
+            LEASE
+                .check(&json!({ "dataset_id": NODE, "node_uuid": NODE }))
+                .is_err()
+        );
+    }
+}

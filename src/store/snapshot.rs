@@ -1,0 +1,66 @@
+//! The published, immutable view of the configuration and its version.
+
+use std::fmt;
+
+use crate::model::Configuration;
+
+/// The configuration tag: names one configuration of one store, and never another.
+///
+/// Derived from the store's random id and the revision, so it costs nothing to compute and
+/// cannot repeat: the revision only rises, it is persisted in the same transaction as the
+/// change that raised it, and a new store gets a new id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConfigTag(String);
+
+impl ConfigTag {
+    /// The tag for `revision` of the store with id `store_id`.
+    pub fn new(store_id: u64, revision: u64) -> Self {
+        ConfigTag(format!("{store_id:016x}{revision:016x}"))
+    }
+
+    /// The tag as it goes on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConfigTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One published version of the configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Rises by one for every effective change; unchanged by no-op writes.
+    pub revision: u64,
+    /// The configuration tag of this version.
+    pub tag: ConfigTag,
+    /// The configuration itself.
+    pub configuration: Configuration,
+    pub(super) store_id: u64,
+}
+
+impl Snapshot {
+    pub(super) fn new(store_id: u64, revision: u64, configuration: Configuration) -> Self {
+        Snapshot {
+            revision,
+            tag: ConfigTag::new(store_id, revision),
+            configuration,
+            store_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_differ_across_stores_and_revisions() {
+        assert_ne!(ConfigTag::new(1, 2), ConfigTag::new(1, 3));
+        assert_ne!(ConfigTag::new(1, 2), ConfigTag::new(2, 2));
+        assert_eq!(ConfigTag::new(1, 2).as_str().len(), 32);
+    }
+}

@@ -1,0 +1,233 @@
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! One row per dataset and per lease, plus a `meta` table holding the store's random id and
+//! the revision. Each batch is one transaction, and a commit in WAL mode with
+//! `synchronous=FULL` is fsynced before it returns. The file is plain SQLite: inspect it with
+//! the `sqlite3` tool, back it up online with its `.backup` command.
+
+use std::fs::{self, File};
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Loaded, OpenError, Persistence};
+use crate::model::{Change, Dataset, Lease, Metadata};
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "floe.db";
+
+/// The schema this build writes. Bumped with a migration whenever the tables change.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE datasets (
+        dataset_id   TEXT PRIMARY KEY,
+        primary_node TEXT NOT NULL,
+        deleted      INTEGER NOT NULL,
+        maximum_size INTEGER,
+        metadata     TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE leases (
+        dataset_id TEXT PRIMARY KEY,
+        node_uuid  TEXT NOT NULL,
+        expires_at INTEGER
+    ) STRICT;
+";
+
+/// The open database, with the lock that keeps a second floe off the same data directory.
+pub(crate) struct SqliteStore {
+    connection: Connection,
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens the database in `dir`, creating the directory and an empty store if there is none.
+    pub(crate) fn open(dir: &Path) -> Result<(Self, Loaded), OpenError> {
+        let dir_error = |reason: String| OpenError::DataDir {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        fs::create_dir_all(dir).map_err(|e| dir_error(e.to_string()))?;
+        let lock = File::create(dir.join("floe.lock")).map_err(|e| dir_error(e.to_string()))?;
+        lock.try_lock().map_err(|_| {
+            dir_error("another floe process is using it (floe.lock is held)".into())
+        })?;
+
+        let path = dir.join(DATABASE_FILE);
+        let db_error = |e: rusqlite::Error| OpenError::Database {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let connection = Connection::open(&path).map_err(db_error)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_error)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(db_error)?;
+        let mut store = SqliteStore {
+            connection,
+            _lock: lock,
+        };
+        let loaded = store.load().map_err(|reason| OpenError::Database {
+            path: path.clone(),
+            reason,
+        })?;
+        Ok((store, loaded))
+    }
+
+    fn load(&mut self) -> Result<Loaded, String> {
+        let version: i64 = self
+            .connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| e.to_string())?;
+        match version {
+            0 => self.initialise()?,
+            SCHEMA_VERSION => {}
+            newer => {
+                return Err(format!(
+                    "schema version {newer} was written by a newer floe (this one reads {SCHEMA_VERSION})"
+                ));
+            }
+        }
+        let meta = |key: &str| -> Result<u64, String> {
+            self.connection
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .optional()
+                .map_err(|e| e.to_string())?
+                .map(|value| value as u64)
+                .ok_or_else(|| format!("the meta table has no {key}"))
+        };
+        let store_id = meta("store_id")?;
+        let revision = meta("revision")?;
+        Ok(Loaded {
+            store_id,
+            revision,
+            datasets: self.load_datasets().map_err(|e| e.to_string())?,
+            leases: self.load_leases().map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// Creates the tables in an empty database. Refuses a database that has tables of
+    /// its own: that is somebody else's file, not an empty floe store.
+    fn initialise(&mut self) -> Result<(), String> {
+        let tables: i64 = self
+            .connection
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(|e| e.to_string())?;
+        if tables > 0 {
+            return Err("it holds tables but is not a floe store".into());
+        }
+        let store_id: u64 = rand::random::<u64>() >> 1; // fits SQLite's signed integers
+        let tx = self.connection.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('store_id', ?1), ('revision', 0)",
+            [store_id as i64],
+        )
+        .map_err(|e| e.to_string())?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())
+    }
+
+    fn load_datasets(&self) -> rusqlite::Result<Vec<Dataset>> {
+        let mut statement = self.connection.prepare(
+            "SELECT dataset_id, primary_node, deleted, maximum_size, metadata FROM datasets",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(Dataset {
+                dataset_id: parse_column(row, 0, uuid::Uuid::parse_str)?,
+                primary: parse_column(row, 1, uuid::Uuid::parse_str)?,
+                deleted: row.get(2)?,
+                maximum_size: row.get::<_, Option<i64>>(3)?.map(|size| size as u64),
+                metadata: parse_column(row, 4, |s| serde_json::from_str::<Metadata>(s))?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    fn load_leases(&self) -> rusqlite::Result<Vec<Lease>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT dataset_id, node_uuid, expires_at FROM leases")?;
+        let rows = statement.query_map([], |row| {
+            Ok(Lease {
+                dataset_id: parse_column(row, 0, uuid::Uuid::parse_str)?,
+                node_uuid: parse_column(row, 1, uuid::Uuid::parse_str)?,
+                expires_at: row.get(2)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    fn write(&mut self, revision: u64, changes: &[Change]) -> rusqlite::Result<()> {
+        let tx = self.connection.transaction()?;
+        {
+            let mut put_dataset = tx.prepare_cached(
+                "INSERT OR REPLACE INTO datasets
+                     (dataset_id, primary_node, deleted, maximum_size, metadata)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut put_lease = tx.prepare_cached(
+                "INSERT OR REPLACE INTO leases (dataset_id, node_uuid, expires_at)
+                 VALUES (?1, ?2, ?3)",
+            )?;
+            let mut remove_lease = tx.prepare_cached("DELETE FROM leases WHERE dataset_id = ?1")?;
+            for change in changes {
+                match change {
+                    Change::PutDataset(record) => {
+                        let d = &record.value;
+                        put_dataset.execute(params![
+                            d.dataset_id.to_string(),
+                            d.primary.to_string(),
+                            d.deleted,
+                            d.maximum_size.map(|size| size as i64),
+                            serde_json::to_string(&d.metadata).expect("metadata serialises"),
+                        ])?;
+                    }
+                    Change::PutLease(lease) => {
+                        put_lease.execute(params![
+                            lease.dataset_id.to_string(),
+                            lease.node_uuid.to_string(),
+                            lease.expires_at,
+                        ])?;
+                    }
+                    Change::RemoveLease(dataset_id) => {
+                        remove_lease.execute([dataset_id.to_string()])?;
+                    }
+                }
+            }
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'revision'",
+                [revision as i64],
+            )?;
+        }
+        tx.commit()
+    }
+}
+
+impl Persistence for SqliteStore {
+    fn commit(&mut self, revision: u64, changes: &[Change]) -> Result<(), String> {
+        self.write(revision, changes).map_err(|e| e.to_string())
+    }
+}
+
+/// Reads a text column and parses it, reporting a parse failure as a conversion error so that
+/// a damaged row stops the start-up instead of being skipped.
+fn parse_column<T, E: std::error::Error + Send + Sync + 'static>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    parse(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}

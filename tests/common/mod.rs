@@ -1,0 +1,189 @@
+//! Test helpers: an in-process [`TestServer`] and a [`ChildServer`] running the real binary,
+//! both on 127.0.0.1 port 0 over a temporary data directory, both stopped on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use floe::config::{ServeConfig, StoreKind};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// A v4 UUID used as a node in tests (Flocker's docs' NODE_0).
+pub const NODE_0: &str = "cf0f0346-17b2-4812-beca-1434997d6c3f";
+/// Another node (Flocker's docs' NODE_1).
+pub const NODE_1: &str = "7ec3c4eb-6b1c-43da-8015-a163f7d15244";
+
+/// A client that never goes through a proxy.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("a reqwest client")
+}
+
+/// floe running inside the test process, with its SQLite store in a temporary directory.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// A client for it.
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    dir: TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with a durable store in a fresh temporary directory.
+    pub async fn start() -> Self {
+        Self::start_in(TempDir::new().expect("a temp dir"), |_| {}).await
+    }
+
+    /// Starts a server over `dir` after letting `adjust` change the settings.
+    pub async fn start_in(dir: TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        let mut config = ServeConfig::ephemeral();
+        config.store = StoreKind::Sqlite;
+        config.data_dir = dir.path().to_path_buf();
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("a local address");
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            floe::run(&config, listener, async {
+                let _ = stop.await;
+            })
+            .await
+            .expect("the server runs");
+        });
+        TestServer {
+            addr,
+            client: client(),
+            shutdown: Some(shutdown),
+            task: Some(task),
+            dir,
+        }
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops the server gracefully, waits for it, and hands back its data directory so that
+    /// a new server can be started over the same store.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("the server task ends cleanly");
+        }
+        let placeholder = TempDir::new().expect("a temp dir");
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// The real `floe` binary as a child process (`floe serve --listen 127.0.0.1:0`), for tests
+/// of what only a real process shows: SIGKILL, SIGTERM, exit codes, start-up errors.
+pub struct ChildServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The process.
+    pub child: Child,
+    /// Every log line it has written so far arrives here (JSON, one object per line).
+    pub log: mpsc::Receiver<String>,
+}
+
+/// The path of the built binary.
+pub fn floe_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_floe"))
+}
+
+impl ChildServer {
+    /// Starts `floe serve` over `data_dir` with extra `args`, and waits until it listens.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(floe_binary())
+            .arg("serve")
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("floe starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (lines, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = log.recv_timeout(remaining).unwrap_or_else(|_| {
+                panic!(
+                    "floe did not report listening (exit: {:?})",
+                    child.try_wait()
+                )
+            });
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if event["fields"]["message"] == "floe listening" {
+                let addr = event["fields"]["address"]
+                    .as_str()
+                    .and_then(|a| a.parse().ok())
+                    .expect("the listening line names the address");
+                return ChildServer { addr, child, log };
+            }
+        }
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
