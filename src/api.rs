@@ -1,63 +1,183 @@
 //! The HTTP surface: one module per resource, each with its own `router()`, merged here with
-//! the cross-cutting layers (body limit, tracing, JSON errors) and JSON answers for unknown
-//! routes and wrong methods.
+//! the cross-cutting layers (body limit, tracing, JSON errors), JSON answers for unknown
+//! routes and wrong methods, and the one write path every handler goes through.
 
+pub mod answer;
 pub mod body;
 pub mod conditional;
 pub mod datasets;
 pub mod error;
 pub mod leases;
+pub mod meta;
 pub mod version;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::trace::TraceLayer;
 
 use crate::model::Operation;
-use crate::store::{Command, Committed, ConfigTag, Store};
-use conditional::{CONFIGURATION_TAG, Conditions};
+use crate::store::{Command, Committed, Idempotency, Reply, Store, StoreError};
+use answer::Answer;
+use body::WriteRequest;
+use conditional::{Conditions, IDEMPOTENT_REPLAYED, IfMatchPolicy};
 pub use error::ApiError;
+use meta::MetaFields;
 
 /// Request bodies larger than this are refused with 413 before they are read.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Settings that shape answers.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// How entity tags are used.
+    pub if_match: IfMatchPolicy,
+    /// Names of the meta fields in representations that carry them.
+    pub meta: MetaFields,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            if_match: IfMatchPolicy::Optional,
+            meta: MetaFields::default(),
+        }
+    }
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     /// The configuration store.
     pub store: Store,
+    /// Settings.
+    pub settings: Arc<ApiSettings>,
     /// The dataset list, rendered once per revision.
     pub rendered: Arc<datasets::RenderedList>,
+    in_flight: Arc<Mutex<HashSet<String>>>,
 }
+
+/// Renders the answer to a write that the store applied.
+pub type Render = Box<dyn FnOnce(&Committed) -> Answer + Send>;
 
 impl AppState {
     /// State over `store`.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, settings: ApiSettings) -> Self {
         AppState {
             store,
+            settings: Arc::new(settings),
             rendered: Arc::default(),
+            in_flight: Arc::default(),
         }
     }
 
-    /// Sends `operation` to the store under the request's preconditions and waits until it
-    /// is durable.
-    pub async fn submit(
+    /// The one write path. In order: an `Idempotency-Key` that was seen before replays its
+    /// first answer (or is refused if in flight or used for another request); a stale
+    /// configuration tag answers 412; `decode` turns the body into an operation and the
+    /// renderer of its answer; the store applies it under the request's preconditions and
+    /// makes it (and, with a key, its answer) durable; the answer is sent.
+    pub async fn write(
         &self,
         conditions: Conditions,
-        operation: Operation,
-    ) -> Result<Committed, ApiError> {
-        let command = Command {
-            precondition: conditions.0,
-            operation,
+        request: &WriteRequest,
+        decode: impl FnOnce(&WriteRequest) -> Result<(Operation, Render), ApiError>,
+    ) -> Result<Response, ApiError> {
+        let snapshot = self.store.snapshot();
+        let mut _claim = None;
+        let mut idempotency = None;
+        if let Some(key) = &conditions.idempotency_key {
+            _claim = Some(self.claim(key)?);
+            let fingerprint = request.fingerprint();
+            if let Some(first) = snapshot.answers.get(key) {
+                return if first.fingerprint == fingerprint {
+                    Ok(replay(&first.answer))
+                } else {
+                    Err(StoreError::IdempotencyKeyReused.into())
+                };
+            }
+            idempotency = Some((key.clone(), fingerprint));
+        }
+        conditions.check_tag_early(&snapshot)?;
+        drop(snapshot);
+        let (operation, render) = decode(request)?;
+
+        let (idempotency, render) = match idempotency {
+            Some((key, fingerprint)) => {
+                let record = Box::new(move |result: &Result<Committed, StoreError>| {
+                    match result {
+                        Ok(committed) => render(committed),
+                        Err(error) => ApiError::Store(error.clone()).answer(),
+                    }
+                    .record()
+                });
+                let idempotency = Idempotency {
+                    key,
+                    fingerprint,
+                    record,
+                };
+                (Some(idempotency), None)
+            }
+            None => (None, Some(render)),
         };
-        Ok(self.store.submit(command).await?)
+        let command = Command {
+            precondition: conditions.precondition,
+            operation,
+            idempotency,
+        };
+        match (self.store.submit(command).await, render) {
+            (Reply::Recorded(record), _) => Ok(Answer::from_record(&record.answer).into_response()),
+            (Reply::Replayed(record), _) => Ok(replay(&record.answer)),
+            (Reply::Done(Ok(committed)), Some(render)) => Ok(render(&committed).into_response()),
+            (Reply::Done(Err(error)), _) => Err(error.into()),
+            (Reply::Done(Ok(_)), None) => {
+                unreachable!("the store records every idempotent command's answer")
+            }
+        }
     }
+
+    /// Marks an idempotency key as in flight until the returned guard is dropped.
+    fn claim(&self, key: &str) -> Result<Claim, ApiError> {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .expect("the in-flight set is never poisoned");
+        if !in_flight.insert(key.to_string()) {
+            return Err(ApiError::IdempotencyKeyInFlight);
+        }
+        Ok(Claim {
+            key: key.to_string(),
+            in_flight: Arc::clone(&self.in_flight),
+        })
+    }
+}
+
+/// An idempotency key in flight; released on drop, whatever happens to the request.
+struct Claim {
+    key: String,
+    in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Ok(mut in_flight) = self.in_flight.lock() {
+            in_flight.remove(&self.key);
+        }
+    }
+}
+
+/// A recorded answer sent again, marked as such.
+fn replay(recorded: &crate::store::RecordedAnswer) -> Response {
+    let mut answer = Answer::from_record(recorded);
+    answer
+        .headers
+        .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    answer.into_response()
 }
 
 /// The complete application.
@@ -76,25 +196,6 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .with_state(state)
-}
-
-/// A JSON answer carrying the configuration tag it was read at or written to.
-pub(crate) fn json_response(status: StatusCode, tag: &ConfigTag, body: Bytes) -> Response {
-    (
-        status,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (
-                CONFIGURATION_TAG,
-                HeaderValue::from_str(tag.as_str()).expect("tags are hex"),
-            ),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// A safety net under every handler: an error answer that is not JSON (a rejection from the

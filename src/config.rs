@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::api::conditional::IfMatchPolicy;
+use crate::api::{ApiSettings, meta::MetaFields};
+use crate::store::{Backend, StoreOptions};
+
 /// floe: a cluster configuration service speaking Flocker's control API, with concurrency done
 /// right.
 #[derive(Debug, Parser)]
@@ -42,6 +46,30 @@ pub struct ServeConfig {
     /// Log line format on standard error. The level is set with RUST_LOG (default `info`).
     #[arg(long, env = "FLOE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Entity tags: `off` (none sent, If-Match/If-None-Match ignored), `optional` (sent and
+    /// honoured; clients decide) or `required` (writes to an existing resource without
+    /// If-Match or X-If-Configuration-Matches are refused with 428).
+    #[arg(long, env = "FLOE_IF_MATCH", value_enum, default_value_t = IfMatchPolicy::Optional)]
+    pub if_match: IfMatchPolicy,
+
+    /// How long the answer to a request with an Idempotency-Key is kept for retries, in
+    /// seconds.
+    #[arg(long, env = "FLOE_IDEMPOTENCY_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idempotency_ttl: u64,
+
+    /// Name of the body field that carries a resource's entity tag, in representations that
+    /// carry meta fields.
+    #[arg(long, env = "FLOE_META_ETAG_FIELD", default_value = "_etag")]
+    pub meta_etag_field: String,
+
+    /// Name of the body field that carries a resource's creation time (RFC 3339).
+    #[arg(long, env = "FLOE_META_CREATED_FIELD", default_value = "_created")]
+    pub meta_created_field: String,
+
+    /// Name of the body field that carries a resource's last change time (RFC 3339).
+    #[arg(long, env = "FLOE_META_UPDATED_FIELD", default_value = "_updated")]
+    pub meta_updated_field: String,
 }
 
 /// Where the configuration is kept.
@@ -70,14 +98,34 @@ impl ServeConfig {
             data_dir: PathBuf::from("./floe-data"),
             store: StoreKind::Memory,
             log_format: LogFormat::Text,
+            if_match: IfMatchPolicy::Optional,
+            idempotency_ttl: 86_400,
+            meta_etag_field: "_etag".into(),
+            meta_created_field: "_created".into(),
+            meta_updated_field: "_updated".into(),
         }
     }
 
-    /// The store backend these settings select.
-    pub fn backend(&self) -> crate::store::Backend {
-        match self.store {
-            StoreKind::Sqlite => crate::store::Backend::Sqlite(self.data_dir.clone()),
-            StoreKind::Memory => crate::store::Backend::Memory,
+    /// The store settings these select.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            backend: match self.store {
+                StoreKind::Sqlite => Backend::Sqlite(self.data_dir.clone()),
+                StoreKind::Memory => Backend::Memory,
+            },
+            idempotency_ttl: std::time::Duration::from_secs(self.idempotency_ttl),
+        }
+    }
+
+    /// The API settings these select.
+    pub fn api_settings(&self) -> ApiSettings {
+        ApiSettings {
+            if_match: self.if_match,
+            meta: MetaFields {
+                etag: self.meta_etag_field.clone(),
+                created: self.meta_created_field.clone(),
+                updated: self.meta_updated_field.clone(),
+            },
         }
     }
 }

@@ -35,8 +35,8 @@ pub enum ServeError {
 }
 
 /// The application router over an open store.
-pub fn app(store: Store) -> Router {
-    api::router(api::AppState::new(store))
+pub fn app(store: Store, settings: api::ApiSettings) -> Router {
+    api::router(api::AppState::new(store, settings))
 }
 
 /// Opens the store, serves the API on `listener` until `shutdown` completes, then lets
@@ -46,7 +46,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (store, guard) = Store::open(&config.backend())?;
+    let (store, guard) = Store::open(&config.store_options())?;
     let snapshot = store.snapshot();
     tracing::info!(
         address = %listener.local_addr()?,
@@ -58,7 +58,7 @@ pub async fn run(
         "floe listening"
     );
     drop(snapshot);
-    let served = axum::serve(listener, app(store))
+    let served = axum::serve(listener, app(store, config.api_settings()))
         .with_graceful_shutdown(shutdown)
         .await;
     // The router, and with it every store handle, is gone: the writer drains and stops.

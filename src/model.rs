@@ -5,8 +5,20 @@
 pub mod configuration;
 pub mod dataset;
 pub mod lease;
+pub mod precondition;
 pub mod schema;
 
-pub use configuration::{Change, Configuration, Operation, Outcome, Rejection};
+pub use configuration::{
+    Change, Configuration, Operation, Outcome, OwnedVersion, Rejection, Target, Versioned,
+};
 pub use dataset::{Dataset, DatasetId, Metadata, NodeId};
 pub use lease::{Lease, Timestamp};
+
+/// A strong entity tag for `value`'s exact content: the SHA-256 of its canonical JSON form,
+/// truncated to 128 bits and hex-encoded. Canonical because struct fields serialise in a fixed
+/// order and maps are sorted (`BTreeMap`).
+pub fn content_tag<T: serde::Serialize>(value: &T) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::to_vec(value).expect("model values always serialise");
+    hex::encode(&Sha256::digest(&canonical)[..16])
+}

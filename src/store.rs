@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{Change, Dataset, Lease, Operation, Outcome, Rejection, Timestamp};
+use crate::model::precondition::Validators;
+use crate::model::{Change, Dataset, Lease, Operation, Outcome, Rejection, Timestamp, Versioned};
 
 pub use snapshot::{ConfigTag, Snapshot};
 
@@ -48,12 +49,18 @@ pub struct Precondition {
     /// `X-If-Configuration-Matches`: the command applies only if the configuration tag equals
     /// one of these (byte for byte). Empty means unconditional.
     pub configuration_matches: Vec<String>,
+    /// `If-Match` and friends, evaluated against the resource the operation targets.
+    pub validators: Validators,
+    /// When true, a write to an existing resource must carry `If-Match` or
+    /// `X-If-Configuration-Matches` (428 otherwise).
+    pub require_validator: bool,
 }
 
 impl Precondition {
-    /// Whether the condition holds for a configuration with tag `current`; on failure the
-    /// error names the first required tag and the current one, as Flocker's 412 does.
-    pub fn check(&self, current: &ConfigTag) -> Result<(), StoreError> {
+    /// Whether the configuration tag condition holds for a configuration with tag `current`;
+    /// on failure the error names the first required tag and the current one, as Flocker's
+    /// 412 does.
+    pub fn check_tag(&self, current: &ConfigTag) -> Result<(), StoreError> {
         match self.configuration_matches.first() {
             Some(required)
                 if !self
@@ -72,12 +79,63 @@ impl Precondition {
 }
 
 /// A change to make, with the precondition it is subject to.
-#[derive(Debug, Clone)]
 pub struct Command {
     /// Checked atomically with the write.
     pub precondition: Precondition,
     /// The change.
     pub operation: Operation,
+    /// When set, the answer is recorded under an idempotency key in the same transaction as
+    /// the change, so that a retry can be answered identically.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// Turns the result of a command into the answer to record for it. Supplied by the API (the
+/// store does not know what an answer looks like) and run on the writer thread.
+pub type Recorder = Box<dyn FnOnce(&Result<Committed, StoreError>) -> RecordedAnswer + Send>;
+
+/// An idempotency key to record a command's answer under.
+pub struct Idempotency {
+    /// The client's key.
+    pub key: String,
+    /// A digest of the request (method, path, body): a retry must carry the same.
+    pub fingerprint: String,
+    /// Renders the answer to record.
+    pub record: Recorder,
+}
+
+/// An answer as it was sent: enough to send it again byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedAnswer {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The header lines.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// The first answer given for an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The request digest the answer belongs to.
+    pub fingerprint: String,
+    /// When the first request was answered; the record is forgotten a while after.
+    pub created: Timestamp,
+    /// The answer.
+    pub answer: RecordedAnswer,
+}
+
+/// What the writer answers a command with.
+#[derive(Debug)]
+pub enum Reply {
+    /// The command was decided and, if it changed anything, is durable.
+    Done(Result<Committed, StoreError>),
+    /// The command was decided and its answer recorded under its idempotency key; both are
+    /// durable.
+    Recorded(Arc<IdempotencyRecord>),
+    /// The idempotency key already had an answer for this same request; the command was not
+    /// applied again.
+    Replayed(Arc<IdempotencyRecord>),
 }
 
 /// The answer to a command that was applied (or was a no-op) and is durable.
@@ -103,6 +161,18 @@ pub enum StoreError {
         /// The tag the configuration has.
         current: ConfigTag,
     },
+    /// `If-Match`, `If-None-Match` or `If-Unmodified-Since` failed for the target resource.
+    #[error("Client and server etags don't match")]
+    ResourceChanged {
+        /// The resource's current entity tag, if it exists.
+        current_etag: Option<String>,
+    },
+    /// The policy requires a validator and the request had none.
+    #[error("To edit a document its etag must be provided using the If-Match header")]
+    PreconditionRequired,
+    /// The idempotency key already has an answer, for a different request.
+    #[error("This Idempotency-Key was already used for a different request.")]
+    IdempotencyKeyReused,
     /// The domain refused the operation.
     #[error(transparent)]
     Rejected(#[from] Rejection),
@@ -150,21 +220,50 @@ pub enum OpenError {
 pub(crate) struct Loaded {
     store_id: u64,
     revision: u64,
-    datasets: Vec<Dataset>,
+    datasets: Vec<Arc<Versioned<Dataset>>>,
     leases: Vec<Lease>,
+    answers: Vec<(String, IdempotencyRecord)>,
+}
+
+/// Everything one batch makes durable, as one unit.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// The revision the configuration changes lead to.
+    revision: u64,
+    /// Configuration changes, in order.
+    changes: Vec<Change>,
+    /// Answers to record under idempotency keys.
+    remembered: Vec<(String, Arc<IdempotencyRecord>)>,
+    /// Idempotency keys to forget.
+    forgotten: Vec<String>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.remembered.is_empty() && self.forgotten.is_empty()
+    }
 }
 
 /// Persistence behind the writer. Implementations run on the writer thread only.
 pub(crate) trait Persistence: Send {
-    /// Makes `changes`, which take the configuration to `revision`, durable as one unit.
-    fn commit(&mut self, revision: u64, changes: &[Change]) -> Result<(), String>;
+    /// Makes `batch` durable as one unit.
+    fn commit(&mut self, batch: &Batch) -> Result<(), String>;
+}
+
+/// Settings of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Where to keep the configuration.
+    pub backend: Backend,
+    /// How long recorded idempotent answers are kept.
+    pub idempotency_ttl: Duration,
 }
 
 impl Store {
     /// Opens (or creates) the store, loads it into memory and starts its writer and lease
     /// sweeper. Must be called inside a tokio runtime.
-    pub fn open(backend: &Backend) -> Result<(Store, StoreGuard), OpenError> {
-        let (persistence, loaded): (Box<dyn Persistence>, Loaded) = match backend {
+    pub fn open(options: &StoreOptions) -> Result<(Store, StoreGuard), OpenError> {
+        let (persistence, loaded): (Box<dyn Persistence>, Loaded) = match &options.backend {
             Backend::Sqlite(dir) => {
                 let (db, loaded) = sqlite::SqliteStore::open(dir)?;
                 (Box::new(db), loaded)
@@ -175,12 +274,17 @@ impl Store {
             loaded.store_id,
             loaded.revision,
             crate::model::Configuration::from_records(loaded.datasets, loaded.leases),
+            loaded
+                .answers
+                .into_iter()
+                .map(|(key, record)| (key, Arc::new(record)))
+                .collect(),
         );
         let current = Arc::new(ArcSwap::from_pointee(snapshot));
         let (commands, queue) = mpsc::channel(QUEUE_DEPTH);
         let writer = writer::spawn(Arc::clone(&current), queue, persistence);
         let store = Store { current, commands };
-        let sweeper = tokio::spawn(sweep_expired_leases(store.clone()));
+        let sweeper = tokio::spawn(sweep(store.clone(), options.idempotency_ttl));
         Ok((store, StoreGuard { writer, sweeper }))
     }
 
@@ -190,15 +294,20 @@ impl Store {
     }
 
     /// Applies a command and waits until it is durable (or rejected).
-    pub async fn submit(&self, command: Command) -> Result<Committed, StoreError> {
+    pub async fn submit(&self, command: Command) -> Reply {
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(writer::Request { command, reply })
+        let unavailable = |reason: &str| Reply::Done(Err(StoreError::Unavailable(reason.into())));
+        if self
+            .commands
+            .send(writer::Request::Command { command, reply })
             .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+            .is_err()
+        {
+            return unavailable("the writer has stopped");
+        }
         answer
             .await
-            .map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+            .unwrap_or_else(|_| unavailable("the writer stopped before answering"))
     }
 }
 
@@ -219,31 +328,42 @@ impl StoreGuard {
     }
 }
 
-/// Removes expired leases shortly after they expire. Expiry is an ordinary command, so it is
-/// persisted and moves the configuration tag like any other change (as in Flocker).
-async fn sweep_expired_leases(store: Store) {
+/// Removes expired leases shortly after they expire, and forgets recorded idempotent answers
+/// older than `answer_ttl`. Lease expiry is an ordinary command, so it is persisted and moves
+/// the configuration tag like any other change (as in Flocker).
+async fn sweep(store: Store, answer_ttl: Duration) {
     let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if !store
-            .snapshot()
-            .configuration
-            .has_expired_leases(now_millis())
+        let snapshot = store.snapshot();
+        let now = now_millis();
+        let cutoff = now - answer_ttl.as_millis() as Timestamp;
+        if snapshot
+            .answers
+            .values()
+            .any(|record| record.created < cutoff)
         {
+            let _ = store
+                .commands
+                .send(writer::Request::ForgetAnswers { before: cutoff })
+                .await;
+        }
+        if !snapshot.configuration.has_expired_leases(now) {
             continue;
         }
         let command = Command {
             precondition: Precondition::default(),
             operation: Operation::ExpireLeases,
+            idempotency: None,
         };
         match store.submit(command).await {
-            Ok(Committed {
+            Reply::Done(Ok(Committed {
                 outcome: Outcome::Expired(count),
                 ..
-            }) if count > 0 => tracing::info!(count, "expired leases removed"),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "could not remove expired leases"),
+            })) if count > 0 => tracing::info!(count, "expired leases removed"),
+            Reply::Done(Err(error)) => tracing::warn!(%error, "could not remove expired leases"),
+            _ => {}
         }
     }
 }

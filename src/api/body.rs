@@ -1,47 +1,76 @@
-//! Request bodies: read within the size limit, decoded as JSON whatever the `Content-Type`
-//! (Flocker never looked at it), checked against the endpoint's schema, then typed.
+//! Write requests: method, path and body, read within the size limit. Bodies are decoded as
+//! JSON whatever the `Content-Type` (Flocker never looked at it), checked against the
+//! endpoint's schema, then typed. GET and DELETE bodies are ignored, as in Flocker.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::ApiError;
 use crate::model::schema::RequestSchema;
 
-/// The raw body, with size and read failures reported in floe's JSON error form.
-pub struct RawBody(pub Bytes);
+/// What a write handler needs of its request besides headers and path parameters.
+pub struct WriteRequest {
+    /// The method.
+    pub method: Method,
+    /// The path and query, as sent.
+    pub target: String,
+    /// The body (empty for DELETE).
+    pub body: Bytes,
+}
 
-impl<S: Send + Sync> FromRequest<S> for RawBody {
+impl<S: Send + Sync> FromRequest<S> for WriteRequest {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(request, state)
-            .await
-            .map(RawBody)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::UndecodableBody
-                }
-            })
+        let method = request.method().clone();
+        let target = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        let body = if method == Method::DELETE || method == Method::GET {
+            Bytes::new()
+        } else {
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| {
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::PayloadTooLarge
+                    } else {
+                        ApiError::UndecodableBody
+                    }
+                })?
+        };
+        Ok(WriteRequest {
+            method,
+            target,
+            body,
+        })
     }
 }
 
-impl RawBody {
+impl WriteRequest {
     /// Decodes the body as JSON, validates it against `schema` and converts it to `T`.
-    /// Returns the validated JSON too, for handlers that must see which keys were present.
-    pub fn decode<T: DeserializeOwned>(
-        &self,
-        schema: &RequestSchema,
-    ) -> Result<(T, Value), ApiError> {
+    pub fn decode<T: DeserializeOwned>(&self, schema: &RequestSchema) -> Result<T, ApiError> {
         let value: Value =
-            serde_json::from_slice(&self.0).map_err(|_| ApiError::UndecodableBody)?;
+            serde_json::from_slice(&self.body).map_err(|_| ApiError::UndecodableBody)?;
         schema.check(&value).map_err(ApiError::Schema)?;
-        let typed = serde_json::from_value(value.clone())
-            .map_err(|error| ApiError::Schema(vec![error.to_string()]))?;
-        Ok((typed, value))
+        serde_json::from_value(value).map_err(|error| ApiError::Schema(vec![error.to_string()]))
+    }
+
+    /// A digest of method, path and body: a retry under the same idempotency key must be the
+    /// same request.
+    pub fn fingerprint(&self) -> String {
+        let mut digest = Sha256::new();
+        digest.update(self.method.as_str());
+        digest.update(b"\n");
+        digest.update(&self.target);
+        digest.update(b"\n");
+        digest.update(&self.body);
+        hex::encode(digest.finalize())
     }
 }

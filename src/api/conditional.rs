@@ -1,11 +1,17 @@
-//! Preconditions: the only place that reads conditional request headers and turns them into a
-//! typed [`Precondition`] for the store, which checks it atomically with the write.
+//! Preconditions: the only place that reads conditional request headers — `If-Match`,
+//! `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`, `X-If-Configuration-Matches`
+//! and `Idempotency-Key` — and turns them into typed values. Handlers pass those to the store,
+//! which evaluates them atomically with the write ([`crate::model::precondition`] holds the
+//! rules; reads evaluate the same rules here against their snapshot).
 
 use axum::extract::FromRequestParts;
-use axum::http::HeaderName;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
-use super::ApiError;
+use super::{ApiError, AppState};
+use crate::model::Timestamp;
+use crate::model::precondition::{EntityTag, ResourceVersion, TagCondition, Validators, Verdict};
 use crate::store::{Precondition, Snapshot};
 
 /// Sent with the configuration tag on configuration reads and on every write's answer.
@@ -15,26 +21,74 @@ pub const CONFIGURATION_TAG: HeaderName = HeaderName::from_static("x-configurati
 pub const IF_CONFIGURATION_MATCHES: HeaderName =
     HeaderName::from_static("x-if-configuration-matches");
 
+/// Makes a POST or DELETE safe to retry (draft-ietf-httpapi-idempotency-key-header).
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// Marks an answer replayed for a repeated idempotency key.
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// The longest idempotency key accepted.
+const MAX_KEY_LENGTH: usize = 255;
+
+/// How entity tags are used, from `--if-match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IfMatchPolicy {
+    /// No ETags are sent; `If-Match` and `If-None-Match` are ignored.
+    Off,
+    /// ETags are sent and honoured; the client decides whether to send validators.
+    Optional,
+    /// As `optional`, and a write to an existing resource without `If-Match` or
+    /// `X-If-Configuration-Matches` is refused with 428.
+    Required,
+}
+
 /// The preconditions a request carries.
 #[derive(Debug, Clone, Default)]
-pub struct Conditions(pub Precondition);
+pub struct Conditions {
+    /// What the store checks with the write.
+    pub precondition: Precondition,
+    /// The request's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// Whether ETags are in use (`--if-match` is not `off`).
+    pub etags: bool,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for Conditions {
+impl FromRequestParts<AppState> for Conditions {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let policy = state.settings.if_match;
+        let headers = &parts.headers;
         // Each header line is one whole tag: Flocker splits on nothing, not even commas.
         // A line that is not visible ASCII can never equal a tag, so it is kept (lossily) and
         // simply fails to match.
-        let configuration_matches = parts
-            .headers
+        let configuration_matches = headers
             .get_all(IF_CONFIGURATION_MATCHES)
             .iter()
             .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
             .collect();
-        Ok(Conditions(Precondition {
-            configuration_matches,
-        }))
+        let validators = if policy == IfMatchPolicy::Off {
+            Validators::default()
+        } else {
+            Validators {
+                if_match: tag_condition(headers, &header::IF_MATCH, "If-Match")?,
+                if_none_match: tag_condition(headers, &header::IF_NONE_MATCH, "If-None-Match")?,
+                if_unmodified_since: http_date(headers, &header::IF_UNMODIFIED_SINCE),
+                if_modified_since: http_date(headers, &header::IF_MODIFIED_SINCE),
+            }
+        };
+        Ok(Conditions {
+            precondition: Precondition {
+                configuration_matches,
+                validators,
+                require_validator: policy == IfMatchPolicy::Required,
+            },
+            idempotency_key: idempotency_key(headers)?,
+            etags: policy != IfMatchPolicy::Off,
+        })
     }
 }
 
@@ -43,7 +97,252 @@ impl Conditions {
     /// stale tag answers 412 ahead of 400/404/405/409 as in Flocker. The writer checks again,
     /// atomically, when the command is applied; this early check only decides which error a
     /// request that would fail anyway gets.
-    pub fn check_early(&self, snapshot: &Snapshot) -> Result<(), ApiError> {
-        self.0.check(&snapshot.tag).map_err(ApiError::from)
+    pub fn check_tag_early(&self, snapshot: &Snapshot) -> Result<(), ApiError> {
+        self.precondition
+            .check_tag(&snapshot.tag)
+            .map_err(ApiError::from)
+    }
+
+    /// Evaluates the validators of a GET or HEAD against what it would return. `Err` is the
+    /// answer to send instead: 304 (with the validators a cache needs) or 412.
+    pub fn check_read(&self, current: Option<ResourceVersion<'_>>) -> Result<(), Response> {
+        match self.precondition.validators.evaluate(current, true) {
+            Verdict::Proceed => Ok(()),
+            Verdict::NotModified => {
+                let mut response = StatusCode::NOT_MODIFIED.into_response();
+                if let Some(version) = current {
+                    self.add_validators(response.headers_mut(), version);
+                }
+                Err(response)
+            }
+            Verdict::Failed => Err(ApiError::Store(crate::store::StoreError::ResourceChanged {
+                current_etag: current.map(|version| version.etag.to_string()),
+            })
+            .into_response()),
+        }
+    }
+
+    /// Adds `ETag` and `Last-Modified` for `version`, unless ETags are off.
+    pub fn add_validators(&self, headers: &mut HeaderMap, version: ResourceVersion<'_>) {
+        if self.etags {
+            version_headers(headers, version);
+        }
+    }
+}
+
+/// Sets `ETag` (strong) and, when known, `Last-Modified` for `version`.
+pub fn version_headers(headers: &mut HeaderMap, version: ResourceVersion<'_>) {
+    headers.insert(header::ETAG, etag_value(version.etag, false));
+    if let Some(modified) = version.last_modified {
+        headers.insert(header::LAST_MODIFIED, http_date_value(modified));
+    }
+}
+
+/// The `ETag` header value for an opaque tag.
+pub fn etag_value(opaque: &str, weak: bool) -> HeaderValue {
+    let text = if weak {
+        format!("W/\"{opaque}\"")
+    } else {
+        format!("\"{opaque}\"")
+    };
+    HeaderValue::from_str(&text).expect("entity tags are visible ASCII")
+}
+
+fn http_date_value(millis: Timestamp) -> HeaderValue {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64);
+    HeaderValue::from_str(&httpdate::fmt_http_date(time)).expect("HTTP dates are ASCII")
+}
+
+/// Parses `If-Match` or `If-None-Match`: `*`, or a comma-separated list of entity tags over
+/// any number of header lines (RFC 9110 §13.1.1, §5.6.1). Anything else is a 400.
+fn tag_condition(
+    headers: &HeaderMap,
+    name: &HeaderName,
+    display_name: &str,
+) -> Result<Option<TagCondition>, ApiError> {
+    let mut values = headers.get_all(name).iter().peekable();
+    if values.peek().is_none() {
+        return Ok(None);
+    }
+    let malformed = || {
+        ApiError::BadRequest(format!(
+            "The {display_name} header must be \"*\" or a list of entity tags such as \"abc\" or W/\"abc\"."
+        ))
+    };
+    let mut tags = Vec::new();
+    let mut star = false;
+    for value in values {
+        let mut rest = value.to_str().map_err(|_| malformed())?.trim();
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix(',') {
+                rest = after.trim_start();
+                continue;
+            }
+            if let Some(after) = rest.strip_prefix('*') {
+                star = true;
+                rest = after.trim_start();
+            } else {
+                let (weak, quoted) = match rest.strip_prefix("W/") {
+                    Some(after) => (true, after),
+                    None => (false, rest),
+                };
+                let body = quoted.strip_prefix('"').ok_or_else(malformed)?;
+                let end = body.find('"').ok_or_else(malformed)?;
+                let opaque = &body[..end];
+                // etagc = %x21 / %x23-7E / obs-text: no spaces, no quotes.
+                if !opaque
+                    .bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
+                {
+                    return Err(malformed());
+                }
+                tags.push(EntityTag {
+                    weak,
+                    opaque: opaque.to_string(),
+                });
+                rest = body[end + 1..].trim_start();
+            }
+            match rest.strip_prefix(',') {
+                Some(after) => rest = after.trim_start(),
+                None if rest.is_empty() => {}
+                None => return Err(malformed()),
+            }
+        }
+    }
+    match (star, tags.is_empty()) {
+        (true, true) => Ok(Some(TagCondition::Any)),
+        (false, false) => Ok(Some(TagCondition::Tags(tags))),
+        // "*" mixed with tags, or nothing but commas.
+        _ => Err(malformed()),
+    }
+}
+
+/// Parses `If-Modified-Since` or `If-Unmodified-Since`. RFC 9110 §13.1.3–4: a value that is
+/// not a valid HTTP date is ignored, not an error.
+fn http_date(headers: &HeaderMap, name: &HeaderName) -> Option<Timestamp> {
+    let text = headers.get(name)?.to_str().ok()?;
+    let time = httpdate::parse_http_date(text).ok()?;
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(since_epoch.as_millis() as Timestamp)
+}
+
+/// Parses `Idempotency-Key`: a structured-field string (`"…"`, as the draft specifies), or for
+/// convenience the same characters unquoted. At most 255 characters of visible ASCII.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let malformed = || {
+        ApiError::BadRequest(format!(
+            "The Idempotency-Key header must be one quoted string of 1 to {MAX_KEY_LENGTH} visible ASCII characters, such as \"8e03978e-40d5-43e8-bc93-6894a57f9324\"."
+        ))
+    };
+    if values.next().is_some() {
+        return Err(malformed());
+    }
+    let text = value.to_str().map_err(|_| malformed())?.trim();
+    let key = match text.strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"').ok_or_else(malformed)?,
+        None => text,
+    };
+    let valid = !key.is_empty()
+        && key.len() <= MAX_KEY_LENGTH
+        && key
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+    valid
+        .then(|| key.to_string())
+        .map(Some)
+        .ok_or_else(malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(lines: &[&str]) -> Result<Option<TagCondition>, ApiError> {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append(header::IF_MATCH, HeaderValue::from_str(line).unwrap());
+        }
+        tag_condition(&headers, &header::IF_MATCH, "If-Match")
+    }
+
+    fn tag(opaque: &str, weak: bool) -> EntityTag {
+        EntityTag {
+            weak,
+            opaque: opaque.into(),
+        }
+    }
+
+    #[test]
+    fn entity_tag_lists_star_and_weak_tags() {
+        assert!(matches!(parse(&[]), Ok(None)));
+        assert_eq!(parse(&["*"]).unwrap(), Some(TagCondition::Any));
+        assert_eq!(
+            parse(&["\"a\", W/\"b\"", " \"c\" ,,"]).unwrap(),
+            Some(TagCondition::Tags(vec![
+                tag("a", false),
+                tag("b", true),
+                tag("c", false)
+            ]))
+        );
+        assert_eq!(
+            parse(&["\"\""]).unwrap(),
+            Some(TagCondition::Tags(vec![tag("", false)]))
+        );
+    }
+
+    #[test]
+    fn malformed_entity_tags_are_rejected() {
+        for bad in [
+            "abc",
+            "\"abc",
+            "W/abc",
+            "\"a\" \"b\"",
+            "*, \"a\"",
+            ",",
+            "\"a b\"",
+            "w/\"a\"",
+        ] {
+            assert!(
+                matches!(parse(&[bad]), Err(ApiError::BadRequest(_))),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        let key = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(value).unwrap());
+            idempotency_key(&headers)
+        };
+        assert_eq!(key("\"abc-1\"").unwrap(), Some("abc-1".into()));
+        assert_eq!(key("abc-1").unwrap(), Some("abc-1".into()));
+        assert!(key("\"\"").is_err());
+        assert!(key("\"abc").is_err());
+        assert!(key(&"x".repeat(256)).is_err());
+        assert!(idempotency_key(&HeaderMap::new()).unwrap().is_none());
+    }
+
+    #[test]
+    fn dates_are_parsed_or_ignored() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_MODIFIED_SINCE,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        headers.insert(
+            header::IF_UNMODIFIED_SINCE,
+            HeaderValue::from_static("yesterday"),
+        );
+        assert_eq!(
+            http_date(&headers, &header::IF_MODIFIED_SINCE),
+            Some(784_111_777_000)
+        );
+        assert_eq!(http_date(&headers, &header::IF_UNMODIFIED_SINCE), None);
     }
 }

@@ -1,5 +1,6 @@
 //! `/v1/configuration/datasets`: Flocker's dataset configuration (list, create, read, move,
-//! delete), every write conditional on the configuration tag when the client asks.
+//! delete). Every write may be made conditional on the configuration tag, on the dataset's
+//! ETag, and made retry-safe with an idempotency key.
 
 use std::sync::Arc;
 
@@ -8,15 +9,17 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::body::RawBody;
-use super::conditional::Conditions;
-use super::{ApiError, AppState, json_response};
+use super::answer::Answer;
+use super::body::WriteRequest;
+use super::conditional::{Conditions, version_headers};
+use super::{ApiError, AppState, Render};
 use crate::model::dataset::dataset_id_from_path;
+use crate::model::precondition::ResourceVersion;
 use crate::model::schema;
 use crate::model::{Metadata, NodeId, Operation, Outcome};
 use crate::store::{Committed, Snapshot};
@@ -79,92 +82,127 @@ impl RenderedList {
     }
 }
 
-async fn list_datasets(State(state): State<AppState>) -> Response {
+/// The list's ETag is the configuration tag: it changes exactly when the configuration does.
+async fn list_datasets(State(state): State<AppState>, conditions: Conditions) -> Response {
     let snapshot = state.store.snapshot();
-    let body = state.rendered.datasets(&snapshot);
-    json_response(StatusCode::OK, &snapshot.tag, body)
+    let version = ResourceVersion {
+        etag: snapshot.tag.as_str(),
+        last_modified: None,
+    };
+    if let Err(answer) = conditions.check_read(Some(version)) {
+        return answer;
+    }
+    let mut answer =
+        Answer::json(StatusCode::OK, state.rendered.datasets(&snapshot)).with_tag(&snapshot.tag);
+    conditions.add_validators(&mut answer.headers, version);
+    answer.into_response()
 }
 
 async fn get_dataset(
     State(state): State<AppState>,
+    conditions: Conditions,
     Path(dataset_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let snapshot = state.store.snapshot();
     let record = dataset_id_from_path(&dataset_id)
         .and_then(|id| snapshot.configuration.dataset(&id))
         .ok_or(ApiError::NotFound("Dataset not found."))?;
+    if let Err(answer) = conditions.check_read(Some(record.version())) {
+        return Ok(answer);
+    }
     let body = serde_json::to_vec(&record.value).expect("a dataset serialises");
-    Ok(json_response(StatusCode::OK, &snapshot.tag, body.into()))
+    let mut answer = Answer::json(StatusCode::OK, body).with_tag(&snapshot.tag);
+    conditions.add_validators(&mut answer.headers, record.version());
+    Ok(answer.into_response())
 }
 
 async fn create_dataset(
     State(state): State<AppState>,
     conditions: Conditions,
-    body: RawBody,
+    request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    conditions.check_early(&state.store.snapshot())?;
-    let (input, _): (CreateDataset, _) = body.decode(&schema::DATASET_CREATE)?;
-    if input.deleted.is_some() {
-        return Err(ApiError::BadRequest(
-            "A dataset cannot be created with \"deleted\"; leave the property out.".into(),
-        ));
-    }
-    let operation = Operation::CreateDataset {
-        dataset_id: input.dataset_id.unwrap_or_else(Uuid::new_v4),
-        primary: input.primary,
-        metadata: input.metadata,
-        maximum_size: input.maximum_size,
-    };
-    let committed = state.submit(conditions, operation).await?;
-    log_change("dataset created", &committed);
-    Ok(dataset_response(StatusCode::CREATED, committed))
+    let etags = conditions.etags;
+    state
+        .write(conditions, &request, |request| {
+            let input: CreateDataset = request.decode(&schema::DATASET_CREATE)?;
+            if input.deleted.is_some() {
+                return Err(ApiError::BadRequest(
+                    "A dataset cannot be created with \"deleted\"; leave the property out.".into(),
+                ));
+            }
+            let operation = Operation::CreateDataset {
+                dataset_id: input.dataset_id.unwrap_or_else(Uuid::new_v4),
+                primary: input.primary,
+                metadata: input.metadata,
+                maximum_size: input.maximum_size,
+            };
+            Ok((
+                operation,
+                dataset_answer(StatusCode::CREATED, "dataset created", etags),
+            ))
+        })
+        .await
 }
 
 async fn move_dataset(
     State(state): State<AppState>,
     conditions: Conditions,
     Path(dataset_id): Path<String>,
-    body: RawBody,
+    request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    conditions.check_early(&state.store.snapshot())?;
-    let (input, _): (MoveDataset, _) = body.decode(&schema::DATASET_UPDATE)?;
-    let operation = Operation::MoveDataset {
-        dataset_id: dataset_id_from_path(&dataset_id),
-        primary: input.primary,
-    };
-    let committed = state.submit(conditions, operation).await?;
-    log_change("dataset moved", &committed);
-    Ok(dataset_response(StatusCode::OK, committed))
+    let etags = conditions.etags;
+    state
+        .write(conditions, &request, |request| {
+            let input: MoveDataset = request.decode(&schema::DATASET_UPDATE)?;
+            let operation = Operation::MoveDataset {
+                dataset_id: dataset_id_from_path(&dataset_id),
+                primary: input.primary,
+            };
+            Ok((
+                operation,
+                dataset_answer(StatusCode::OK, "dataset moved", etags),
+            ))
+        })
+        .await
 }
 
 async fn delete_dataset(
     State(state): State<AppState>,
     conditions: Conditions,
     Path(dataset_id): Path<String>,
+    request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    let operation = Operation::DeleteDataset {
-        dataset_id: dataset_id_from_path(&dataset_id),
-    };
-    let committed = state.submit(conditions, operation).await?;
-    log_change("dataset deleted", &committed);
-    Ok(dataset_response(StatusCode::OK, committed))
+    let etags = conditions.etags;
+    state
+        .write(conditions, &request, |_| {
+            let operation = Operation::DeleteDataset {
+                dataset_id: dataset_id_from_path(&dataset_id),
+            };
+            Ok((
+                operation,
+                dataset_answer(StatusCode::OK, "dataset deleted", etags),
+            ))
+        })
+        .await
 }
 
-fn log_change(what: &str, committed: &Committed) {
-    if let Outcome::Dataset(record) = &committed.outcome {
+/// Renders the dataset a write left, with its ETag unless ETags are off, and logs the change.
+fn dataset_answer(status: StatusCode, what: &'static str, etags: bool) -> Render {
+    Box::new(move |committed: &Committed| {
+        let Outcome::Dataset(record) = &committed.outcome else {
+            unreachable!("dataset operations answer with a dataset")
+        };
         tracing::info!(
             dataset_id = %record.value.dataset_id,
             primary = %record.value.primary,
             revision = committed.revision,
             "{what}"
         );
-    }
-}
-
-fn dataset_response(status: StatusCode, committed: Committed) -> Response {
-    let Outcome::Dataset(record) = &committed.outcome else {
-        unreachable!("dataset operations answer with a dataset")
-    };
-    let body = serde_json::to_vec(&record.value).expect("a dataset serialises");
-    json_response(status, &committed.tag, body.into())
+        let body = serde_json::to_vec(&record.value).expect("a dataset serialises");
+        let mut answer = Answer::json(status, body).with_tag(&committed.tag);
+        if etags {
+            version_headers(&mut answer.headers, record.version());
+        }
+        answer
+    })
 }

@@ -1,12 +1,12 @@
 //! The one place where errors become HTTP answers. Every error body is JSON
 //! `{"description": "..."}` (Flocker's form); schema failures add `"errors": [...]`.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::conditional::CONFIGURATION_TAG;
+use super::answer::Answer;
+use super::conditional::etag_value;
 use crate::model::Rejection;
 use crate::store::StoreError;
 
@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The route exists but not with this method; axum adds `Allow`.
     #[error("The method is not allowed for this resource.")]
     MethodNotAllowed,
+    /// A request with this idempotency key is still being processed.
+    #[error("A request with this Idempotency-Key is still being processed; retry later.")]
+    IdempotencyKeyInFlight,
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -55,8 +58,13 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             ApiError::Store(error) => match error {
-                StoreError::TagMismatch { .. } => StatusCode::PRECONDITION_FAILED,
+                StoreError::TagMismatch { .. } | StoreError::ResourceChanged { .. } => {
+                    StatusCode::PRECONDITION_FAILED
+                }
+                StoreError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+                StoreError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
                 StoreError::Rejected(rejection) => match rejection {
                     Rejection::DatasetIdInUse | Rejection::LeaseHeld => StatusCode::CONFLICT,
                     Rejection::DatasetNotFound | Rejection::LeaseNotFound => StatusCode::NOT_FOUND,
@@ -68,10 +76,11 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let body = match &self {
+impl ApiError {
+    /// The answer for this error: JSON, with the headers that let a client recover (the
+    /// current configuration tag after a stale one, the current ETag after a stale one).
+    pub fn answer(&self) -> Answer {
+        let body = match self {
             ApiError::Schema(errors) => json!({ "description": SCHEMA_MISMATCH, "errors": errors }),
             ApiError::Store(StoreError::Unavailable(reason)) => {
                 // The cause is for the operator's log, not the client.
@@ -80,13 +89,24 @@ impl IntoResponse for ApiError {
             }
             other => json!({ "description": other.to_string() }),
         };
-        let mut response = (status, Json(body)).into_response();
-        if let ApiError::Store(StoreError::TagMismatch { current, .. }) = &self {
-            // Lets a client retry at once, without listing again.
-            if let Ok(value) = HeaderValue::from_str(current.as_str()) {
-                response.headers_mut().insert(CONFIGURATION_TAG, value);
+        let body = serde_json::to_vec(&body).expect("error bodies serialise");
+        let answer = Answer::json(self.status(), body);
+        match self {
+            ApiError::Store(StoreError::TagMismatch { current, .. }) => answer.with_tag(current),
+            ApiError::Store(StoreError::ResourceChanged {
+                current_etag: Some(etag),
+            }) => {
+                let mut answer = answer;
+                answer.headers.insert(header::ETAG, etag_value(etag, false));
+                answer
             }
+            _ => answer,
         }
-        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.answer().into_response()
     }
 }

@@ -2,17 +2,19 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::body::RawBody;
-use super::conditional::Conditions;
-use super::{ApiError, AppState, json_response};
+use super::answer::Answer;
+use super::body::WriteRequest;
+use super::conditional::{Conditions, etag_value, version_headers};
+use super::{ApiError, AppState, Render};
+use crate::model::precondition::ResourceVersion;
 use crate::model::{DatasetId, Lease, NodeId, Operation, Outcome, Timestamp, schema};
-use crate::store::now_millis;
+use crate::store::{Committed, now_millis};
 
 /// The routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -45,8 +47,17 @@ impl LeaseBody {
     }
 }
 
-async fn list_leases(State(state): State<AppState>) -> Response {
+/// The list's ETag is weak: it follows the configuration tag, but the seconds left in each
+/// lease change with every second.
+async fn list_leases(State(state): State<AppState>, conditions: Conditions) -> Response {
     let snapshot = state.store.snapshot();
+    let version = ResourceVersion {
+        etag: snapshot.tag.as_str(),
+        last_modified: None,
+    };
+    if let Err(answer) = conditions.check_read(Some(version)) {
+        return answer;
+    }
     let now = now_millis();
     let leases: Vec<_> = snapshot
         .configuration
@@ -54,65 +65,95 @@ async fn list_leases(State(state): State<AppState>) -> Response {
         .map(|lease| LeaseBody::at(lease, now))
         .collect();
     let body = serde_json::to_vec(&leases).expect("leases serialise");
-    json_response(StatusCode::OK, &snapshot.tag, body.into())
+    let mut answer = Answer::json(StatusCode::OK, body).with_tag(&snapshot.tag);
+    if conditions.etags {
+        answer
+            .headers
+            .insert(header::ETAG, etag_value(snapshot.tag.as_str(), true));
+    }
+    answer.into_response()
 }
 
 async fn acquire_lease(
     State(state): State<AppState>,
     conditions: Conditions,
-    body: RawBody,
+    request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    conditions.check_early(&state.store.snapshot())?;
-    let (input, _): (LeaseBody, _) = body.decode(&schema::LEASE)?;
-    let requested = input.expires;
-    let committed = state
-        .submit(
-            conditions,
-            Operation::AcquireLease {
+    let etags = conditions.etags;
+    state
+        .write(conditions, &request, |request| {
+            let input: LeaseBody = request.decode(&schema::LEASE)?;
+            let operation = Operation::AcquireLease {
                 dataset_id: input.dataset_id,
                 node_uuid: input.node_uuid,
-                expires: requested,
-            },
-        )
-        .await?;
-    let Outcome::Lease { lease, created } = &committed.outcome else {
-        unreachable!("acquiring answers with a lease")
-    };
-    tracing::info!(dataset_id = %lease.dataset_id, node_uuid = %lease.node_uuid, expires = ?requested, created, "lease acquired");
-    // Flocker echoes the duration asked for, not the time left by the time we answer.
-    let answer = LeaseBody {
-        expires: requested,
-        ..LeaseBody::at(lease, 0)
-    };
-    let status = if *created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let body = serde_json::to_vec(&answer).expect("a lease serialises");
-    Ok(json_response(status, &committed.tag, body.into()))
+                expires: input.expires,
+            };
+            // Flocker echoes the duration asked for, not the time left when it answers.
+            Ok((operation, lease_answer(Some(input.expires), etags)))
+        })
+        .await
 }
 
 async fn release_lease(
     State(state): State<AppState>,
     conditions: Conditions,
     Path(dataset_id): Path<String>,
+    request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    conditions.check_early(&state.store.snapshot())?;
-    // Any spelling of a UUID names the lease (Flocker parses it); anything else is a bad
-    // request rather than Flocker's 500.
-    let dataset_id = Uuid::try_parse(&dataset_id).map_err(|_| {
-        ApiError::BadRequest(format!(
-            "The lease's dataset_id must be a UUID, not {dataset_id:?}."
-        ))
-    })?;
-    let committed = state
-        .submit(conditions, Operation::ReleaseLease { dataset_id })
-        .await?;
-    let Outcome::Lease { lease, .. } = &committed.outcome else {
-        unreachable!("releasing answers with the released lease")
-    };
-    tracing::info!(dataset_id = %lease.dataset_id, node_uuid = %lease.node_uuid, "lease released");
-    let body = serde_json::to_vec(&LeaseBody::at(lease, now_millis())).expect("a lease serialises");
-    Ok(json_response(StatusCode::OK, &committed.tag, body.into()))
+    let etags = conditions.etags;
+    state
+        .write(conditions, &request, |_| {
+            // Any spelling of a UUID names the lease (Flocker parses it); anything else is a
+            // bad request rather than Flocker's 500.
+            let dataset_id = Uuid::try_parse(&dataset_id).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "The lease's dataset_id must be a UUID, not {dataset_id:?}."
+                ))
+            })?;
+            Ok((
+                Operation::ReleaseLease { dataset_id },
+                lease_answer(None, etags),
+            ))
+        })
+        .await
+}
+
+/// Renders a lease after a write: 201 for a new lease, 200 otherwise. `requested` is the
+/// duration an acquire asked for (echoed as is); a release shows the seconds that were left.
+fn lease_answer(requested: Option<Option<f64>>, etags: bool) -> Render {
+    Box::new(move |committed: &Committed| {
+        let Outcome::Lease { lease, created } = &committed.outcome else {
+            unreachable!("lease operations answer with a lease")
+        };
+        let (status, body) = match requested {
+            Some(expires) => {
+                tracing::info!(dataset_id = %lease.dataset_id, node_uuid = %lease.node_uuid, ?expires, created, "lease acquired");
+                let status = if *created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                let body = LeaseBody {
+                    expires,
+                    ..LeaseBody::at(lease, 0)
+                };
+                (status, body)
+            }
+            None => {
+                tracing::info!(dataset_id = %lease.dataset_id, node_uuid = %lease.node_uuid, "lease released");
+                (StatusCode::OK, LeaseBody::at(lease, now_millis()))
+            }
+        };
+        let body = serde_json::to_vec(&body).expect("a lease serialises");
+        let mut answer = Answer::json(status, body).with_tag(&committed.tag);
+        if etags {
+            let etag = lease.content_tag();
+            let version = ResourceVersion {
+                etag: &etag,
+                last_modified: None,
+            };
+            version_headers(&mut answer.headers, version);
+        }
+        answer
+    })
 }

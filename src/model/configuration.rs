@@ -10,30 +10,57 @@ use std::sync::Arc;
 use imbl::OrdMap;
 
 use super::lease::{Timestamp, expiry_after};
-use super::{Dataset, DatasetId, Lease, Metadata, NodeId};
+use super::precondition::ResourceVersion;
+use super::{Dataset, DatasetId, Lease, Metadata, NodeId, content_tag};
 
-/// A stored resource together with the strong entity tag of its content, computed once when
-/// the resource is written.
+/// A stored resource with its version: the strong entity tag of its content, computed once
+/// when the resource is written, and when it was created and last changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tagged<T> {
+pub struct Versioned<T> {
     /// The resource.
     pub value: T,
     /// Hex digest of the resource's canonical content.
     pub etag: String,
+    /// When it was created.
+    pub created: Timestamp,
+    /// When it last changed.
+    pub updated: Timestamp,
 }
 
-impl Tagged<Dataset> {
-    /// Wraps a dataset with its content tag.
-    pub fn dataset(value: Dataset) -> Arc<Self> {
-        let etag = value.content_tag();
-        Arc::new(Tagged { value, etag })
+impl<T: serde::Serialize> Versioned<T> {
+    /// Wraps `value`, computing its content tag.
+    pub fn new(value: T, created: Timestamp, updated: Timestamp) -> Arc<Self> {
+        let etag = content_tag(&value);
+        Arc::new(Versioned {
+            value,
+            etag,
+            created,
+            updated,
+        })
     }
+
+    /// The version that conditional requests are evaluated against.
+    pub fn version(&self) -> ResourceVersion<'_> {
+        ResourceVersion {
+            etag: &self.etag,
+            last_modified: Some(self.updated),
+        }
+    }
+}
+
+/// The single resource an operation acts on, for evaluating its preconditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A dataset (which may not exist yet).
+    Dataset(DatasetId),
+    /// The lease on a dataset.
+    Lease(DatasetId),
 }
 
 /// The desired configuration of the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Configuration {
-    datasets: OrdMap<DatasetId, Arc<Tagged<Dataset>>>,
+    datasets: OrdMap<DatasetId, Arc<Versioned<Dataset>>>,
     leases: OrdMap<DatasetId, Lease>,
 }
 
@@ -82,11 +109,46 @@ pub enum Operation {
     ExpireLeases,
 }
 
+impl Operation {
+    /// The resource this operation acts on, if it names one.
+    pub fn target(&self) -> Option<Target> {
+        match self {
+            Operation::CreateDataset { dataset_id, .. } => Some(Target::Dataset(*dataset_id)),
+            Operation::MoveDataset { dataset_id, .. } | Operation::DeleteDataset { dataset_id } => {
+                dataset_id.map(Target::Dataset)
+            }
+            Operation::AcquireLease { dataset_id, .. } | Operation::ReleaseLease { dataset_id } => {
+                Some(Target::Lease(*dataset_id))
+            }
+            Operation::ExpireLeases => None,
+        }
+    }
+}
+
+/// A resource's version, owned, as the store hands it to precondition checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedVersion {
+    /// Its strong entity tag.
+    pub etag: String,
+    /// When it last changed, if tracked.
+    pub last_modified: Option<Timestamp>,
+}
+
+impl OwnedVersion {
+    /// Borrowed form, for [`super::precondition::Validators::evaluate`].
+    pub fn as_version(&self) -> ResourceVersion<'_> {
+        ResourceVersion {
+            etag: &self.etag,
+            last_modified: self.last_modified,
+        }
+    }
+}
+
 /// What an applied operation produced, for the caller to render.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The dataset as it is after the operation.
-    Dataset(Arc<Tagged<Dataset>>),
+    Dataset(Arc<Versioned<Dataset>>),
     /// A lease: after acquiring (with whether it is new), or as it was before release.
     Lease {
         /// The lease.
@@ -103,7 +165,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Insert or replace a dataset record.
-    PutDataset(Arc<Tagged<Dataset>>),
+    PutDataset(Arc<Versioned<Dataset>>),
     /// Insert or replace a lease.
     PutLease(Lease),
     /// Remove the lease on a dataset.
@@ -133,25 +195,25 @@ pub enum Rejection {
 impl Configuration {
     /// Rebuilds a configuration from stored records.
     pub fn from_records(
-        datasets: impl IntoIterator<Item = Dataset>,
+        datasets: impl IntoIterator<Item = Arc<Versioned<Dataset>>>,
         leases: impl IntoIterator<Item = Lease>,
     ) -> Self {
         Configuration {
             datasets: datasets
                 .into_iter()
-                .map(|d| (d.dataset_id, Tagged::dataset(d)))
+                .map(|d| (d.value.dataset_id, d))
                 .collect(),
             leases: leases.into_iter().map(|l| (l.dataset_id, l)).collect(),
         }
     }
 
     /// Every dataset, deleted ones included, ordered by id.
-    pub fn datasets(&self) -> impl ExactSizeIterator<Item = &Arc<Tagged<Dataset>>> {
+    pub fn datasets(&self) -> impl ExactSizeIterator<Item = &Arc<Versioned<Dataset>>> {
         self.datasets.values()
     }
 
     /// One dataset by id.
-    pub fn dataset(&self, id: &DatasetId) -> Option<&Arc<Tagged<Dataset>>> {
+    pub fn dataset(&self, id: &DatasetId) -> Option<&Arc<Versioned<Dataset>>> {
         self.datasets.get(id)
     }
 
@@ -160,7 +222,21 @@ impl Configuration {
         self.leases.values()
     }
 
-    /// The earliest expiry among leases, if any lease can expire.
+    /// The current version of `target`, or `None` if it does not exist.
+    pub fn version_of(&self, target: Target) -> Option<OwnedVersion> {
+        match target {
+            Target::Dataset(id) => self.datasets.get(&id).map(|record| OwnedVersion {
+                etag: record.etag.clone(),
+                last_modified: Some(record.updated),
+            }),
+            Target::Lease(id) => self.leases.get(&id).map(|lease| OwnedVersion {
+                etag: lease.content_tag(),
+                last_modified: None,
+            }),
+        }
+    }
+
+    /// Whether any lease has expired at `now`.
     pub fn has_expired_leases(&self, now: Timestamp) -> bool {
         self.leases.values().any(|lease| lease.is_expired(now))
     }
@@ -182,13 +258,14 @@ impl Configuration {
                 if self.datasets.contains_key(&dataset_id) {
                     return Err(Rejection::DatasetIdInUse);
                 }
-                let record = Tagged::dataset(Dataset {
+                let dataset = Dataset {
                     dataset_id,
                     primary,
                     deleted: false,
                     metadata,
                     maximum_size,
-                });
+                };
+                let record = Versioned::new(dataset, now, now);
                 Ok(self.put_dataset(record))
             }
             Operation::MoveDataset {
@@ -203,7 +280,7 @@ impl Configuration {
                     Some(primary) if primary != current.value.primary => {
                         let mut moved = current.value.clone();
                         moved.primary = primary;
-                        Ok(self.put_dataset(Tagged::dataset(moved)))
+                        Ok(self.put_dataset(Versioned::new(moved, current.created, now)))
                     }
                     _ => Ok((Outcome::Dataset(current), Vec::new())),
                 }
@@ -215,7 +292,7 @@ impl Configuration {
                 }
                 let mut deleted = current.value.clone();
                 deleted.deleted = true;
-                Ok(self.put_dataset(Tagged::dataset(deleted)))
+                Ok(self.put_dataset(Versioned::new(deleted, current.created, now)))
             }
             Operation::AcquireLease {
                 dataset_id,
@@ -274,14 +351,14 @@ impl Configuration {
     fn existing_dataset(
         &self,
         dataset_id: Option<DatasetId>,
-    ) -> Result<Arc<Tagged<Dataset>>, Rejection> {
+    ) -> Result<Arc<Versioned<Dataset>>, Rejection> {
         dataset_id
             .and_then(|id| self.datasets.get(&id))
             .cloned()
             .ok_or(Rejection::DatasetNotFound)
     }
 
-    fn put_dataset(&mut self, record: Arc<Tagged<Dataset>>) -> (Outcome, Vec<Change>) {
+    fn put_dataset(&mut self, record: Arc<Versioned<Dataset>>) -> (Outcome, Vec<Change>) {
         self.datasets
             .insert(record.value.dataset_id, Arc::clone(&record));
         (

@@ -32,6 +32,11 @@ impl Lease {
             .map(|expires_at| (expires_at - now) as f64 / 1000.0)
     }
 
+    /// The strong entity tag of the lease's content.
+    pub fn content_tag(&self) -> String {
+        super::content_tag(self)
+    }
+
     /// Whether the lease has ended at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expires_at.is_some_and(|expires_at| expires_at < now)

@@ -1,7 +1,6 @@
 //! The throw-away backend: keeps nothing. Useful for experiments and tests.
 
-use super::{Loaded, Persistence};
-use crate::model::Change;
+use super::{Batch, Loaded, Persistence};
 
 /// Persists nothing.
 pub(crate) struct MemoryStore;
@@ -14,12 +13,13 @@ impl MemoryStore {
             revision: 0,
             datasets: Vec::new(),
             leases: Vec::new(),
+            answers: Vec::new(),
         }
     }
 }
 
 impl Persistence for MemoryStore {
-    fn commit(&mut self, _revision: u64, _changes: &[Change]) -> Result<(), String> {
+    fn commit(&mut self, _batch: &Batch) -> Result<(), String> {
         Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! The published, immutable view of the configuration and its version.
 
 use std::fmt;
+use std::sync::Arc;
 
+use super::IdempotencyRecord;
 use crate::model::Configuration;
 
 /// The configuration tag: names one configuration of one store, and never another.
@@ -39,15 +41,24 @@ pub struct Snapshot {
     pub tag: ConfigTag,
     /// The configuration itself.
     pub configuration: Configuration,
+    /// Recorded answers by idempotency key. Not part of the configuration: recording or
+    /// forgetting one does not change the revision.
+    pub answers: imbl::HashMap<String, Arc<IdempotencyRecord>>,
     pub(super) store_id: u64,
 }
 
 impl Snapshot {
-    pub(super) fn new(store_id: u64, revision: u64, configuration: Configuration) -> Self {
+    pub(super) fn new(
+        store_id: u64,
+        revision: u64,
+        configuration: Configuration,
+        answers: imbl::HashMap<String, Arc<IdempotencyRecord>>,
+    ) -> Self {
         Snapshot {
             revision,
             tag: ConfigTag::new(store_id, revision),
             configuration,
+            answers,
             store_id,
         }
     }

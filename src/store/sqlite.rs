@@ -10,8 +10,10 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Loaded, OpenError, Persistence};
-use crate::model::{Change, Dataset, Lease, Metadata};
+use std::sync::Arc;
+
+use super::{Batch, IdempotencyRecord, Loaded, OpenError, Persistence, RecordedAnswer};
+use crate::model::{Change, Dataset, Lease, Metadata, Versioned};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "floe.db";
@@ -29,12 +31,22 @@ const SCHEMA: &str = "
         primary_node TEXT NOT NULL,
         deleted      INTEGER NOT NULL,
         maximum_size INTEGER,
-        metadata     TEXT NOT NULL
+        metadata     TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL
     ) STRICT;
     CREATE TABLE leases (
         dataset_id TEXT PRIMARY KEY,
         node_uuid  TEXT NOT NULL,
         expires_at INTEGER
+    ) STRICT;
+    CREATE TABLE idempotency (
+        key         TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        status      INTEGER NOT NULL,
+        headers     TEXT NOT NULL,
+        body        BLOB NOT NULL
     ) STRICT;
 ";
 
@@ -111,6 +123,7 @@ impl SqliteStore {
             revision,
             datasets: self.load_datasets().map_err(|e| e.to_string())?,
             leases: self.load_leases().map_err(|e| e.to_string())?,
+            answers: self.load_answers().map_err(|e| e.to_string())?,
         })
     }
 
@@ -137,18 +150,42 @@ impl SqliteStore {
         tx.commit().map_err(|e| e.to_string())
     }
 
-    fn load_datasets(&self) -> rusqlite::Result<Vec<Dataset>> {
+    fn load_datasets(&self) -> rusqlite::Result<Vec<Arc<Versioned<Dataset>>>> {
         let mut statement = self.connection.prepare(
-            "SELECT dataset_id, primary_node, deleted, maximum_size, metadata FROM datasets",
+            "SELECT dataset_id, primary_node, deleted, maximum_size, metadata,
+                    created_at, updated_at
+             FROM datasets",
         )?;
         let rows = statement.query_map([], |row| {
-            Ok(Dataset {
+            let dataset = Dataset {
                 dataset_id: parse_column(row, 0, uuid::Uuid::parse_str)?,
                 primary: parse_column(row, 1, uuid::Uuid::parse_str)?,
                 deleted: row.get(2)?,
                 maximum_size: row.get::<_, Option<i64>>(3)?.map(|size| size as u64),
                 metadata: parse_column(row, 4, |s| serde_json::from_str::<Metadata>(s))?,
-            })
+            };
+            Ok(Versioned::new(dataset, row.get(5)?, row.get(6)?))
+        })?;
+        rows.collect()
+    }
+
+    fn load_answers(&self) -> rusqlite::Result<Vec<(String, IdempotencyRecord)>> {
+        let mut statement = self.connection.prepare(
+            "SELECT key, fingerprint, created_at, status, headers, body FROM idempotency",
+        )?;
+        let rows = statement.query_map([], |row| {
+            let record = IdempotencyRecord {
+                fingerprint: row.get(1)?,
+                created: row.get(2)?,
+                answer: RecordedAnswer {
+                    status: row.get(3)?,
+                    headers: parse_column(row, 4, |s| {
+                        serde_json::from_str::<Vec<(String, String)>>(s)
+                    })?,
+                    body: row.get(5)?,
+                },
+            };
+            Ok((row.get(0)?, record))
         })?;
         rows.collect()
     }
@@ -167,20 +204,21 @@ impl SqliteStore {
         rows.collect()
     }
 
-    fn write(&mut self, revision: u64, changes: &[Change]) -> rusqlite::Result<()> {
+    fn write(&mut self, batch: &Batch) -> rusqlite::Result<()> {
         let tx = self.connection.transaction()?;
         {
             let mut put_dataset = tx.prepare_cached(
                 "INSERT OR REPLACE INTO datasets
-                     (dataset_id, primary_node, deleted, maximum_size, metadata)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                     (dataset_id, primary_node, deleted, maximum_size, metadata,
+                      created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut put_lease = tx.prepare_cached(
                 "INSERT OR REPLACE INTO leases (dataset_id, node_uuid, expires_at)
                  VALUES (?1, ?2, ?3)",
             )?;
             let mut remove_lease = tx.prepare_cached("DELETE FROM leases WHERE dataset_id = ?1")?;
-            for change in changes {
+            for change in &batch.changes {
                 match change {
                     Change::PutDataset(record) => {
                         let d = &record.value;
@@ -190,6 +228,8 @@ impl SqliteStore {
                             d.deleted,
                             d.maximum_size.map(|size| size as i64),
                             serde_json::to_string(&d.metadata).expect("metadata serialises"),
+                            record.created,
+                            record.updated,
                         ])?;
                     }
                     Change::PutLease(lease) => {
@@ -204,9 +244,28 @@ impl SqliteStore {
                     }
                 }
             }
+            let mut remember = tx.prepare_cached(
+                "INSERT OR REPLACE INTO idempotency
+                     (key, fingerprint, created_at, status, headers, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (key, record) in &batch.remembered {
+                remember.execute(params![
+                    key,
+                    record.fingerprint,
+                    record.created,
+                    record.answer.status,
+                    serde_json::to_string(&record.answer.headers).expect("headers serialise"),
+                    record.answer.body,
+                ])?;
+            }
+            let mut forget = tx.prepare_cached("DELETE FROM idempotency WHERE key = ?1")?;
+            for key in &batch.forgotten {
+                forget.execute([key])?;
+            }
             tx.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'revision'",
-                [revision as i64],
+                [batch.revision as i64],
             )?;
         }
         tx.commit()
@@ -214,8 +273,8 @@ impl SqliteStore {
 }
 
 impl Persistence for SqliteStore {
-    fn commit(&mut self, revision: u64, changes: &[Change]) -> Result<(), String> {
-        self.write(revision, changes).map_err(|e| e.to_string())
+    fn commit(&mut self, batch: &Batch) -> Result<(), String> {
+        self.write(batch).map_err(|e| e.to_string())
     }
 }
 

@@ -1,9 +1,10 @@
 //! The single writer: group commit of queued commands.
 //!
 //! One OS thread owns mutation (and the database connection, which is synchronous). It takes
-//! every command that is waiting, checks and applies each in order against the newest state,
-//! persists the accepted ones in one transaction, publishes, and then answers. Rejected
-//! commands are answered at once; they change nothing.
+//! every request that is waiting, checks and applies each command in order against the newest
+//! state, persists the batch in one transaction, publishes, and then answers. A rejected
+//! command changes nothing and is answered at once, unless its answer must be recorded under
+//! an idempotency key, in which case it waits for the batch to be durable like the rest.
 
 use std::sync::Arc;
 
@@ -11,14 +12,21 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Command, Committed, MAX_BATCH, Persistence, Snapshot, StoreError, now_millis,
-    snapshot::ConfigTag,
+    Batch, Command, Committed, IdempotencyRecord, MAX_BATCH, Persistence, Precondition, Reply,
+    Snapshot, StoreError, now_millis, snapshot::ConfigTag,
 };
+use crate::model::precondition::Verdict;
+use crate::model::{Configuration, Operation, Timestamp};
 
-/// A command and where to send its answer.
-pub(super) struct Request {
-    pub(super) command: Command,
-    pub(super) reply: oneshot::Sender<Result<Committed, StoreError>>,
+/// What the writer is asked to do.
+pub(super) enum Request {
+    /// Apply a command and answer.
+    Command {
+        command: Command,
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Forget recorded idempotent answers created before this time.
+    ForgetAnswers { before: Timestamp },
 }
 
 /// Starts the writer thread. It ends when every sender is gone and the queue is empty.
@@ -46,59 +54,143 @@ pub(super) fn spawn(
         .expect("the writer thread can be started")
 }
 
+/// The state a batch works on: the newest snapshot's contents, changed in place.
+struct Working {
+    store_id: u64,
+    configuration: Configuration,
+    answers: imbl::HashMap<String, Arc<IdempotencyRecord>>,
+    batch: Batch,
+    now: Timestamp,
+}
+
 fn apply_batch(
     current: &ArcSwap<Snapshot>,
     persistence: &mut dyn Persistence,
-    batch: impl Iterator<Item = Request>,
+    requests: impl Iterator<Item = Request>,
 ) {
     let base = current.load_full();
-    let mut configuration = base.configuration.clone();
-    let mut revision = base.revision;
-    let mut changes = Vec::new();
-    let mut accepted = Vec::new();
-    let now = now_millis();
+    let mut working = Working {
+        store_id: base.store_id,
+        configuration: base.configuration.clone(),
+        answers: base.answers.clone(),
+        batch: Batch {
+            revision: base.revision,
+            ..Batch::default()
+        },
+        now: now_millis(),
+    };
+    let mut waiting = Vec::new();
 
-    for Request { command, reply } in batch {
-        let tag = ConfigTag::new(base.store_id, revision);
-        if let Err(error) = command.precondition.check(&tag) {
-            let _ = reply.send(Err(error));
-            continue;
-        }
-        match configuration.apply(command.operation, now) {
-            Err(rejection) => {
-                let _ = reply.send(Err(rejection.into()));
-            }
-            Ok((outcome, effects)) => {
-                if !effects.is_empty() {
-                    revision += 1;
-                    changes.extend(effects);
+    for request in requests {
+        match request {
+            Request::ForgetAnswers { before } => working.forget_answers(before),
+            Request::Command { command, reply } => {
+                // A retry can reach the writer while its first attempt is still queued (the
+                // first client gave up waiting): the key is checked here, against the newest
+                // state, so a command is never applied twice.
+                if let Some(idempotency) = &command.idempotency
+                    && let Some(existing) = working.answers.get(&idempotency.key)
+                {
+                    let _ = reply.send(if existing.fingerprint == idempotency.fingerprint {
+                        Reply::Replayed(Arc::clone(existing))
+                    } else {
+                        Reply::Done(Err(StoreError::IdempotencyKeyReused))
+                    });
+                    continue;
                 }
-                let answer = Committed {
-                    outcome,
-                    tag: ConfigTag::new(base.store_id, revision),
-                    revision,
-                };
-                accepted.push((reply, answer));
+                let result = working.decide(command.precondition, command.operation);
+                match command.idempotency {
+                    None if result.is_err() => {
+                        let _ = reply.send(Reply::Done(result));
+                    }
+                    None => waiting.push((reply, Reply::Done(result))),
+                    Some(idempotency) => {
+                        let record = Arc::new(IdempotencyRecord {
+                            fingerprint: idempotency.fingerprint,
+                            created: working.now,
+                            answer: (idempotency.record)(&result),
+                        });
+                        working
+                            .answers
+                            .insert(idempotency.key.clone(), Arc::clone(&record));
+                        working
+                            .batch
+                            .remembered
+                            .push((idempotency.key, Arc::clone(&record)));
+                        waiting.push((reply, Reply::Recorded(record)));
+                    }
+                }
             }
         }
     }
 
-    if !changes.is_empty() {
-        if let Err(reason) = persistence.commit(revision, &changes) {
+    if !working.batch.is_empty() {
+        if let Err(reason) = persistence.commit(&working.batch) {
             // Nothing was published, so the in-memory state still equals the durable one.
-            tracing::error!(%reason, commands = accepted.len(), "commit failed; batch refused");
-            for (reply, _) in accepted {
-                let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+            tracing::error!(%reason, commands = waiting.len(), "commit failed; batch refused");
+            for (reply, _) in waiting {
+                let _ = reply.send(Reply::Done(Err(StoreError::Unavailable(reason.clone()))));
             }
             return;
         }
         current.store(Arc::new(Snapshot::new(
-            base.store_id,
-            revision,
-            configuration,
+            working.store_id,
+            working.batch.revision,
+            working.configuration,
+            working.answers,
         )));
     }
-    for (reply, answer) in accepted {
-        let _ = reply.send(Ok(answer));
+    for (reply, answer) in waiting {
+        let _ = reply.send(answer);
+    }
+}
+
+impl Working {
+    /// Checks a command's precondition against the working state and applies it.
+    fn decide(
+        &mut self,
+        precondition: Precondition,
+        operation: Operation,
+    ) -> Result<Committed, StoreError> {
+        precondition.check_tag(&ConfigTag::new(self.store_id, self.batch.revision))?;
+        let current = operation
+            .target()
+            .and_then(|target| self.configuration.version_of(target));
+        let has_validator = precondition.validators.if_match.is_some()
+            || !precondition.configuration_matches.is_empty();
+        if precondition.require_validator && current.is_some() && !has_validator {
+            return Err(StoreError::PreconditionRequired);
+        }
+        let verdict = precondition
+            .validators
+            .evaluate(current.as_ref().map(|v| v.as_version()), false);
+        if verdict != Verdict::Proceed {
+            return Err(StoreError::ResourceChanged {
+                current_etag: current.map(|version| version.etag),
+            });
+        }
+        let (outcome, effects) = self.configuration.apply(operation, self.now)?;
+        if !effects.is_empty() {
+            self.batch.revision += 1;
+            self.batch.changes.extend(effects);
+        }
+        Ok(Committed {
+            outcome,
+            tag: ConfigTag::new(self.store_id, self.batch.revision),
+            revision: self.batch.revision,
+        })
+    }
+
+    fn forget_answers(&mut self, before: Timestamp) {
+        let expired: Vec<String> = self
+            .answers
+            .iter()
+            .filter(|(_, record)| record.created < before)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            self.answers.remove(&key);
+            self.batch.forgotten.push(key);
+        }
     }
 }

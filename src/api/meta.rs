@@ -1,0 +1,62 @@
+//! Meta fields for representations that carry their version in the body (Eve's `_etag`,
+//! `_created`, `_updated`; the names are settings, as in Eve). Flocker's representations have
+//! fixed shapes and do not carry them; the packages and mathematicians APIs do.
+
+use serde_json::{Map, Value};
+
+use crate::model::{Timestamp, Versioned};
+
+/// The names of the meta fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaFields {
+    /// Holds the entity tag (default `_etag`).
+    pub etag: String,
+    /// Holds the creation time (default `_created`).
+    pub created: String,
+    /// Holds the last change time (default `_updated`).
+    pub updated: String,
+}
+
+impl Default for MetaFields {
+    fn default() -> Self {
+        MetaFields {
+            etag: "_etag".into(),
+            created: "_created".into(),
+            updated: "_updated".into(),
+        }
+    }
+}
+
+impl MetaFields {
+    /// Adds the meta fields of `record` to its JSON object representation.
+    pub fn annotate<T>(&self, object: &mut Map<String, Value>, record: &Versioned<T>) {
+        object.insert(self.etag.clone(), Value::String(record.etag.clone()));
+        object.insert(self.created.clone(), Value::String(rfc3339(record.created)));
+        object.insert(self.updated.clone(), Value::String(rfc3339(record.updated)));
+    }
+}
+
+/// An RFC 3339 timestamp in UTC with millisecond precision.
+pub fn rfc3339(millis: Timestamp) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotates_with_configured_names() {
+        let record = Versioned::new("x".to_string(), 0, 1_500);
+        let mut object = Map::new();
+        let names = MetaFields {
+            etag: "etag".into(),
+            ..MetaFields::default()
+        };
+        names.annotate(&mut object, &record);
+        assert_eq!(object["etag"], Value::String(record.etag.clone()));
+        assert_eq!(object["_created"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(object["_updated"], "1970-01-01T00:00:01.500Z");
+    }
+}
