@@ -1,0 +1,1491 @@
+//! RFC 9110 conditional requests, the `--if-match` policies, `Idempotency-Key` and the
+//! lost-update race, against an in-process floe (see /work/shared/spec/concurrency.md §3.1–3.5).
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{NODE_0, NODE_1, TestServer};
+use floe::api::conditional::IfMatchPolicy;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+const DATASETS: &str = "/v1/configuration/datasets";
+const LEASES: &str = "/v1/configuration/leases";
+const ETAGS_DONT_MATCH: &str = "Client and server etags don't match";
+const ETAG_REQUIRED: &str =
+    "To edit a document its etag must be provided using the If-Match header";
+const KEY_REUSED: &str = "This Idempotency-Key was already used for a different request.";
+/// A well-formed strong tag that is never any resource's.
+const OTHER_ETAG: &str = "\"00000000000000000000000000000000\"";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// One answer, fully read.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<String> {
+        let values: Vec<String> = self
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+
+    fn etag(&self) -> String {
+        self.header("etag")
+            .unwrap_or_else(|| panic!("no ETag header in {self:?}"))
+    }
+
+    fn tag(&self) -> String {
+        self.header("x-configuration-tag")
+            .unwrap_or_else(|| panic!("no X-Configuration-Tag header in {self:?}"))
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.text))
+    }
+
+    fn description(&self) -> String {
+        self.json()["description"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no description in {:?}", self.text))
+            .to_string()
+    }
+
+    fn replayed(&self) -> bool {
+        self.header("idempotent-replayed").as_deref() == Some("true")
+    }
+}
+
+/// Sends one request; header values are sent as given, each pair as its own header line.
+async fn send(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<Value>,
+) -> Answer {
+    send_with(&server.client, &server.url(path), method, headers, body).await
+}
+
+async fn send_with(
+    client: &reqwest::Client,
+    url: &str,
+    method: &str,
+    headers: &[(&str, String)],
+    body: Option<Value>,
+) -> Answer {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+    let mut builder = client.request(method, url);
+    for (name, value) in headers {
+        builder = builder.header(*name, value.as_str());
+    }
+    if let Some(body) = body {
+        builder = builder
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body).expect("JSON"));
+    }
+    let response = builder.send().await.expect("the request is answered");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("a readable body");
+    Answer {
+        status,
+        headers,
+        text,
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn dataset_path(id: &str) -> String {
+    format!("{DATASETS}/{id}")
+}
+
+/// Creates a dataset on NODE_0 and returns the answer (asserting 201).
+async fn create(server: &TestServer, id: &str) -> Answer {
+    let answer = send(
+        server,
+        "POST",
+        DATASETS,
+        &[],
+        Some(json!({"primary": NODE_0, "dataset_id": id})),
+    )
+    .await;
+    assert_eq!(answer.status, 201, "create {id}: {answer:?}");
+    answer
+}
+
+async fn get(server: &TestServer, id: &str) -> Answer {
+    send(server, "GET", &dataset_path(id), &[], None).await
+}
+
+/// Whether `etag` is a strong tag of 32 lower-case hex digits.
+fn assert_strong_hex_etag(etag: &str) {
+    let inner = etag
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("ETag {etag:?} is not a quoted strong tag"));
+    assert!(
+        inner.len() == 32
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+        "ETag {etag:?} is not 32 lower-case hex digits"
+    );
+}
+
+fn parse_date(value: &str) -> SystemTime {
+    httpdate::parse_http_date(value).unwrap_or_else(|e| panic!("{value:?} is no HTTP date: {e}"))
+}
+
+fn http_date(time: SystemTime) -> String {
+    httpdate::fmt_http_date(time)
+}
+
+fn weak(etag: &str) -> String {
+    format!("W/{etag}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The RFC 9110 §13.2.2 evaluation matrix on datasets
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Get,
+    Move,
+    Delete,
+}
+
+/// How a header value is made from the row's fresh dataset.
+#[derive(Debug, Clone, Copy)]
+enum V {
+    /// The dataset's current ETag.
+    Current,
+    /// The current ETag marked weak.
+    WeakCurrent,
+    /// A tag that is not the dataset's.
+    Other,
+    /// `"other", <current>`.
+    OtherThenCurrent,
+    /// An hour before Last-Modified.
+    Past,
+    /// Last-Modified itself.
+    AtLastModified,
+    /// An hour from now.
+    Future,
+    /// The current configuration tag.
+    ConfigTag,
+    /// A literal value.
+    Lit(&'static str),
+}
+
+const IM: &str = "If-Match";
+const INM: &str = "If-None-Match";
+const IMS: &str = "If-Modified-Since";
+const IUS: &str = "If-Unmodified-Since";
+const XIC: &str = "X-If-Configuration-Matches";
+
+struct Row {
+    policy: IfMatchPolicy,
+    op: Op,
+    conditions: &'static [(&'static str, V)],
+    expect: u16,
+}
+
+const fn row(op: Op, conditions: &'static [(&'static str, V)], expect: u16) -> Row {
+    Row {
+        policy: IfMatchPolicy::Optional,
+        op,
+        conditions,
+        expect,
+    }
+}
+
+const fn required(op: Op, conditions: &'static [(&'static str, V)], expect: u16) -> Row {
+    Row {
+        policy: IfMatchPolicy::Required,
+        op,
+        conditions,
+        expect,
+    }
+}
+
+use Op::{Delete, Get, Move};
+use V::{
+    AtLastModified, ConfigTag, Current, Future, Lit, Other, OtherThenCurrent, Past, WeakCurrent,
+};
+
+const MATRIX: &[Row] = &[
+    // ---- GET ----
+    row(Get, &[], 200),
+    row(Get, &[(IM, Current)], 200),
+    row(Get, &[(IM, Other)], 412),
+    row(Get, &[(IM, Lit("*"))], 200),
+    row(Get, &[(IM, WeakCurrent)], 412),
+    row(Get, &[(IM, OtherThenCurrent)], 200),
+    row(Get, &[(INM, Current)], 304),
+    row(Get, &[(INM, WeakCurrent)], 304),
+    row(Get, &[(INM, Other)], 200),
+    row(Get, &[(INM, Lit("*"))], 304),
+    row(Get, &[(INM, OtherThenCurrent)], 304),
+    row(Get, &[(IMS, Past)], 200),
+    row(Get, &[(IMS, AtLastModified)], 304),
+    row(Get, &[(IMS, Future)], 304),
+    row(Get, &[(IMS, Lit("not a date"))], 200),
+    row(Get, &[(IUS, Past)], 412),
+    row(Get, &[(IUS, Future)], 200),
+    row(Get, &[(IUS, Lit("yesterday"))], 200),
+    row(Get, &[(IM, Current), (INM, Current)], 304),
+    row(Get, &[(IM, Current), (INM, Other)], 200),
+    row(Get, &[(IM, Other), (INM, Other)], 412),
+    row(Get, &[(IM, Other), (INM, Current)], 412),
+    row(Get, &[(IM, Current), (IUS, Past)], 200),
+    row(Get, &[(INM, Other), (IMS, Future)], 200),
+    row(Get, &[(INM, Current), (IMS, Past)], 304),
+    row(Get, &[(IM, Lit("garbage"))], 400),
+    row(Get, &[(INM, Lit("\"abc"))], 400),
+    // ---- move (POST /v1/configuration/datasets/{id}) ----
+    row(Move, &[], 200),
+    row(Move, &[(IM, Current)], 200),
+    row(Move, &[(IM, Other)], 412),
+    row(Move, &[(IM, Lit("*"))], 200),
+    row(Move, &[(IM, WeakCurrent)], 412),
+    row(Move, &[(IM, OtherThenCurrent)], 200),
+    row(Move, &[(INM, Current)], 412),
+    row(Move, &[(INM, WeakCurrent)], 412),
+    row(Move, &[(INM, Other)], 200),
+    row(Move, &[(INM, Lit("*"))], 412),
+    row(Move, &[(INM, OtherThenCurrent)], 412),
+    row(Move, &[(IMS, Past)], 200),
+    row(Move, &[(IMS, Future)], 200),
+    row(Move, &[(IUS, Past)], 412),
+    row(Move, &[(IUS, AtLastModified)], 200),
+    row(Move, &[(IUS, Future)], 200),
+    row(Move, &[(IUS, Lit("not a date"))], 200),
+    row(Move, &[(IM, Current), (IUS, Past)], 200),
+    row(Move, &[(IM, Other), (IUS, Future)], 412),
+    row(Move, &[(IM, Current), (INM, Current)], 412),
+    row(Move, &[(IM, Current), (INM, Other)], 200),
+    row(Move, &[(IM, Other), (INM, Other)], 412),
+    row(Move, &[(IUS, Future), (INM, Current)], 412),
+    row(Move, &[(XIC, ConfigTag), (IM, Current)], 200),
+    row(Move, &[(XIC, ConfigTag), (IM, Other)], 412),
+    row(Move, &[(IM, Lit("garbage"))], 400),
+    row(Move, &[(IM, Lit("\"abc"))], 400),
+    row(Move, &[(IM, Lit("*, \"a\""))], 400),
+    row(Move, &[(INM, Lit("garbage"))], 400),
+    // ---- delete ----
+    row(Delete, &[], 200),
+    row(Delete, &[(IM, Current)], 200),
+    row(Delete, &[(IM, Other)], 412),
+    row(Delete, &[(IM, Lit("*"))], 200),
+    row(Delete, &[(IM, WeakCurrent)], 412),
+    row(Delete, &[(INM, Current)], 412),
+    row(Delete, &[(INM, Other)], 200),
+    row(Delete, &[(INM, Lit("*"))], 412),
+    row(Delete, &[(IMS, Future)], 200),
+    row(Delete, &[(IUS, Past)], 412),
+    row(Delete, &[(IUS, Future)], 200),
+    row(Delete, &[(IM, Current), (IUS, Past)], 200),
+    row(Delete, &[(IM, Current), (INM, Current)], 412),
+    row(Delete, &[(IM, Lit("garbage"))], 400),
+    // ---- --if-match required ----
+    required(Get, &[], 200),
+    required(Move, &[], 428),
+    required(Move, &[(IM, Current)], 200),
+    required(Move, &[(IM, Other)], 412),
+    required(Move, &[(IM, Lit("*"))], 200),
+    required(Move, &[(XIC, ConfigTag)], 200),
+    required(Move, &[(IUS, Future)], 428),
+    required(Delete, &[], 428),
+    required(Delete, &[(IM, Current)], 200),
+    required(Delete, &[(IM, Other)], 412),
+    required(Delete, &[(XIC, ConfigTag)], 200),
+];
+
+fn describe(row: &Row) -> String {
+    format!(
+        "[{:?}] {:?} with {:?} (expect {})",
+        row.policy, row.op, row.conditions, row.expect
+    )
+}
+
+/// Runs one row against a fresh dataset on `server`; returns a failure description.
+async fn run_row(server: &TestServer, row: &Row) -> Result<(), String> {
+    let label = describe(row);
+    let id = new_id();
+    let created = create(server, &id).await;
+    let etag = created.etag();
+    let config_tag = created.tag();
+    let last_modified = parse_date(
+        &created
+            .header("last-modified")
+            .ok_or_else(|| format!("{label}: create answered no Last-Modified"))?,
+    );
+    let now = SystemTime::now();
+    let headers: Vec<(&str, String)> = row
+        .conditions
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                Current => etag.clone(),
+                WeakCurrent => weak(&etag),
+                Other => OTHER_ETAG.to_string(),
+                OtherThenCurrent => format!("{OTHER_ETAG}, {etag}"),
+                Past => http_date(last_modified - Duration::from_secs(3600)),
+                AtLastModified => http_date(last_modified),
+                Future => http_date(now + Duration::from_secs(3600)),
+                ConfigTag => config_tag.clone(),
+                Lit(s) => s.to_string(),
+            };
+            (*name, value)
+        })
+        .collect();
+    let path = dataset_path(&id);
+    let answer = match row.op {
+        Get => send(server, "GET", &path, &headers, None).await,
+        Move => {
+            send(
+                server,
+                "POST",
+                &path,
+                &headers,
+                Some(json!({"primary": NODE_1})),
+            )
+            .await
+        }
+        Delete => send(server, "DELETE", &path, &headers, None).await,
+    };
+    let fail = |what: String| Err(format!("{label}: {what}\n  answer: {answer:?}"));
+    if answer.status != row.expect {
+        return fail(format!("status {}", answer.status));
+    }
+    let after = get(server, &id).await;
+    match answer.status {
+        200 => {
+            let got = answer.etag();
+            assert_strong_hex_etag(&got);
+            if answer.header("last-modified").is_none() {
+                return fail("no Last-Modified".into());
+            }
+            if got != after.etag() {
+                return fail(format!(
+                    "ETag {got} but a following GET says {}",
+                    after.etag()
+                ));
+            }
+            let body = answer.json();
+            match row.op {
+                Get => {
+                    if got != etag || body["primary"] != NODE_0 {
+                        return fail(format!("GET changed something (created with {etag})"));
+                    }
+                }
+                Move => {
+                    if got == etag || body["primary"] != NODE_1 {
+                        return fail(format!("the move did not change the ETag/primary ({etag})"));
+                    }
+                }
+                Delete => {
+                    if got == etag || body["deleted"] != true {
+                        return fail(format!(
+                            "the delete did not change the ETag/deleted ({etag})"
+                        ));
+                    }
+                }
+            }
+        }
+        304 => {
+            if !answer.text.is_empty() {
+                return fail("a 304 with a body".into());
+            }
+            if answer.header("etag").as_deref() != Some(etag.as_str()) {
+                return fail(format!("the 304 does not carry ETag {etag}"));
+            }
+        }
+        _ => {
+            if after.etag() != etag || after.json()["primary"] != NODE_0 {
+                return fail(format!(
+                    "a refused request changed the dataset: {:?}",
+                    after.text
+                ));
+            }
+            let description = answer.description();
+            let if_match_fails = row
+                .conditions
+                .iter()
+                .any(|(name, value)| *name == IM && matches!(value, Other | WeakCurrent));
+            let checks_tag_first = row.conditions.iter().any(|(name, _)| *name == XIC);
+            match answer.status {
+                412 if if_match_fails => {
+                    if description != ETAGS_DONT_MATCH {
+                        return fail(format!("description {description:?}"));
+                    }
+                    if answer.header("etag").as_deref() != Some(etag.as_str()) {
+                        return fail(format!("the 412 does not carry the current ETag {etag}"));
+                    }
+                    if checks_tag_first && description.starts_with("Tag doesn't match") {
+                        return fail("the configuration tag was current".into());
+                    }
+                }
+                428 => {
+                    if description != ETAG_REQUIRED {
+                        return fail(format!("description {description:?}"));
+                    }
+                }
+                400 => {
+                    let header = row.conditions[0].0;
+                    if !description.contains(header) {
+                        return fail(format!(
+                            "description {description:?} does not name {header}"
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn rfc9110_evaluation_matrix_on_datasets() {
+    let mut failures = Vec::new();
+    for policy in [IfMatchPolicy::Optional, IfMatchPolicy::Required] {
+        let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+            config.if_match = policy;
+        })
+        .await;
+        for row in MATRIX.iter().filter(|row| row.policy == policy) {
+            if let Err(failure) = run_row(&server, row).await {
+                failures.push(failure);
+            }
+        }
+        server.stop().await;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n\n{}",
+        failures.len(),
+        MATRIX.len(),
+        failures.join("\n\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creates: the target is the dataset named by the body's dataset_id
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// A dataset_id that is configured.
+    Existing,
+    /// A dataset_id that is not.
+    New,
+    /// No dataset_id: floe generates one, which never exists.
+    Generated,
+}
+
+#[tokio::test]
+async fn create_preconditions_target_the_named_dataset() {
+    use Target::{Existing, Generated, New};
+    let rows: &[(IfMatchPolicy, Target, &[(&str, V)], u16)] = &[
+        (IfMatchPolicy::Optional, Existing, &[], 409),
+        (IfMatchPolicy::Optional, Existing, &[(INM, Lit("*"))], 412),
+        (IfMatchPolicy::Optional, Existing, &[(INM, Current)], 412),
+        (IfMatchPolicy::Optional, Existing, &[(INM, Other)], 409),
+        (IfMatchPolicy::Optional, Existing, &[(IM, Current)], 409),
+        (IfMatchPolicy::Optional, Existing, &[(IM, Lit("*"))], 409),
+        (IfMatchPolicy::Optional, Existing, &[(IM, Other)], 412),
+        (IfMatchPolicy::Optional, Existing, &[(IUS, Past)], 412),
+        (IfMatchPolicy::Optional, Existing, &[(IMS, Future)], 409),
+        (IfMatchPolicy::Optional, New, &[], 201),
+        (IfMatchPolicy::Optional, New, &[(INM, Lit("*"))], 201),
+        (IfMatchPolicy::Optional, New, &[(IM, Lit("*"))], 412),
+        (IfMatchPolicy::Optional, New, &[(IM, Other)], 412),
+        (IfMatchPolicy::Optional, Generated, &[(INM, Lit("*"))], 201),
+        (IfMatchPolicy::Optional, Generated, &[(IM, Lit("*"))], 412),
+        (IfMatchPolicy::Optional, New, &[(IM, Lit("garbage"))], 400),
+        (IfMatchPolicy::Required, New, &[], 201),
+        (IfMatchPolicy::Required, Generated, &[], 201),
+        (IfMatchPolicy::Required, Existing, &[], 428),
+        (IfMatchPolicy::Required, Existing, &[(IM, Current)], 409),
+        (IfMatchPolicy::Required, Existing, &[(XIC, ConfigTag)], 409),
+        (IfMatchPolicy::Required, Existing, &[(IM, Other)], 412),
+    ];
+    let mut failures = Vec::new();
+    for policy in [IfMatchPolicy::Optional, IfMatchPolicy::Required] {
+        let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+            config.if_match = policy;
+        })
+        .await;
+        for (_, target, conditions, expect) in rows.iter().filter(|row| row.0 == policy) {
+            let existing = new_id();
+            let created = create(&server, &existing).await;
+            let etag = created.etag();
+            let last_modified = parse_date(&created.header("last-modified").unwrap());
+            let headers: Vec<(&str, String)> = conditions
+                .iter()
+                .map(|(name, value)| {
+                    let value = match value {
+                        Current => etag.clone(),
+                        Other => OTHER_ETAG.to_string(),
+                        Past => http_date(last_modified - Duration::from_secs(3600)),
+                        Future => http_date(SystemTime::now() + Duration::from_secs(3600)),
+                        ConfigTag => created.tag(),
+                        Lit(s) => s.to_string(),
+                        other => unreachable!("{other:?}"),
+                    };
+                    (*name, value)
+                })
+                .collect();
+            let body = match target {
+                Existing => json!({"primary": NODE_1, "dataset_id": existing}),
+                New => json!({"primary": NODE_1, "dataset_id": new_id()}),
+                Generated => json!({"primary": NODE_1}),
+            };
+            let answer = send(&server, "POST", DATASETS, &headers, Some(body)).await;
+            let label = format!("[{policy:?}] create {target:?} with {conditions:?}");
+            if answer.status != *expect {
+                failures.push(format!("{label}: expected {expect}, got {answer:?}"));
+                continue;
+            }
+            match answer.status {
+                201 => assert_strong_hex_etag(&answer.etag()),
+                412 if matches!(target, Existing) => {
+                    if answer.header("etag").as_deref() != Some(etag.as_str()) {
+                        failures.push(format!("{label}: the 412 lacks ETag {etag}: {answer:?}"));
+                    }
+                }
+                428 if answer.description() != ETAG_REQUIRED => {
+                    failures.push(format!("{label}: {answer:?}"))
+                }
+                _ => {}
+            }
+            if conditions
+                .iter()
+                .any(|(n, v)| *n == IM && matches!(v, Other))
+                && answer.status == 412
+                && answer.description() != ETAGS_DONT_MATCH
+            {
+                failures.push(format!("{label}: description {:?}", answer.text));
+            }
+            let after = get(&server, &existing).await;
+            if after.etag() != etag {
+                failures.push(format!("{label}: the existing dataset changed: {after:?}"));
+            }
+        }
+        server.stop().await;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// ETag and Last-Modified headers
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn etags_are_content_hashes_and_stable() {
+    let server = TestServer::start().await;
+    let id = new_id();
+    let created = create(&server, &id).await;
+    let e0 = created.etag();
+    assert_strong_hex_etag(&e0);
+    parse_date(
+        &created
+            .header("last-modified")
+            .expect("Last-Modified on create"),
+    );
+
+    // Reading twice gives the same ETag, the one the create returned, and a Last-Modified.
+    let first = get(&server, &id).await;
+    let second = get(&server, &id).await;
+    assert_eq!(first.etag(), e0);
+    assert_eq!(second.etag(), e0);
+    parse_date(&first.header("last-modified").expect("Last-Modified on GET"));
+
+    // An empty update changes nothing, the ETag included.
+    let noop = send(&server, "POST", &dataset_path(&id), &[], Some(json!({}))).await;
+    assert_eq!((noop.status, noop.etag()), (200, e0.clone()));
+
+    // A move changes it; moving back restores the content and hence the ETag.
+    let moved = send(
+        &server,
+        "POST",
+        &dataset_path(&id),
+        &[],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_eq!(moved.status, 200);
+    let e1 = moved.etag();
+    assert_strong_hex_etag(&e1);
+    assert_ne!(e1, e0, "a move must change the ETag");
+    assert_eq!(get(&server, &id).await.etag(), e1);
+    parse_date(
+        &moved
+            .header("last-modified")
+            .expect("Last-Modified on move"),
+    );
+    let back = send(
+        &server,
+        "POST",
+        &dataset_path(&id),
+        &[],
+        Some(json!({"primary": NODE_0})),
+    )
+    .await;
+    assert_eq!(back.etag(), e0, "same content, same ETag");
+
+    // Different datasets have different ETags.
+    let other = create(&server, &new_id()).await;
+    assert_ne!(other.etag(), e0);
+
+    // Delete changes it; deleting again answers the same ETag.
+    let deleted = send(&server, "DELETE", &dataset_path(&id), &[], None).await;
+    assert_eq!(deleted.status, 200);
+    let e2 = deleted.etag();
+    assert_strong_hex_etag(&e2);
+    assert_ne!(e2, e0);
+    parse_date(
+        &deleted
+            .header("last-modified")
+            .expect("Last-Modified on delete"),
+    );
+    assert_eq!(get(&server, &id).await.etag(), e2);
+    let again = send(&server, "DELETE", &dataset_path(&id), &[], None).await;
+    assert_eq!((again.status, again.etag()), (200, e2));
+
+    // Lists: datasets carry the quoted configuration tag, leases the weak one.
+    let list = send(&server, "GET", DATASETS, &[], None).await;
+    assert_eq!(list.etag(), format!("\"{}\"", list.tag()));
+    let leases = send(&server, "GET", LEASES, &[], None).await;
+    assert_eq!(leases.etag(), format!("W/\"{}\"", leases.tag()));
+    assert_eq!(leases.tag(), list.tag());
+
+    // Leases: acquire and release carry a strong content ETag; same content, same ETag.
+    let lease_body = json!({"dataset_id": id, "node_uuid": NODE_0, "expires": null});
+    let acquired = send(&server, "POST", LEASES, &[], Some(lease_body.clone())).await;
+    assert_eq!(acquired.status, 201);
+    let l0 = acquired.etag();
+    assert_strong_hex_etag(&l0);
+    let renewed = send(&server, "POST", LEASES, &[], Some(lease_body)).await;
+    assert_eq!((renewed.status, renewed.etag()), (200, l0.clone()));
+    let released = send(&server, "DELETE", &format!("{LEASES}/{id}"), &[], None).await;
+    assert_eq!((released.status, released.etag()), (200, l0));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn lists_answer_304_to_a_matching_if_none_match() {
+    let server = TestServer::start().await;
+    create(&server, &new_id()).await;
+    let mut failures = Vec::new();
+    for path in [DATASETS, LEASES] {
+        let full = send(&server, "GET", path, &[], None).await;
+        assert_eq!(full.status, 200);
+        let etag = full.etag();
+        let tag = full.tag();
+        let strong = format!("\"{tag}\"");
+        for value in [
+            etag.clone(),
+            strong.clone(),
+            weak(&strong),
+            "*".to_string(),
+            format!("{OTHER_ETAG}, {etag}"),
+        ] {
+            let answer = send(&server, "GET", path, &[(INM, value.clone())], None).await;
+            // RFC 9110 §15.4.5: a 304 carries the ETag a 200 would have carried.
+            if answer.status != 304
+                || !answer.text.is_empty()
+                || answer.header("etag").as_deref() != Some(etag.as_str())
+            {
+                failures.push(format!(
+                    "GET {path} If-None-Match: {value}: expected 304, no body, ETag {etag}; got {} {:?} ETag {:?}",
+                    answer.status,
+                    answer.text,
+                    answer.header("etag")
+                ));
+            }
+        }
+        let miss = send(&server, "GET", path, &[(INM, OTHER_ETAG.to_string())], None).await;
+        assert_eq!(miss.status, 200, "{miss:?}");
+        assert_eq!(miss.etag(), etag);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // After a write the old tags no longer match.
+    let before = send(&server, "GET", DATASETS, &[], None).await.etag();
+    let leases_before = send(&server, "GET", LEASES, &[], None).await.etag();
+    create(&server, &new_id()).await;
+    let answer = send(&server, "GET", DATASETS, &[(INM, before.clone())], None).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_ne!(answer.etag(), before);
+    let answer = send(&server, "GET", LEASES, &[(INM, leases_before)], None).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn lease_preconditions() {
+    let server = TestServer::start().await;
+    let id = new_id();
+    let body = |node: &str| json!({"dataset_id": id, "node_uuid": node, "expires": null});
+    let release = format!("{LEASES}/{id}");
+
+    // If-Match: * on a lease nobody holds fails; If-None-Match: * takes it.
+    let answer = send(
+        &server,
+        "POST",
+        LEASES,
+        &[(IM, "*".into())],
+        Some(body(NODE_0)),
+    )
+    .await;
+    assert_eq!(answer.status, 412, "{answer:?}");
+    let taken = send(
+        &server,
+        "POST",
+        LEASES,
+        &[(INM, "*".into())],
+        Some(body(NODE_0)),
+    )
+    .await;
+    assert_eq!(taken.status, 201, "{taken:?}");
+    let etag = taken.etag();
+
+    // Held now: If-None-Match: * or the current tag fail; a wrong If-Match fails with the ETag.
+    for (name, value) in [(INM, "*".to_string()), (INM, etag.clone())] {
+        let answer = send(
+            &server,
+            "POST",
+            LEASES,
+            &[(name, value)],
+            Some(body(NODE_0)),
+        )
+        .await;
+        assert_eq!(answer.status, 412, "{answer:?}");
+    }
+    let stale = send(
+        &server,
+        "POST",
+        LEASES,
+        &[(IM, OTHER_ETAG.into())],
+        Some(body(NODE_0)),
+    )
+    .await;
+    assert_eq!(stale.status, 412, "{stale:?}");
+    assert_eq!(stale.description(), ETAGS_DONT_MATCH);
+    assert_eq!(stale.header("etag"), Some(etag.clone()));
+    let weak_tag = send(
+        &server,
+        "POST",
+        LEASES,
+        &[(IM, weak(&etag))],
+        Some(body(NODE_0)),
+    )
+    .await;
+    assert_eq!(
+        weak_tag.status, 412,
+        "a weak tag never matches If-Match: {weak_tag:?}"
+    );
+
+    // The right If-Match renews.
+    let renewed = send(
+        &server,
+        "POST",
+        LEASES,
+        &[(IM, etag.clone())],
+        Some(body(NODE_0)),
+    )
+    .await;
+    assert_eq!(renewed.status, 200, "{renewed:?}");
+
+    // Release: a wrong If-Match fails, the right one releases.
+    let answer = send(
+        &server,
+        "DELETE",
+        &release,
+        &[(IM, OTHER_ETAG.into())],
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 412, "{answer:?}");
+    assert_eq!(answer.header("etag"), Some(renewed.etag()));
+    let answer = send(&server, "DELETE", &release, &[(IM, renewed.etag())], None).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_strong_hex_etag(&answer.etag());
+    // Gone: If-Match: * fails.
+    let answer = send(&server, "DELETE", &release, &[(IM, "*".into())], None).await;
+    assert_eq!(answer.status, 412, "{answer:?}");
+    let answer = send(&server, "DELETE", &release, &[(IM, "garbage".into())], None).await;
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(answer.description().contains("If-Match"), "{answer:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn required_policy_on_leases() {
+    let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.if_match = IfMatchPolicy::Required;
+    })
+    .await;
+    let id = new_id();
+    let body = json!({"dataset_id": id, "node_uuid": NODE_0, "expires": null});
+    let release = format!("{LEASES}/{id}");
+    let taken = send(&server, "POST", LEASES, &[], Some(body.clone())).await;
+    assert_eq!(
+        taken.status, 201,
+        "a new lease needs no validator: {taken:?}"
+    );
+    let renew = send(&server, "POST", LEASES, &[], Some(body.clone())).await;
+    assert_eq!(renew.status, 428, "{renew:?}");
+    assert_eq!(renew.description(), ETAG_REQUIRED);
+    let renew = send(
+        &server,
+        "POST",
+        LEASES,
+        &[(IM, taken.etag())],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(renew.status, 200, "{renew:?}");
+    let tag = send(&server, "GET", LEASES, &[], None).await.tag();
+    let renew = send(&server, "POST", LEASES, &[(XIC, tag)], Some(body)).await;
+    assert_eq!(renew.status, 200, "{renew:?}");
+    let answer = send(&server, "DELETE", &release, &[], None).await;
+    assert_eq!(answer.status, 428, "{answer:?}");
+    assert_eq!(answer.description(), ETAG_REQUIRED);
+    let answer = send(&server, "DELETE", &release, &[(IM, renew.etag())], None).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// X-If-Configuration-Matches comes first; the Off policy
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn configuration_tag_is_checked_before_etags() {
+    let server = TestServer::start().await;
+    let id = new_id();
+    let created = create(&server, &id).await;
+    let stale = created.tag();
+    create(&server, &new_id()).await;
+    let current = send(&server, "GET", DATASETS, &[], None).await.tag();
+    for if_match in [created.etag(), OTHER_ETAG.to_string()] {
+        let answer = send(
+            &server,
+            "POST",
+            &dataset_path(&id),
+            &[(XIC, stale.clone()), (IM, if_match)],
+            Some(json!({"primary": NODE_1})),
+        )
+        .await;
+        assert_eq!(answer.status, 412, "{answer:?}");
+        assert_eq!(
+            answer.description(),
+            format!("Tag doesn't match. Required: {stale}, current: {current}")
+        );
+    }
+    assert_eq!(get(&server, &id).await.etag(), created.etag());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn off_policy_sends_no_validators_and_ignores_them() {
+    let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.if_match = IfMatchPolicy::Off;
+    })
+    .await;
+    let id = new_id();
+    let created = create(&server, &id).await;
+    let no_validators = |answer: &Answer, what: &str| {
+        assert_eq!(answer.header("etag"), None, "{what}: {answer:?}");
+        assert_eq!(answer.header("last-modified"), None, "{what}: {answer:?}");
+    };
+    no_validators(&created, "create");
+    let read = get(&server, &id).await;
+    assert_eq!(read.status, 200);
+    no_validators(&read, "GET");
+    let read = send(
+        &server,
+        "GET",
+        &dataset_path(&id),
+        &[(INM, "*".into())],
+        None,
+    )
+    .await;
+    assert_eq!(read.status, 200, "If-None-Match is ignored: {read:?}");
+    let read = send(
+        &server,
+        "GET",
+        &dataset_path(&id),
+        &[(IM, OTHER_ETAG.into())],
+        None,
+    )
+    .await;
+    assert_eq!(read.status, 200, "If-Match is ignored: {read:?}");
+    for path in [DATASETS, LEASES] {
+        let list = send(&server, "GET", path, &[(INM, "*".into())], None).await;
+        assert_eq!(list.status, 200, "{path}: {list:?}");
+        no_validators(&list, path);
+    }
+    let moved = send(
+        &server,
+        "POST",
+        &dataset_path(&id),
+        &[(IM, OTHER_ETAG.into())],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_eq!(
+        moved.status, 200,
+        "a wrong If-Match still succeeds: {moved:?}"
+    );
+    no_validators(&moved, "move");
+    let duplicate = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[(INM, "*".into())],
+        Some(json!({"primary": NODE_0, "dataset_id": id})),
+    )
+    .await;
+    assert_eq!(
+        duplicate.status, 409,
+        "If-None-Match is ignored: {duplicate:?}"
+    );
+    let lease = send(
+        &server,
+        "POST",
+        LEASES,
+        &[(IM, "*".into())],
+        Some(json!({"dataset_id": id, "node_uuid": NODE_0, "expires": null})),
+    )
+    .await;
+    assert_eq!(lease.status, 201, "{lease:?}");
+    no_validators(&lease, "lease acquire");
+    // The configuration tag is still honoured.
+    let answer = send(
+        &server,
+        "DELETE",
+        &dataset_path(&id),
+        &[(XIC, created.tag())],
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 412, "{answer:?}");
+    assert!(
+        answer.description().starts_with("Tag doesn't match"),
+        "{answer:?}"
+    );
+    let deleted = send(&server, "DELETE", &dataset_path(&id), &[], None).await;
+    assert_eq!(deleted.status, 200);
+    no_validators(&deleted, "delete");
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency-Key
+// ---------------------------------------------------------------------------------------------
+
+fn key(value: &str) -> (&'static str, String) {
+    ("Idempotency-Key", format!("\"{value}\""))
+}
+
+/// The replay must repeat the first answer exactly, plus `Idempotent-Replayed: true`.
+fn assert_replay_of(first: &Answer, replay: &Answer) {
+    assert!(
+        !first.replayed(),
+        "the first answer is not a replay: {first:?}"
+    );
+    assert!(
+        replay.replayed(),
+        "no Idempotent-Replayed: true in {replay:?}"
+    );
+    assert_eq!(replay.status, first.status, "{replay:?}");
+    assert_eq!(replay.text, first.text, "the replayed body differs");
+    for name in [
+        "etag",
+        "x-configuration-tag",
+        "content-type",
+        "last-modified",
+    ] {
+        assert_eq!(
+            replay.header(name),
+            first.header(name),
+            "replayed header {name}"
+        );
+    }
+}
+
+async fn dataset_count(server: &TestServer) -> usize {
+    send(server, "GET", DATASETS, &[], None)
+        .await
+        .json()
+        .as_array()
+        .expect("a list")
+        .len()
+}
+
+#[tokio::test]
+async fn idempotent_writes_replay_their_first_answer() {
+    let server = TestServer::start().await;
+    let body = json!({"primary": NODE_0});
+
+    // A create with a generated id: the replay names the same dataset and creates nothing.
+    let first = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[key("create-1")],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let tag_after = send(&server, "GET", DATASETS, &[], None).await.tag();
+    for _ in 0..2 {
+        let replay = send(
+            &server,
+            "POST",
+            DATASETS,
+            &[key("create-1")],
+            Some(body.clone()),
+        )
+        .await;
+        assert_replay_of(&first, &replay);
+    }
+    assert_eq!(dataset_count(&server).await, 1);
+    assert_eq!(
+        send(&server, "GET", DATASETS, &[], None).await.tag(),
+        tag_after
+    );
+
+    // An unquoted token is accepted as a key too.
+    let token = ("Idempotency-Key", "token-key-1".to_string());
+    let first_token = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[token.clone()],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(first_token.status, 201, "{first_token:?}");
+    let replay = send(&server, "POST", DATASETS, &[token], Some(body.clone())).await;
+    assert_replay_of(&first_token, &replay);
+    assert_eq!(dataset_count(&server).await, 2);
+
+    // The same key for another body or another path: 422.
+    let dataset_id = first.json()["dataset_id"].as_str().unwrap().to_string();
+    let reuse = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[key("create-1")],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_eq!(reuse.status, 422, "{reuse:?}");
+    assert_eq!(reuse.description(), KEY_REUSED);
+    let reuse = send(
+        &server,
+        "POST",
+        &dataset_path(&dataset_id),
+        &[key("create-1")],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(reuse.status, 422, "{reuse:?}");
+    assert_eq!(reuse.description(), KEY_REUSED);
+    assert_eq!(dataset_count(&server).await, 2);
+
+    // A move and a delete replay too, and are not applied again.
+    let path = dataset_path(&dataset_id);
+    let moved = send(
+        &server,
+        "POST",
+        &path,
+        &[key("move-1")],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_eq!(moved.status, 200);
+    send(
+        &server,
+        "POST",
+        &path,
+        &[],
+        Some(json!({"primary": NODE_0})),
+    )
+    .await;
+    let replay = send(
+        &server,
+        "POST",
+        &path,
+        &[key("move-1")],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_replay_of(&moved, &replay);
+    assert_eq!(get(&server, &dataset_id).await.json()["primary"], NODE_0);
+    let deleted = send(&server, "DELETE", &path, &[key("delete-1")], None).await;
+    assert_eq!(deleted.status, 200);
+    let replay = send(&server, "DELETE", &path, &[key("delete-1")], None).await;
+    assert_replay_of(&deleted, &replay);
+
+    // 4xx answers decided by the store are recorded: 404, 409, 412.
+    let missing = new_id();
+    let not_found = send(
+        &server,
+        "POST",
+        &dataset_path(&missing),
+        &[key("404")],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_eq!(not_found.status, 404, "{not_found:?}");
+    create(&server, &missing).await;
+    let replay = send(
+        &server,
+        "POST",
+        &dataset_path(&missing),
+        &[key("404")],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_replay_of(&not_found, &replay);
+    assert_eq!(get(&server, &missing).await.json()["primary"], NODE_0);
+
+    let duplicate_body = json!({"primary": NODE_0, "dataset_id": missing});
+    let conflict = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[key("409")],
+        Some(duplicate_body.clone()),
+    )
+    .await;
+    assert_eq!(conflict.status, 409, "{conflict:?}");
+    let replay = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[key("409")],
+        Some(duplicate_body),
+    )
+    .await;
+    assert_replay_of(&conflict, &replay);
+
+    let stale = send(
+        &server,
+        "POST",
+        &dataset_path(&missing),
+        &[key("412"), (IM, OTHER_ETAG.into())],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_eq!(stale.status, 412, "{stale:?}");
+    let replay = send(
+        &server,
+        "POST",
+        &dataset_path(&missing),
+        &[key("412"), (IM, OTHER_ETAG.into())],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_replay_of(&stale, &replay);
+
+    // A lease acquire replays its 201 (a second, real acquire would say 200).
+    let lease = json!({"dataset_id": missing, "node_uuid": NODE_0, "expires": null});
+    let acquired = send(
+        &server,
+        "POST",
+        LEASES,
+        &[key("lease-1")],
+        Some(lease.clone()),
+    )
+    .await;
+    assert_eq!(acquired.status, 201, "{acquired:?}");
+    let replay = send(&server, "POST", LEASES, &[key("lease-1")], Some(lease)).await;
+    assert_replay_of(&acquired, &replay);
+    let released = send(
+        &server,
+        "DELETE",
+        &format!("{LEASES}/{missing}"),
+        &[key("release-1")],
+        None,
+    )
+    .await;
+    assert_eq!(released.status, 200);
+    let replay = send(
+        &server,
+        "DELETE",
+        &format!("{LEASES}/{missing}"),
+        &[key("release-1")],
+        None,
+    )
+    .await;
+    assert_replay_of(&released, &replay);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_idempotency_keys_are_refused() {
+    let server = TestServer::start().await;
+    let body = Some(json!({"primary": NODE_0}));
+    let long = "k".repeat(256);
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("empty quoted", vec![("Idempotency-Key", "\"\"".into())]),
+        ("empty", vec![("Idempotency-Key", String::new())]),
+        ("unterminated", vec![("Idempotency-Key", "\"abc".into())]),
+        ("256 characters", vec![key(&long)]),
+        ("two lines", vec![key("a"), key("b")]),
+    ];
+    for (what, headers) in cases {
+        let answer = send(&server, "POST", DATASETS, &headers, body.clone()).await;
+        assert_eq!(answer.status, 400, "{what}: {answer:?}");
+        assert!(
+            answer.description().contains("Idempotency-Key"),
+            "{what}: {answer:?}"
+        );
+    }
+    assert_eq!(dataset_count(&server).await, 0);
+    // 255 characters are fine.
+    let answer = send(&server, "POST", DATASETS, &[key(&"k".repeat(255))], body).await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn body_validation_400s_are_not_recorded() {
+    let server = TestServer::start().await;
+    let bad = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[key("fix-me")],
+        Some(json!({"primary": NODE_0, "junk": 1})),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    let fixed = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[key("fix-me")],
+        Some(json!({"primary": NODE_0})),
+    )
+    .await;
+    assert_eq!(
+        fixed.status, 201,
+        "the 400 must not have been recorded: {fixed:?}"
+    );
+    assert!(!fixed.replayed());
+    let replay = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[key("fix-me")],
+        Some(json!({"primary": NODE_0})),
+    )
+    .await;
+    assert_replay_of(&fixed, &replay);
+    assert_eq!(dataset_count(&server).await, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_records_survive_a_restart() {
+    let server = TestServer::start().await;
+    let body = json!({"primary": NODE_0});
+    let first = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[key("durable")],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(first.status, 201);
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    let replay = send(&server, "POST", DATASETS, &[key("durable")], Some(body)).await;
+    assert_replay_of(&first, &replay);
+    assert_eq!(dataset_count(&server).await, 1);
+    let reuse = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[key("durable")],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_eq!(reuse.status, 422, "{reuse:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_expire_after_the_ttl() {
+    let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.idempotency_ttl = 1;
+    })
+    .await;
+    let body = json!({"primary": NODE_0});
+    let first = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[key("short-lived")],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(first.status, 201);
+    let created_at = Instant::now();
+    let replay = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[key("short-lived")],
+        Some(body.clone()),
+    )
+    .await;
+    assert_replay_of(&first, &replay);
+    let fresh = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let answer = send(
+            &server,
+            "POST",
+            DATASETS,
+            &[key("short-lived")],
+            Some(body.clone()),
+        )
+        .await;
+        if !answer.replayed() {
+            break answer;
+        }
+        assert!(
+            created_at.elapsed() < Duration::from_secs(5),
+            "the key was still remembered after 5 s with a 1 s TTL"
+        );
+    };
+    assert_eq!(fresh.status, 201, "{fresh:?}");
+    assert_ne!(fresh.json()["dataset_id"], first.json()["dataset_id"]);
+    assert_eq!(dataset_count(&server).await, 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_with_one_key_apply_once() {
+    let server = TestServer::start().await;
+    let url = server.url(DATASETS);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let client = server.client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            send_with(
+                &client,
+                &url,
+                "POST",
+                &[key("together")],
+                Some(json!({"primary": NODE_0})),
+            )
+            .await
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let created: Vec<&Answer> = answers.iter().filter(|a| a.status == 201).collect();
+    assert!(!created.is_empty(), "nobody got 201: {answers:?}");
+    assert_eq!(
+        created.iter().filter(|a| !a.replayed()).count(),
+        1,
+        "exactly one answer is the original: {answers:?}"
+    );
+    for answer in &answers {
+        match answer.status {
+            201 => assert_eq!(answer.text, created[0].text),
+            409 => {}
+            other => panic!("unexpected {other}: {answer:?}"),
+        }
+    }
+    assert_eq!(dataset_count(&server).await, 1);
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lost-update race
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_one_of_32_concurrent_conditional_moves_wins() {
+    let server = TestServer::start().await;
+    let id = new_id();
+    create(&server, &id).await;
+    let url = Arc::new(server.url(&dataset_path(&id)));
+    for round in 0..20 {
+        let etag = get(&server, &id).await.etag();
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let client = server.client.clone();
+            let url = url.clone();
+            let etag = etag.clone();
+            let primary = new_id();
+            tasks.push(tokio::spawn(async move {
+                let answer = send_with(
+                    &client,
+                    &url,
+                    "POST",
+                    &[(IM, etag)],
+                    Some(json!({"primary": primary})),
+                )
+                .await;
+                (primary, answer)
+            }));
+        }
+        let mut winners = Vec::new();
+        let mut refused = 0;
+        for task in tasks {
+            let (primary, answer) = task.await.unwrap();
+            match answer.status {
+                200 => winners.push((primary, answer)),
+                412 => {
+                    assert_eq!(answer.description(), ETAGS_DONT_MATCH);
+                    refused += 1;
+                }
+                other => panic!("round {round}: unexpected {other}: {answer:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {} winners", winners.len());
+        assert_eq!(refused, 31, "round {round}");
+        let now = get(&server, &id).await;
+        let (primary, answer) = &winners[0];
+        assert_eq!(now.json()["primary"], primary.as_str(), "round {round}");
+        assert_eq!(now.etag(), answer.etag(), "round {round}");
+    }
+    server.stop().await;
+}
