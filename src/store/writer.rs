@@ -2,8 +2,11 @@
 //!
 //! One OS thread owns mutation (and the database connection, which is synchronous). It takes
 //! every command that is waiting, checks and applies each in order against the newest state,
-//! persists the accepted ones in one transaction, publishes, and then answers. Rejected
-//! commands are answered at once; they change nothing.
+//! persists the accepted ones in one transaction, publishes, and then answers every command of
+//! the batch. Rejected commands change nothing, but they are answered with the batch too: a
+//! rejection may be caused by an earlier command of the same batch (a 412 because it moved the
+//! tag, a 409 because it created the id), and a client told so must be able to see that cause
+//! as soon as it has the answer.
 
 use std::sync::Arc;
 
@@ -55,39 +58,33 @@ fn apply_batch(
     let mut configuration = base.configuration.clone();
     let mut revision = base.revision;
     let mut changes = Vec::new();
-    let mut accepted = Vec::new();
+    let mut answers = Vec::new();
     let now = now_millis();
 
     for Request { command, reply } in batch {
         let tag = ConfigTag::new(base.store_id, revision);
-        if let Err(error) = command.precondition.check(&tag) {
-            let _ = reply.send(Err(error));
-            continue;
-        }
-        match configuration.apply(command.operation, now) {
-            Err(rejection) => {
-                let _ = reply.send(Err(rejection.into()));
+        let result = command.precondition.check(&tag).and_then(|()| {
+            let (outcome, effects) = configuration.apply(command.operation, now)?;
+            if !effects.is_empty() {
+                revision += 1;
+                changes.extend(effects);
             }
-            Ok((outcome, effects)) => {
-                if !effects.is_empty() {
-                    revision += 1;
-                    changes.extend(effects);
-                }
-                let answer = Committed {
-                    outcome,
-                    tag: ConfigTag::new(base.store_id, revision),
-                    revision,
-                };
-                accepted.push((reply, answer));
-            }
-        }
+            Ok(Committed {
+                outcome,
+                tag: ConfigTag::new(base.store_id, revision),
+                revision,
+            })
+        });
+        answers.push((reply, result));
     }
 
     if !changes.is_empty() {
         if let Err(reason) = persistence.commit(revision, &changes) {
             // Nothing was published, so the in-memory state still equals the durable one.
-            tracing::error!(%reason, commands = accepted.len(), "commit failed; batch refused");
-            for (reply, _) in accepted {
+            // Every answer of the batch, rejections included, was decided against a state that
+            // will never exist: all of them are refused.
+            tracing::error!(%reason, commands = answers.len(), "commit failed; batch refused");
+            for (reply, _) in answers {
                 let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
             }
             return;
@@ -98,7 +95,7 @@ fn apply_batch(
             configuration,
         )));
     }
-    for (reply, answer) in accepted {
-        let _ = reply.send(Ok(answer));
+    for (reply, result) in answers {
+        let _ = reply.send(result);
     }
 }
