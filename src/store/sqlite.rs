@@ -75,30 +75,36 @@ impl SqliteStore {
             reason: e.to_string(),
         };
         let connection = Connection::open(&path).map_err(db_error)?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_error)?;
-        connection
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(db_error)?;
         let mut store = SqliteStore {
             connection,
             _lock: lock,
         };
-        let loaded = store.load().map_err(|reason| OpenError::Database {
-            path: path.clone(),
-            reason,
-        })?;
+        let loaded = store
+            .check_and_load()
+            .map_err(|reason| OpenError::Database {
+                path: path.clone(),
+                reason,
+            })?;
         Ok((store, loaded))
     }
 
-    fn load(&mut self) -> Result<Loaded, String> {
+    /// Recognises the file before changing anything in it (switching to WAL is stored in the
+    /// file), creates the schema in an empty database, and reads the store.
+    fn check_and_load(&mut self) -> Result<Loaded, String> {
         let version: i64 = self
             .connection
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(|e| e.to_string())?;
         match version {
-            0 => self.initialise()?,
+            0 => {
+                let tables: i64 = self
+                    .connection
+                    .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+                    .map_err(|e| e.to_string())?;
+                if tables > 0 {
+                    return Err("it holds tables but is not a floe store".into());
+                }
+            }
             SCHEMA_VERSION => {}
             newer => {
                 return Err(format!(
@@ -106,6 +112,19 @@ impl SqliteStore {
                 ));
             }
         }
+        self.connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| e.to_string())?;
+        self.connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| e.to_string())?;
+        if version == 0 {
+            self.initialise()?;
+        }
+        self.load()
+    }
+
+    fn load(&mut self) -> Result<Loaded, String> {
         let meta = |key: &str| -> Result<u64, String> {
             self.connection
                 .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
@@ -127,16 +146,8 @@ impl SqliteStore {
         })
     }
 
-    /// Creates the tables in an empty database. Refuses a database that has tables of
-    /// its own: that is somebody else's file, not an empty floe store.
+    /// Creates the tables in an empty database.
     fn initialise(&mut self) -> Result<(), String> {
-        let tables: i64 = self
-            .connection
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
-            .map_err(|e| e.to_string())?;
-        if tables > 0 {
-            return Err("it holds tables but is not a floe store".into());
-        }
         let store_id: u64 = rand::random::<u64>() >> 1; // fits SQLite's signed integers
         let tx = self.connection.transaction().map_err(|e| e.to_string())?;
         tx.execute_batch(SCHEMA).map_err(|e| e.to_string())?;

@@ -2,9 +2,11 @@
 //!
 //! One OS thread owns mutation (and the database connection, which is synchronous). It takes
 //! every request that is waiting, checks and applies each command in order against the newest
-//! state, persists the batch in one transaction, publishes, and then answers. A rejected
-//! command changes nothing and is answered at once, unless its answer must be recorded under
-//! an idempotency key, in which case it waits for the batch to be durable like the rest.
+//! state, persists the batch in one transaction, publishes, and then answers every command of
+//! the batch. Rejected commands change nothing, but they are answered with the batch too: a
+//! rejection may be caused by an earlier command of the same batch (a 412 because it moved the
+//! tag, a 409 because it created the id), and a client told so must be able to see that cause
+//! as soon as it has the answer.
 
 use std::sync::Arc;
 
@@ -100,9 +102,6 @@ fn apply_batch(
                 }
                 let result = working.decide(command.precondition, command.operation);
                 match command.idempotency {
-                    None if result.is_err() => {
-                        let _ = reply.send(Reply::Done(result));
-                    }
                     None => waiting.push((reply, Reply::Done(result))),
                     Some(idempotency) => {
                         let record = Arc::new(IdempotencyRecord {
@@ -127,6 +126,8 @@ fn apply_batch(
     if !working.batch.is_empty() {
         if let Err(reason) = persistence.commit(&working.batch) {
             // Nothing was published, so the in-memory state still equals the durable one.
+            // Every answer of the batch, rejections included, was decided against a state that
+            // will never exist: all of them are refused.
             tracing::error!(%reason, commands = waiting.len(), "commit failed; batch refused");
             for (reply, _) in waiting {
                 let _ = reply.send(Reply::Done(Err(StoreError::Unavailable(reason.clone()))));

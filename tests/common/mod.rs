@@ -2,6 +2,8 @@
 //! both on 127.0.0.1 port 0 over a temporary data directory, both stopped on drop.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,612 @@
+//! The process lifecycle of the real binary: graceful shutdown on SIGTERM, refusal to start on
+//! a database it cannot read or a data directory another floe holds, the command line and its
+//! environment variables, and persistence across a clean restart.
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{ChildServer, NODE_0};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const LIST: &str = "/v1/configuration/datasets";
+
+/// How long a process may take to exit when it should.
+const EXIT_WITHIN: Duration = Duration::from_secs(10);
+
+/// Waits for `child` to exit, failing the test (after killing it) if it takes longer than
+/// `within`.
+fn wait_for_exit(child: &mut Child, within: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: the process did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `floe` with `args` to completion (bounded), giving its exit status, stdout and stderr.
+fn run_floe(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut command = Command::new(common::floe_binary());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("floe starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = wait_for_exit(&mut child, EXIT_WITHIN, &format!("floe {args:?}"));
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
+/// `floe serve` over `dir` on a free port, run to completion.
+fn serve_to_exit(dir: &Path) -> (ExitStatus, String) {
+    let (status, _, stderr) = run_floe(
+        &[
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--data-dir".as_ref(),
+            dir.as_os_str(),
+        ],
+        &[],
+    );
+    (status, stderr)
+}
+
+/// Sends SIGTERM to the server's process.
+fn sigterm(server: &ChildServer) {
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -TERM failed: {status}");
+}
+
+/// Every log line the server writes until its standard error closes (it has exited).
+fn remaining_log(server: &ChildServer) -> Vec<Value> {
+    let mut lines = Vec::new();
+    loop {
+        match server.log.recv_timeout(EXIT_WITHIN) {
+            Ok(line) => lines.push(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|_| panic!("a log line that is not JSON: {line}")),
+            ),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return lines,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("standard error stayed open"),
+        }
+    }
+}
+
+/// The dataset list by id, and its configuration tag.
+async fn list(server: &ChildServer) -> (BTreeMap<String, Value>, String) {
+    let response = common::client()
+        .get(server.url(LIST))
+        .send()
+        .await
+        .expect("GET list");
+    assert_eq!(response.status(), 200);
+    let tag = response
+        .headers()
+        .get("x-configuration-tag")
+        .expect("a configuration tag")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let items: Vec<Value> = response.json().await.unwrap();
+    let by_id = items
+        .into_iter()
+        .map(|d| (d["dataset_id"].as_str().unwrap().to_string(), d))
+        .collect();
+    (by_id, tag)
+}
+
+/// The body of a create of `id` on NODE_0 with some metadata, and the dataset it makes.
+fn create_body(id: Uuid, name: &str) -> (Value, Value) {
+    (
+        json!({"primary": NODE_0, "dataset_id": id.to_string(), "metadata": {"name": name}}),
+        json!({
+            "dataset_id": id.to_string(),
+            "primary": NODE_0,
+            "deleted": false,
+            "metadata": {"name": name},
+        }),
+    )
+}
+
+/// Reads from `stream` until the end of an HTTP head (`\r\n\r\n`) and returns the head.
+fn read_head(stream: &mut std::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let read = stream.read(&mut byte).expect("reading the connection");
+        assert_eq!(
+            read, 1,
+            "the connection closed in the middle of a head: {head:?}"
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).expect("an ASCII head")
+}
+
+/// The `message` of each JSON log line (for short failure messages).
+fn messages(log: &[Value]) -> Vec<&str> {
+    log.iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_in_flight_writes_and_exits_cleanly() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut server = ChildServer::start(dir.path(), &[]);
+    let mut expected = BTreeMap::new();
+
+    // One create is held half-sent: floe has started reading its body (it answered
+    // `100 Continue`) when SIGTERM arrives, so it is certainly in flight.
+    let slow_id = Uuid::new_v4();
+    let (slow_body, slow_dataset) = create_body(slow_id, "slow");
+    expected.insert(slow_id.to_string(), slow_dataset.clone());
+    let slow_body = serde_json::to_vec(&slow_body).unwrap();
+    let (first_half, second_half) = slow_body.split_at(slow_body.len() / 2);
+    let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
+    slow.set_read_timeout(Some(EXIT_WITHIN)).unwrap();
+    let head = format!(
+        "POST {LIST} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        server.addr,
+        slow_body.len()
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    let interim = tokio::task::block_in_place(|| read_head(&mut slow));
+    assert!(
+        interim.starts_with("HTTP/1.1 100"),
+        "expected 100 Continue, got {interim:?}"
+    );
+    slow.write_all(first_half).unwrap();
+
+    // Fifty concurrent creates.
+    let client = common::client();
+    let (answered, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..50 {
+        let id = Uuid::new_v4();
+        let (body, dataset) = create_body(id, &format!("volume-{i}"));
+        expected.insert(id.to_string(), dataset);
+        let request = client.post(server.url(LIST)).json(&body);
+        let answered = answered.clone();
+        tokio::spawn(async move {
+            let outcome = match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body = response.text().await;
+                    Ok((status, body.map_err(|e| e.to_string())))
+                }
+                Err(error) => Err(error.to_string()),
+            };
+            let _ = answered.send((id.to_string(), outcome));
+        });
+    }
+    drop(answered);
+
+    // SIGTERM as soon as the first of them is answered, while the others are in flight.
+    let mut outcomes = Vec::new();
+    outcomes.push(answers.recv().await.expect("an answer"));
+    sigterm(&server);
+
+    // Once floe has seen the signal, the held create is sent in full: it must still be
+    // answered, and made durable.
+    let mut log = Vec::new();
+    tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + EXIT_WITHIN;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let line = server
+                .log
+                .recv_timeout(remaining)
+                .expect("floe logs that shutdown was requested");
+            let event: Value = serde_json::from_str(&line).expect("a JSON log line");
+            let done = event["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("shutdown requested"));
+            log.push(event);
+            if done {
+                break;
+            }
+        }
+    });
+    slow.write_all(second_half).unwrap();
+    let mut answer = Vec::new();
+    tokio::task::block_in_place(|| slow.read_to_end(&mut answer))
+        .expect("the held create is answered (within the read timeout)");
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "the create in flight at SIGTERM was answered {answer:?}"
+    );
+    let (answer_head, answer_body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        answer_head
+            .to_ascii_lowercase()
+            .contains("x-configuration-tag: "),
+        "no tag on {answer_head:?}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(answer_body).expect("a JSON body"),
+        slow_dataset
+    );
+
+    while let Some(outcome) = answers.recv().await {
+        outcomes.push(outcome);
+    }
+    assert_eq!(outcomes.len(), 50);
+    let status = wait_for_exit(&mut server.child, EXIT_WITHIN, "floe after SIGTERM");
+    assert!(status.success(), "floe exited with {status} after SIGTERM");
+    log.extend(remaining_log(&server));
+    assert!(
+        messages(&log).contains(&"floe stopped"),
+        "the log does not say \"floe stopped\": {:?}",
+        messages(&log)
+    );
+
+    // Every answer is a success; a request may also have been cut off (connection closed
+    // without an answer) if it arrived after the listener closed.
+    let mut acknowledged = vec![slow_id.to_string()];
+    for (id, outcome) in &outcomes {
+        match outcome {
+            Ok((201, Ok(_))) => acknowledged.push(id.clone()),
+            Ok(other) => panic!("a create answered during shutdown with {other:?}"),
+            Err(_) => {}
+        }
+    }
+    let shutdown_at = messages(&log)
+        .iter()
+        .position(|m| m.starts_with("shutdown requested"))
+        .unwrap();
+    eprintln!(
+        "{} of 51 creates acknowledged around SIGTERM; {} logged after the shutdown request",
+        acknowledged.len(),
+        messages(&log)[shutdown_at..]
+            .iter()
+            .filter(|m| **m == "dataset created")
+            .count()
+    );
+
+    let restarted = ChildServer::start(dir.path(), &[]);
+    let (found, _) = list(&restarted).await;
+    for id in &acknowledged {
+        assert_eq!(
+            found.get(id),
+            Some(&expected[id]),
+            "the acknowledged create of {id} after restart"
+        );
+    }
+    for (id, dataset) in &found {
+        assert_eq!(
+            expected.get(id),
+            Some(dataset),
+            "a dataset after restart that was never sent like this"
+        );
+    }
+}
+
+#[test]
+fn garbage_database_is_refused_and_left_alone() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = dir.path().join("floe.db");
+    let garbage: Vec<u8> = b"not a database"
+        .iter()
+        .copied()
+        .cycle()
+        .take(4096)
+        .collect();
+    std::fs::write(&db, &garbage).unwrap();
+
+    let (status, stderr) = serve_to_exit(dir.path());
+    assert!(!status.success(), "floe started on a garbage database");
+    assert!(
+        stderr.contains(&db.display().to_string()) || stderr.contains("cannot open the database"),
+        "stderr names neither the database nor the failure: {stderr}"
+    );
+    assert!(
+        !stderr.contains("floe listening"),
+        "it listened before failing: {stderr}"
+    );
+    let after = std::fs::read(&db).unwrap();
+    assert!(
+        after == garbage,
+        "the unreadable database was modified: {} bytes, first difference at byte {:?}",
+        after.len(),
+        first_difference(&garbage, &after)
+    );
+}
+
+/// Runs the `sqlite3` tool, or says why not.
+fn sqlite3(db: &Path, sql: &str) -> bool {
+    match Command::new("sqlite3").arg(db).arg(sql).status() {
+        Ok(status) => {
+            assert!(status.success(), "sqlite3 {sql} failed");
+            true
+        }
+        Err(error) => {
+            eprintln!("NOTE: sqlite3 is not available ({error}); skipping this case");
+            false
+        }
+    }
+}
+
+/// `a` and `b` differ first at this byte, if at all (for short failure messages).
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))
+}
+
+/// A data directory whose `floe.db` is another program's valid SQLite database.
+fn foreign_database() -> Option<tempfile::TempDir> {
+    let dir = tempfile::TempDir::new().unwrap();
+    sqlite3(
+        &dir.path().join("floe.db"),
+        "CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT); \
+         INSERT INTO accounts (owner) VALUES ('alice');",
+    )
+    .then_some(dir)
+}
+
+#[test]
+fn someone_elses_sqlite_database_is_refused() {
+    let Some(dir) = foreign_database() else {
+        return;
+    };
+    let (status, stderr) = serve_to_exit(dir.path());
+    assert!(
+        !status.success(),
+        "floe started on another program's database"
+    );
+    assert!(
+        stderr.contains("cannot open the database") && stderr.contains("not a floe store"),
+        "stderr does not explain the refusal: {stderr}"
+    );
+}
+
+#[test]
+fn someone_elses_sqlite_database_is_left_alone() {
+    let Some(dir) = foreign_database() else {
+        return;
+    };
+    let db = dir.path().join("floe.db");
+    let before = std::fs::read(&db).unwrap();
+    let (status, _) = serve_to_exit(dir.path());
+    assert!(
+        !status.success(),
+        "floe started on another program's database"
+    );
+    let after = std::fs::read(&db).unwrap();
+    let journal_mode = Command::new("sqlite3")
+        .arg(&db)
+        .arg("PRAGMA journal_mode;")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    assert!(
+        before == after,
+        "floe refused the database but modified it: {} bytes before, {} after, first difference \
+         at byte {:?}; its journal mode is now {journal_mode:?}",
+        before.len(),
+        after.len(),
+        first_difference(&before, &after)
+    );
+}
+
+#[test]
+fn database_from_a_newer_floe_is_refused() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = dir.path().join("floe.db");
+    if !sqlite3(&db, "PRAGMA user_version = 99;") {
+        return;
+    }
+    let (status, stderr) = serve_to_exit(dir.path());
+    assert!(!status.success(), "floe started on a newer schema");
+    assert!(
+        stderr.contains("cannot open the database") && stderr.contains("99"),
+        "stderr does not explain the refusal: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_data_directory_is_refused_and_its_owner_keeps_working() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let first = ChildServer::start(dir.path(), &[]);
+    let (before, tag_before) = list(&first).await;
+
+    let (status, stderr) = serve_to_exit(dir.path());
+    assert!(
+        !status.success(),
+        "a second floe started on a held directory"
+    );
+    assert!(
+        stderr.contains("another floe process"),
+        "stderr does not name the lock holder: {stderr}"
+    );
+
+    // The first one is unharmed: its store is as it was and it still writes.
+    let (after, tag_after) = list(&first).await;
+    assert_eq!((after, tag_after), (before, tag_before.clone()));
+    let id = Uuid::new_v4();
+    let (body, dataset) = create_body(id, "still-works");
+    let response = common::client()
+        .post(first.url(LIST))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let (now, tag_now) = list(&first).await;
+    assert_eq!(now.get(&id.to_string()), Some(&dataset));
+    assert_ne!(tag_now, tag_before);
+}
+
+#[test]
+fn serve_help_lists_every_flag_with_its_environment_variable() {
+    let (status, stdout, _) = run_floe(&["serve".as_ref(), "--help".as_ref()], &[]);
+    assert!(status.success(), "floe serve --help exited with {status}");
+    // Split the help into one block per option: a block starts at a line whose first
+    // non-blank characters are `-`.
+    let mut blocks: Vec<String> = Vec::new();
+    for line in stdout.lines() {
+        // An option line starts with `-x` or `--x`; a possible-value line with `- `.
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('-') && !trimmed.starts_with("- ") {
+            blocks.push(String::new());
+        }
+        if let Some(block) = blocks.last_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    for (flag, variable) in [
+        ("--listen", "FLOE_LISTEN"),
+        ("--data-dir", "FLOE_DATA_DIR"),
+        ("--store", "FLOE_STORE"),
+        ("--log-format", "FLOE_LOG_FORMAT"),
+    ] {
+        let block = blocks
+            .iter()
+            .find(|b| {
+                b.lines().next().is_some_and(|first| {
+                    first
+                        .split_whitespace()
+                        .any(|word| word.trim_end_matches(',') == flag)
+                })
+            })
+            .unwrap_or_else(|| panic!("floe serve --help does not list {flag}:\n{stdout}"));
+        assert!(
+            block.contains(variable),
+            "floe serve --help does not give {variable} for {flag}:\n{block}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floe_store_environment_variable_selects_the_memory_store() {
+    let parent = tempfile::TempDir::new().unwrap();
+    let dir = parent.path().join("absent");
+    let mut child = Command::new(common::floe_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .env("FLOE_STORE", "memory")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("floe starts");
+    let stderr = child.stderr.take().unwrap();
+    let (lines, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Wait for the listening line (bounded), then drive it through the shared helper type
+    // so that it is killed on drop.
+    let deadline = Instant::now() + EXIT_WITHIN;
+    let addr = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = log.recv_timeout(remaining) else {
+            let _ = child.kill();
+            panic!(
+                "floe with FLOE_STORE=memory did not listen: {:?}",
+                child.wait()
+            );
+        };
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if event["fields"]["message"] == "floe listening" {
+            break event["fields"]["address"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+    };
+    let server = ChildServer { addr, child, log };
+
+    let id = Uuid::new_v4();
+    let (body, dataset) = create_body(id, "in-memory");
+    let response = common::client()
+        .post(server.url(LIST))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let (found, _) = list(&server).await;
+    assert_eq!(found.get(&id.to_string()), Some(&dataset));
+    assert!(
+        !dir.join("floe.db").exists(),
+        "FLOE_STORE=memory still wrote {}",
+        dir.join("floe.db").display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_restart_keeps_the_configuration_and_its_tag() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut server = ChildServer::start(dir.path(), &[]);
+    let (_, empty_tag) = list(&server).await;
+    let mut expected = BTreeMap::new();
+    for i in 0..3 {
+        let id = Uuid::new_v4();
+        let (body, dataset) = create_body(id, &format!("kept-{i}"));
+        let response = common::client()
+            .post(server.url(LIST))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        expected.insert(id.to_string(), dataset);
+    }
+    let (before, tag_before) = list(&server).await;
+    assert_eq!(before, expected);
+    assert_ne!(tag_before, empty_tag);
+
+    sigterm(&server);
+    let status = wait_for_exit(&mut server.child, EXIT_WITHIN, "floe after SIGTERM");
+    assert!(status.success(), "floe exited with {status} after SIGTERM");
+
+    let restarted = ChildServer::start(dir.path(), &[]);
+    let (after, tag_after) = list(&restarted).await;
+    assert_eq!(after, before, "the datasets changed across a clean restart");
+    assert_eq!(
+        tag_after, tag_before,
+        "the tag changed across a clean restart"
+    );
+}
