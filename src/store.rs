@@ -299,7 +299,10 @@ impl Store {
         let unavailable = |reason: &str| Reply::Done(Err(StoreError::Unavailable(reason.into())));
         if self
             .commands
-            .send(writer::Request::Command { command, reply })
+            .send(writer::Request::Command {
+                command: Box::new(command),
+                reply,
+            })
             .await
             .is_err()
         {

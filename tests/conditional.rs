@@ -445,10 +445,8 @@ async fn run_row(server: &TestServer, row: &Row) -> Result<(), String> {
                         return fail("the configuration tag was current".into());
                     }
                 }
-                428 => {
-                    if description != ETAG_REQUIRED {
-                        return fail(format!("description {description:?}"));
-                    }
+                428 if description != ETAG_REQUIRED => {
+                    return fail(format!("description {description:?}"));
                 }
                 400 => {
                     let header = row.conditions[0].0;
@@ -503,10 +501,13 @@ enum Target {
     Generated,
 }
 
+/// One create row: the policy, which dataset the body names, the conditions, the status.
+type CreateRow<'a> = (IfMatchPolicy, Target, &'a [(&'a str, V)], u16);
+
 #[tokio::test]
 async fn create_preconditions_target_the_named_dataset() {
     use Target::{Existing, Generated, New};
-    let rows: &[(IfMatchPolicy, Target, &[(&str, V)], u16)] = &[
+    let rows: &[CreateRow] = &[
         (IfMatchPolicy::Optional, Existing, &[], 409),
         (IfMatchPolicy::Optional, Existing, &[(INM, Lit("*"))], 412),
         (IfMatchPolicy::Optional, Existing, &[(INM, Current)], 412),
@@ -569,10 +570,10 @@ async fn create_preconditions_target_the_named_dataset() {
             }
             match answer.status {
                 201 => assert_strong_hex_etag(&answer.etag()),
-                412 if matches!(target, Existing) => {
-                    if answer.header("etag").as_deref() != Some(etag.as_str()) {
-                        failures.push(format!("{label}: the 412 lacks ETag {etag}: {answer:?}"));
-                    }
+                412 if matches!(target, Existing)
+                    && answer.header("etag").as_deref() != Some(etag.as_str()) =>
+                {
+                    failures.push(format!("{label}: the 412 lacks ETag {etag}: {answer:?}"));
                 }
                 428 if answer.description() != ETAG_REQUIRED => {
                     failures.push(format!("{label}: {answer:?}"))
@@ -1088,7 +1089,7 @@ async fn idempotent_writes_replay_their_first_answer() {
         &server,
         "POST",
         DATASETS,
-        &[token.clone()],
+        std::slice::from_ref(&token),
         Some(body.clone()),
     )
     .await;

@@ -103,22 +103,41 @@ impl Conditions {
             .map_err(ApiError::from)
     }
 
-    /// Evaluates the validators of a GET or HEAD against what it would return. `Err` is the
+    /// Evaluates the validators of a GET or HEAD against what it would return. `Some` is the
     /// answer to send instead: 304 (with the validators a cache needs) or 412.
-    pub fn check_read(&self, current: Option<ResourceVersion<'_>>) -> Result<(), Response> {
+    pub fn check_read(&self, current: Option<ResourceVersion<'_>>) -> Option<Response> {
+        self.check_read_tagged(current, false)
+    }
+
+    /// As [`Conditions::check_read`], for a representation whose ETag is weak: a 304 must
+    /// carry the same ETag the 200 would have.
+    pub fn check_read_tagged(
+        &self,
+        current: Option<ResourceVersion<'_>>,
+        weak: bool,
+    ) -> Option<Response> {
         match self.precondition.validators.evaluate(current, true) {
-            Verdict::Proceed => Ok(()),
+            Verdict::Proceed => None,
             Verdict::NotModified => {
                 let mut response = StatusCode::NOT_MODIFIED.into_response();
-                if let Some(version) = current {
-                    self.add_validators(response.headers_mut(), version);
+                if let Some(version) = current
+                    && self.etags
+                {
+                    let headers = response.headers_mut();
+                    if weak {
+                        headers.insert(header::ETAG, etag_value(version.etag, true));
+                    } else {
+                        version_headers(headers, version);
+                    }
                 }
-                Err(response)
+                Some(response)
             }
-            Verdict::Failed => Err(ApiError::Store(crate::store::StoreError::ResourceChanged {
-                current_etag: current.map(|version| version.etag.to_string()),
-            })
-            .into_response()),
+            Verdict::Failed => Some(
+                ApiError::Store(crate::store::StoreError::ResourceChanged {
+                    current_etag: current.map(|version| version.etag.to_string()),
+                })
+                .into_response(),
+            ),
         }
     }
 

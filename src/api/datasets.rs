@@ -89,7 +89,7 @@ async fn list_datasets(State(state): State<AppState>, conditions: Conditions) ->
         etag: snapshot.tag.as_str(),
         last_modified: None,
     };
-    if let Err(answer) = conditions.check_read(Some(version)) {
+    if let Some(answer) = conditions.check_read(Some(version)) {
         return answer;
     }
     let mut answer =
@@ -107,7 +107,7 @@ async fn get_dataset(
     let record = dataset_id_from_path(&dataset_id)
         .and_then(|id| snapshot.configuration.dataset(&id))
         .ok_or(ApiError::NotFound("Dataset not found."))?;
-    if let Err(answer) = conditions.check_read(Some(record.version())) {
+    if let Some(answer) = conditions.check_read(Some(record.version())) {
         return Ok(answer);
     }
     let body = serde_json::to_vec(&record.value).expect("a dataset serialises");

@@ -55,7 +55,7 @@ async fn list_leases(State(state): State<AppState>, conditions: Conditions) -> R
         etag: snapshot.tag.as_str(),
         last_modified: None,
     };
-    if let Err(answer) = conditions.check_read(Some(version)) {
+    if let Some(answer) = conditions.check_read_tagged(Some(version), true) {
         return answer;
     }
     let now = now_millis();

@@ -24,7 +24,7 @@ use crate::model::{Configuration, Operation, Timestamp};
 pub(super) enum Request {
     /// Apply a command and answer.
     Command {
-        command: Command,
+        command: Box<Command>,
         reply: oneshot::Sender<Reply>,
     },
     /// Forget recorded idempotent answers created before this time.
@@ -93,11 +93,12 @@ fn apply_batch(
                 if let Some(idempotency) = &command.idempotency
                     && let Some(existing) = working.answers.get(&idempotency.key)
                 {
-                    let _ = reply.send(if existing.fingerprint == idempotency.fingerprint {
+                    let answer = if existing.fingerprint == idempotency.fingerprint {
                         Reply::Replayed(Arc::clone(existing))
                     } else {
                         Reply::Done(Err(StoreError::IdempotencyKeyReused))
-                    });
+                    };
+                    waiting.push((reply, answer));
                     continue;
                 }
                 let result = working.decide(command.precondition, command.operation);
