@@ -8,6 +8,7 @@ pub mod conditional;
 pub mod datasets;
 pub mod error;
 pub mod leases;
+pub mod mathematicians;
 pub mod meta;
 pub mod version;
 
@@ -186,6 +187,7 @@ pub fn router(state: AppState) -> Router {
         .merge(version::router())
         .merge(datasets::router())
         .merge(leases::router())
+        .merge(mathematicians::router())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -5,6 +5,7 @@
 pub mod configuration;
 pub mod dataset;
 pub mod lease;
+pub mod mathematician;
 pub mod precondition;
 pub mod schema;
 

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::model::mathematician::Mathematician;
 use crate::model::precondition::Validators;
 use crate::model::{Change, Dataset, Lease, Operation, Outcome, Rejection, Timestamp, Versioned};
 
@@ -222,6 +223,7 @@ pub(crate) struct Loaded {
     revision: u64,
     datasets: Vec<Arc<Versioned<Dataset>>>,
     leases: Vec<Lease>,
+    mathematicians: Vec<Arc<Versioned<Mathematician>>>,
     answers: Vec<(String, IdempotencyRecord)>,
 }
 
@@ -273,7 +275,11 @@ impl Store {
         let snapshot = Snapshot::new(
             loaded.store_id,
             loaded.revision,
-            crate::model::Configuration::from_records(loaded.datasets, loaded.leases),
+            crate::model::Configuration::from_records(
+                loaded.datasets,
+                loaded.leases,
+                loaded.mathematicians,
+            ),
             loaded
                 .answers
                 .into_iter()

@@ -67,7 +67,9 @@ impl ApiError {
                 StoreError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
                 StoreError::Rejected(rejection) => match rejection {
                     Rejection::DatasetIdInUse | Rejection::LeaseHeld => StatusCode::CONFLICT,
-                    Rejection::DatasetNotFound | Rejection::LeaseNotFound => StatusCode::NOT_FOUND,
+                    Rejection::DatasetNotFound
+                    | Rejection::LeaseNotFound
+                    | Rejection::MathematicianNotFound => StatusCode::NOT_FOUND,
                     Rejection::DatasetDeleted => StatusCode::METHOD_NOT_ALLOWED,
                 },
                 StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use imbl::OrdMap;
 
 use super::lease::{Timestamp, expiry_after};
+use super::mathematician::{Mathematician, VersionHash};
 use super::precondition::ResourceVersion;
 use super::{Dataset, DatasetId, Lease, Metadata, NodeId, content_tag};
+use uuid::Uuid;
 
 /// A stored resource with its version: the strong entity tag of its content, computed once
 /// when the resource is written, and when it was created and last changed.
@@ -55,6 +57,8 @@ pub enum Target {
     Dataset(DatasetId),
     /// The lease on a dataset.
     Lease(DatasetId),
+    /// A mathematician.
+    Mathematician(Uuid),
 }
 
 /// The desired configuration of the cluster.
@@ -62,6 +66,7 @@ pub enum Target {
 pub struct Configuration {
     datasets: OrdMap<DatasetId, Arc<Versioned<Dataset>>>,
     leases: OrdMap<DatasetId, Lease>,
+    mathematicians: OrdMap<Uuid, Arc<Versioned<Mathematician>>>,
 }
 
 /// A request to change the configuration. Anything random (a generated id) or time-dependent
@@ -107,6 +112,29 @@ pub enum Operation {
     },
     /// Remove every lease that has expired.
     ExpireLeases,
+    /// Create a mathematician with a first name, unless it exists (then nothing changes: a
+    /// retried create is a replay).
+    CreateMathematician {
+        /// The client-chosen id.
+        unique: Uuid,
+        /// The version ids the client saw (normally none).
+        seen: Vec<VersionHash>,
+        /// First name.
+        first_name: Option<String>,
+        /// Last name.
+        last_name: Option<String>,
+    },
+    /// Set a mathematician's name on top of the versions the client saw.
+    NameMathematician {
+        /// The mathematician.
+        unique: Uuid,
+        /// The version ids the client saw.
+        seen: Vec<VersionHash>,
+        /// First name.
+        first_name: Option<String>,
+        /// Last name.
+        last_name: Option<String>,
+    },
 }
 
 impl Operation {
@@ -121,6 +149,8 @@ impl Operation {
                 Some(Target::Lease(*dataset_id))
             }
             Operation::ExpireLeases => None,
+            Operation::CreateMathematician { unique, .. }
+            | Operation::NameMathematician { unique, .. } => Some(Target::Mathematician(*unique)),
         }
     }
 }
@@ -158,6 +188,8 @@ pub enum Outcome {
     },
     /// How many expired leases were removed.
     Expired(usize),
+    /// The mathematician as it is after the operation.
+    Mathematician(Arc<Versioned<Mathematician>>),
 }
 
 /// One persisted effect of an operation. An operation that changes nothing yields none,
@@ -170,6 +202,8 @@ pub enum Change {
     PutLease(Lease),
     /// Remove the lease on a dataset.
     RemoveLease(DatasetId),
+    /// Insert or replace a mathematician (with every version of its name).
+    PutMathematician(Arc<Versioned<Mathematician>>),
 }
 
 /// Why an operation was refused. The configuration is unchanged.
@@ -190,6 +224,9 @@ pub enum Rejection {
     /// There is no lease on that dataset.
     #[error("Lease not found.")]
     LeaseNotFound,
+    /// No mathematician has that id.
+    #[error("Mathematician not found.")]
+    MathematicianNotFound,
 }
 
 impl Configuration {
@@ -197,8 +234,13 @@ impl Configuration {
     pub fn from_records(
         datasets: impl IntoIterator<Item = Arc<Versioned<Dataset>>>,
         leases: impl IntoIterator<Item = Lease>,
+        mathematicians: impl IntoIterator<Item = Arc<Versioned<Mathematician>>>,
     ) -> Self {
         Configuration {
+            mathematicians: mathematicians
+                .into_iter()
+                .map(|m| (m.value.unique, m))
+                .collect(),
             datasets: datasets
                 .into_iter()
                 .map(|d| (d.value.dataset_id, d))
@@ -217,6 +259,16 @@ impl Configuration {
         self.datasets.get(id)
     }
 
+    /// Every mathematician, ordered by id.
+    pub fn mathematicians(&self) -> impl ExactSizeIterator<Item = &Arc<Versioned<Mathematician>>> {
+        self.mathematicians.values()
+    }
+
+    /// One mathematician by id.
+    pub fn mathematician(&self, unique: &Uuid) -> Option<&Arc<Versioned<Mathematician>>> {
+        self.mathematicians.get(unique)
+    }
+
     /// Every lease, ordered by dataset id.
     pub fn leases(&self) -> impl ExactSizeIterator<Item = &Lease> {
         self.leases.values()
@@ -233,6 +285,12 @@ impl Configuration {
                 etag: lease.content_tag(),
                 last_modified: None,
             }),
+            Target::Mathematician(unique) => {
+                self.mathematicians.get(&unique).map(|record| OwnedVersion {
+                    etag: record.etag.clone(),
+                    last_modified: Some(record.updated),
+                })
+            }
         }
     }
 
@@ -330,6 +388,36 @@ impl Configuration {
                     vec![Change::RemoveLease(dataset_id)],
                 ))
             }
+            Operation::CreateMathematician {
+                unique,
+                seen,
+                first_name,
+                last_name,
+            } => {
+                if let Some(existing) = self.mathematicians.get(&unique) {
+                    return Ok((Outcome::Mathematician(Arc::clone(existing)), Vec::new()));
+                }
+                let mut mathematician = Mathematician::new(unique);
+                mathematician.set_name(&seen, first_name.as_deref(), last_name.as_deref());
+                Ok(self.put_mathematician(Versioned::new(mathematician, now, now)))
+            }
+            Operation::NameMathematician {
+                unique,
+                seen,
+                first_name,
+                last_name,
+            } => {
+                let current = self
+                    .mathematicians
+                    .get(&unique)
+                    .ok_or(Rejection::MathematicianNotFound)?;
+                let mut mathematician = current.value.clone();
+                if !mathematician.set_name(&seen, first_name.as_deref(), last_name.as_deref()) {
+                    return Ok((Outcome::Mathematician(Arc::clone(current)), Vec::new()));
+                }
+                let record = Versioned::new(mathematician, current.created, now);
+                Ok(self.put_mathematician(record))
+            }
             Operation::ExpireLeases => {
                 let expired: Vec<DatasetId> = self
                     .leases
@@ -356,6 +444,18 @@ impl Configuration {
             .and_then(|id| self.datasets.get(&id))
             .cloned()
             .ok_or(Rejection::DatasetNotFound)
+    }
+
+    fn put_mathematician(
+        &mut self,
+        record: Arc<Versioned<Mathematician>>,
+    ) -> (Outcome, Vec<Change>) {
+        self.mathematicians
+            .insert(record.value.unique, Arc::clone(&record));
+        (
+            Outcome::Mathematician(Arc::clone(&record)),
+            vec![Change::PutMathematician(record)],
+        )
     }
 
     fn put_dataset(&mut self, record: Arc<Versioned<Dataset>>) -> (Outcome, Vec<Change>) {

@@ -79,9 +79,14 @@ pub static DATASET_UPDATE: LazyLock<RequestSchema> = LazyLock::new(|| {
 pub static LEASE: LazyLock<RequestSchema> =
     LazyLock::new(|| RequestSchema::compile("lease", include_str!("schemas/lease.json")));
 
+/// `POST /api/mathematicians` and `PUT /api/mathematicians/{unique}`.
+pub static MATHEMATICIAN: LazyLock<RequestSchema> = LazyLock::new(|| {
+    RequestSchema::compile("mathematician", include_str!("schemas/mathematician.json"))
+});
+
 /// Every request schema, for documentation and tests.
-pub fn all() -> [&'static RequestSchema; 3] {
-    [&DATASET_CREATE, &DATASET_UPDATE, &LEASE]
+pub fn all() -> [&'static RequestSchema; 4] {
+    [&DATASET_CREATE, &DATASET_UPDATE, &LEASE, &MATHEMATICIAN]
 }
 
 #[cfg(test)]

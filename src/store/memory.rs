@@ -13,6 +13,7 @@ impl MemoryStore {
             revision: 0,
             datasets: Vec::new(),
             leases: Vec::new(),
+            mathematicians: Vec::new(),
             answers: Vec::new(),
         }
     }

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 
 use super::{Batch, IdempotencyRecord, Loaded, OpenError, Persistence, RecordedAnswer};
+use crate::model::mathematician::{Mathematician, NameVersion};
 use crate::model::{Change, Dataset, Lease, Metadata, Versioned};
 
 /// The database file's name inside the data directory.
@@ -39,6 +40,12 @@ const SCHEMA: &str = "
         dataset_id TEXT PRIMARY KEY,
         node_uuid  TEXT NOT NULL,
         expires_at INTEGER
+    ) STRICT;
+    CREATE TABLE mathematicians (
+        uniq       TEXT PRIMARY KEY,
+        versions   TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
     ) STRICT;
     CREATE TABLE idempotency (
         key         TEXT PRIMARY KEY,
@@ -142,6 +149,7 @@ impl SqliteStore {
             revision,
             datasets: self.load_datasets().map_err(|e| e.to_string())?,
             leases: self.load_leases().map_err(|e| e.to_string())?,
+            mathematicians: self.load_mathematicians().map_err(|e| e.to_string())?,
             answers: self.load_answers().map_err(|e| e.to_string())?,
         })
     }
@@ -176,6 +184,20 @@ impl SqliteStore {
                 metadata: parse_column(row, 4, |s| serde_json::from_str::<Metadata>(s))?,
             };
             Ok(Versioned::new(dataset, row.get(5)?, row.get(6)?))
+        })?;
+        rows.collect()
+    }
+
+    fn load_mathematicians(&self) -> rusqlite::Result<Vec<Arc<Versioned<Mathematician>>>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT uniq, versions, created_at, updated_at FROM mathematicians")?;
+        let rows = statement.query_map([], |row| {
+            let mathematician = Mathematician {
+                unique: parse_column(row, 0, uuid::Uuid::parse_str)?,
+                versions: parse_column(row, 1, |s| serde_json::from_str::<Vec<NameVersion>>(s))?,
+            };
+            Ok(Versioned::new(mathematician, row.get(2)?, row.get(3)?))
         })?;
         rows.collect()
     }
@@ -229,6 +251,10 @@ impl SqliteStore {
                  VALUES (?1, ?2, ?3)",
             )?;
             let mut remove_lease = tx.prepare_cached("DELETE FROM leases WHERE dataset_id = ?1")?;
+            let mut put_mathematician = tx.prepare_cached(
+                "INSERT OR REPLACE INTO mathematicians (uniq, versions, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for change in &batch.changes {
                 match change {
                     Change::PutDataset(record) => {
@@ -252,6 +278,15 @@ impl SqliteStore {
                     }
                     Change::RemoveLease(dataset_id) => {
                         remove_lease.execute([dataset_id.to_string()])?;
+                    }
+                    Change::PutMathematician(record) => {
+                        put_mathematician.execute(params![
+                            record.value.unique.to_string(),
+                            serde_json::to_string(&record.value.versions)
+                                .expect("versions serialise"),
+                            record.created,
+                            record.updated,
+                        ])?;
                     }
                 }
             }

@@ -1,0 +1,286 @@
+//! `/api/mathematicians`: the historical-modeling API. Creation is safe to retry because the
+//! client holds the unique id before it POSTs (`GET /new` mints one and stores nothing); a
+//! name is never overwritten — concurrent edits are kept as candidate versions, and a PUT that
+//! names all of them merges them.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::answer::Answer;
+use super::body::WriteRequest;
+use super::conditional::{Conditions, version_headers};
+use super::meta::MetaFields;
+use super::{ApiError, AppState, Render};
+use crate::model::mathematician::{Mathematician, VersionHash};
+use crate::model::{Operation, Outcome, Versioned, schema};
+use crate::store::Committed;
+
+const NOT_FOUND: &str = "Mathematician not found.";
+
+/// The routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/mathematicians",
+            get(list_mathematicians).post(create_mathematician),
+        )
+        // A literal segment wins over the parameter, so `new` is never taken for an id.
+        .route("/api/mathematicians/new", get(new_mathematician))
+        .route(
+            "/api/mathematicians/{unique}",
+            get(get_mathematician).put(name_mathematician),
+        )
+}
+
+/// The body of a POST or PUT.
+#[derive(Debug, Deserialize)]
+struct MathematicianBody {
+    unique: String,
+    name: NameBody,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NameBody {
+    ids: Vec<String>,
+    first_name: String,
+    last_name: String,
+}
+
+/// A decoded write: the mathematician named and the name asked for.
+struct NameRequest {
+    unique: Uuid,
+    seen: Vec<VersionHash>,
+    first_name: String,
+    last_name: String,
+}
+
+impl NameRequest {
+    fn decode(request: &WriteRequest) -> Result<Self, ApiError> {
+        let body: MathematicianBody = request.decode(&schema::MATHEMATICIAN)?;
+        let unique = parse_unique(&body.unique).ok_or_else(|| {
+            ApiError::BadRequest(format!("\"unique\" must be a GUID, not {:?}.", body.unique))
+        })?;
+        let mut seen = Vec::with_capacity(body.name.ids.len());
+        for (index, id) in body.name.ids.iter().enumerate() {
+            match VersionHash::from_base64(id) {
+                Ok(Some(hash)) => seen.push(hash),
+                // A well-formed id that cannot be any version's: it names nothing, and
+                // unknown ids are ignored.
+                Ok(None) => {}
+                Err(_) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "name.ids[{index}] is not base64: {id:?}."
+                    )));
+                }
+            }
+        }
+        Ok(NameRequest {
+            unique,
+            seen,
+            first_name: body.name.first_name,
+            last_name: body.name.last_name,
+        })
+    }
+}
+
+/// Any spelling .NET's `Guid.TryParse` accepts: 32 digits, hyphenated, in braces or
+/// parentheses, any case.
+fn parse_unique(text: &str) -> Option<Uuid> {
+    let inner = text
+        .strip_prefix('(')
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or(text);
+    Uuid::try_parse(inner).ok()
+}
+
+/// Where this server is, as the client addressed it, for absolute links.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn self_href(base: &str, unique: &Uuid) -> String {
+    format!("{base}/api/mathematicians/{unique}")
+}
+
+/// The representation: the current version ids in creation order, and the name of the one
+/// with the smallest hash (several ids mean unresolved concurrent edits).
+fn representation(record: &Versioned<Mathematician>, base: &str, meta: &MetaFields) -> Value {
+    let mathematician = &record.value;
+    let ids: Vec<String> = mathematician
+        .current()
+        .iter()
+        .map(|version| version.hash.to_base64())
+        .collect();
+    let shown = mathematician.shown();
+    let mut object = Map::new();
+    object.insert("unique".into(), json!(mathematician.unique));
+    object.insert(
+        "name".into(),
+        json!({
+            "ids": ids,
+            "firstName": shown.and_then(|v| v.first_name.as_deref()),
+            "lastName": shown.and_then(|v| v.last_name.as_deref()),
+        }),
+    );
+    object.insert(
+        "_links".into(),
+        json!({ "self": { "href": self_href(base, &mathematician.unique) } }),
+    );
+    meta.annotate(&mut object, record);
+    Value::Object(object)
+}
+
+async fn new_mathematician(headers: HeaderMap) -> Response {
+    let unique = Uuid::new_v4();
+    let body = json!({
+        "unique": unique,
+        "name": { "ids": [], "firstName": null, "lastName": null },
+        "_links": { "self": { "href": self_href(&base_url(&headers), &unique) } },
+    });
+    let mut answer = Answer::json(StatusCode::OK, serde_json::to_vec(&body).expect("JSON"));
+    // Every call mints a new id: never cache it.
+    answer
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    answer.into_response()
+}
+
+async fn list_mathematicians(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let snapshot = state.store.snapshot();
+    let base = base_url(&headers);
+    let items: Vec<Value> = snapshot
+        .configuration
+        .mathematicians()
+        .map(|record| representation(record, &base, &state.settings.meta))
+        .collect();
+    let body = serde_json::to_vec(&items).expect("JSON");
+    Answer::json(StatusCode::OK, body)
+        .with_tag(&snapshot.tag)
+        .into_response()
+}
+
+async fn get_mathematician(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+    Path(unique): Path<String>,
+) -> Result<Response, ApiError> {
+    let snapshot = state.store.snapshot();
+    let record = parse_unique(&unique)
+        .and_then(|unique| snapshot.configuration.mathematician(&unique))
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    if let Some(answer) = conditions.check_read(Some(record.version())) {
+        return Ok(answer);
+    }
+    let body = representation(record, &base_url(&headers), &state.settings.meta);
+    let mut answer = Answer::json(StatusCode::OK, serde_json::to_vec(&body).expect("JSON"))
+        .with_tag(&snapshot.tag);
+    conditions.add_validators(&mut answer.headers, record.version());
+    Ok(answer.into_response())
+}
+
+/// POST is idempotent by `unique`: the first creates, any later one changes nothing; both
+/// answer 201 with the current representation.
+async fn create_mathematician(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+    request: WriteRequest,
+) -> Result<Response, ApiError> {
+    let render_settings = (
+        base_url(&headers),
+        state.settings.meta.clone(),
+        conditions.etags,
+    );
+    state
+        .write(conditions, &request, |request| {
+            let name = NameRequest::decode(request)?;
+            let operation = Operation::CreateMathematician {
+                unique: name.unique,
+                seen: name.seen,
+                first_name: Some(name.first_name),
+                last_name: Some(name.last_name),
+            };
+            Ok((
+                operation,
+                mathematician_answer(StatusCode::CREATED, render_settings),
+            ))
+        })
+        .await
+}
+
+/// PUT names the mathematician in the URL; a different `unique` in the body is a 400 rather
+/// than silently editing another mathematician (the original used the body's and ignored the
+/// URL's).
+async fn name_mathematician(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+    Path(unique): Path<String>,
+    request: WriteRequest,
+) -> Result<Response, ApiError> {
+    let url_unique = parse_unique(&unique).ok_or(ApiError::NotFound(NOT_FOUND))?;
+    let render_settings = (
+        base_url(&headers),
+        state.settings.meta.clone(),
+        conditions.etags,
+    );
+    state
+        .write(conditions, &request, |request| {
+            let name = NameRequest::decode(request)?;
+            if name.unique != url_unique {
+                return Err(ApiError::BadRequest(format!(
+                    "The body's \"unique\" ({}) differs from the one in the URL ({url_unique}).",
+                    name.unique
+                )));
+            }
+            let operation = Operation::NameMathematician {
+                unique: name.unique,
+                seen: name.seen,
+                first_name: Some(name.first_name),
+                last_name: Some(name.last_name),
+            };
+            Ok((
+                operation,
+                mathematician_answer(StatusCode::OK, render_settings),
+            ))
+        })
+        .await
+}
+
+/// Renders the mathematician a write left: the representation, with `Location` on a create.
+fn mathematician_answer(
+    status: StatusCode,
+    (base, meta, etags): (String, MetaFields, bool),
+) -> Render {
+    Box::new(move |committed: &Committed| {
+        let Outcome::Mathematician(record) = &committed.outcome else {
+            unreachable!("mathematician operations answer with a mathematician")
+        };
+        tracing::info!(unique = %record.value.unique, versions = record.value.versions.len(), revision = committed.revision, "mathematician written");
+        let body = representation(record, &base, &meta);
+        let mut answer =
+            Answer::json(status, serde_json::to_vec(&body).expect("JSON")).with_tag(&committed.tag);
+        if status == StatusCode::CREATED {
+            let href = self_href(&base, &record.value.unique);
+            if let Ok(location) = HeaderValue::from_str(&href) {
+                answer.headers.insert(header::LOCATION, location);
+            }
+        }
+        if etags {
+            version_headers(&mut answer.headers, record.version());
+        }
+        answer
+    })
+}
