@@ -2,7 +2,9 @@
 //! changing it. Nothing here knows about HTTP, files or async; the store drives it and the API
 //! renders it.
 
+pub mod cluster;
 pub mod configuration;
+pub mod container;
 pub mod dataset;
 pub mod lease;
 pub mod mathematician;
@@ -10,7 +12,7 @@ pub mod precondition;
 pub mod schema;
 
 pub use configuration::{
-    Change, Configuration, Operation, Outcome, OwnedVersion, Rejection, Target, Versioned,
+    Change, Configuration, Operation, Outcome, OwnedVersion, Records, Rejection, Target, Versioned,
 };
 pub use dataset::{Dataset, DatasetId, Metadata, NodeId};
 pub use lease::{Lease, Timestamp};

@@ -7,6 +7,7 @@
 //! durable, and a check (a configuration tag, an existing id) is always made against exactly
 //! the state the write lands on.
 
+pub mod cluster;
 mod memory;
 mod snapshot;
 mod sqlite;
@@ -17,11 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::model::mathematician::Mathematician;
 use crate::model::precondition::Validators;
-use crate::model::{Change, Dataset, Lease, Operation, Outcome, Rejection, Timestamp, Versioned};
+use crate::model::{Change, Operation, Outcome, Records, Rejection, Timestamp};
 
 pub use snapshot::{ConfigTag, Snapshot};
 
@@ -187,6 +187,7 @@ pub enum StoreError {
 pub struct Store {
     current: Arc<ArcSwap<Snapshot>>,
     commands: mpsc::Sender<writer::Request>,
+    changes: watch::Receiver<u64>,
 }
 
 /// Owns the writer thread; [`StoreGuard::close`] waits for it to finish the queued commands.
@@ -221,9 +222,7 @@ pub enum OpenError {
 pub(crate) struct Loaded {
     store_id: u64,
     revision: u64,
-    datasets: Vec<Arc<Versioned<Dataset>>>,
-    leases: Vec<Lease>,
-    mathematicians: Vec<Arc<Versioned<Mathematician>>>,
+    records: Records,
     answers: Vec<(String, IdempotencyRecord)>,
 }
 
@@ -275,11 +274,7 @@ impl Store {
         let snapshot = Snapshot::new(
             loaded.store_id,
             loaded.revision,
-            crate::model::Configuration::from_records(
-                loaded.datasets,
-                loaded.leases,
-                loaded.mathematicians,
-            ),
+            crate::model::Configuration::from_records(loaded.records),
             loaded
                 .answers
                 .into_iter()
@@ -288,8 +283,13 @@ impl Store {
         );
         let current = Arc::new(ArcSwap::from_pointee(snapshot));
         let (commands, queue) = mpsc::channel(QUEUE_DEPTH);
-        let writer = writer::spawn(Arc::clone(&current), queue, persistence);
-        let store = Store { current, commands };
+        let (published, changes) = watch::channel(loaded.revision);
+        let writer = writer::spawn(Arc::clone(&current), published, queue, persistence);
+        let store = Store {
+            current,
+            commands,
+            changes,
+        };
         let sweeper = tokio::spawn(sweep(store.clone(), options.idempotency_ttl));
         Ok((store, StoreGuard { writer, sweeper }))
     }
@@ -297,6 +297,11 @@ impl Store {
     /// The current configuration. Cheap; never waits for writers.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// Notified with the new revision after every published change of the configuration.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
     }
 
     /// Applies a command and waits until it is durable (or rejected).

@@ -66,10 +66,19 @@ impl ApiError {
                 StoreError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
                 StoreError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
                 StoreError::Rejected(rejection) => match rejection {
-                    Rejection::DatasetIdInUse | Rejection::LeaseHeld => StatusCode::CONFLICT,
+                    Rejection::DatasetIdInUse
+                    | Rejection::LeaseHeld
+                    | Rejection::ContainerNameInUse
+                    | Rejection::DatasetOnAnotherNode
+                    | Rejection::DatasetInUse
+                    | Rejection::ExternalPortInUse
+                    | Rejection::DuplicateLinkAlias
+                    | Rejection::DuplicateLinkPort
+                    | Rejection::DatasetAttached => StatusCode::CONFLICT,
                     Rejection::DatasetNotFound
                     | Rejection::LeaseNotFound
-                    | Rejection::MathematicianNotFound => StatusCode::NOT_FOUND,
+                    | Rejection::MathematicianNotFound
+                    | Rejection::ContainerNotFound => StatusCode::NOT_FOUND,
                     Rejection::DatasetDeleted => StatusCode::METHOD_NOT_ALLOWED,
                 },
                 StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use imbl::OrdMap;
 
 use super::lease::{Timestamp, expiry_after};
+use super::container::Container;
 use super::mathematician::{Mathematician, VersionHash};
 use super::precondition::ResourceVersion;
 use super::{Dataset, DatasetId, Lease, Metadata, NodeId, content_tag};
@@ -51,7 +52,7 @@ impl<T: serde::Serialize> Versioned<T> {
 }
 
 /// The single resource an operation acts on, for evaluating its preconditions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A dataset (which may not exist yet).
     Dataset(DatasetId),
@@ -59,6 +60,8 @@ pub enum Target {
     Lease(DatasetId),
     /// A mathematician.
     Mathematician(Uuid),
+    /// A container, by name.
+    Container(String),
 }
 
 /// The desired configuration of the cluster.
@@ -67,6 +70,20 @@ pub struct Configuration {
     datasets: OrdMap<DatasetId, Arc<Versioned<Dataset>>>,
     leases: OrdMap<DatasetId, Lease>,
     mathematicians: OrdMap<Uuid, Arc<Versioned<Mathematician>>>,
+    containers: OrdMap<String, Arc<Versioned<Container>>>,
+}
+
+/// What a configuration is rebuilt from at start-up.
+#[derive(Debug, Default)]
+pub struct Records {
+    /// Every dataset.
+    pub datasets: Vec<Arc<Versioned<Dataset>>>,
+    /// Every lease.
+    pub leases: Vec<Lease>,
+    /// Every mathematician.
+    pub mathematicians: Vec<Arc<Versioned<Mathematician>>>,
+    /// Every container.
+    pub containers: Vec<Arc<Versioned<Container>>>,
 }
 
 /// A request to change the configuration. Anything random (a generated id) or time-dependent
@@ -124,6 +141,20 @@ pub enum Operation {
         /// Last name.
         last_name: Option<String>,
     },
+    /// Add a container.
+    CreateContainer(Container),
+    /// Move a container, and the dataset attached to it, to another node.
+    MoveContainer {
+        /// The container.
+        name: String,
+        /// The node it moves to.
+        node_uuid: NodeId,
+    },
+    /// Remove a container (its dataset stays).
+    DeleteContainer {
+        /// The container.
+        name: String,
+    },
     /// Set a mathematician's name on top of the versions the client saw.
     NameMathematician {
         /// The mathematician.
@@ -151,6 +182,10 @@ impl Operation {
             Operation::ExpireLeases => None,
             Operation::CreateMathematician { unique, .. }
             | Operation::NameMathematician { unique, .. } => Some(Target::Mathematician(*unique)),
+            Operation::CreateContainer(container) => Some(Target::Container(container.name.clone())),
+            Operation::MoveContainer { name, .. } | Operation::DeleteContainer { name } => {
+                Some(Target::Container(name.clone()))
+            }
         }
     }
 }
@@ -190,6 +225,8 @@ pub enum Outcome {
     Expired(usize),
     /// The mathematician as it is after the operation.
     Mathematician(Arc<Versioned<Mathematician>>),
+    /// The container as it is after the operation (or was, before a delete).
+    Container(Arc<Versioned<Container>>),
 }
 
 /// One persisted effect of an operation. An operation that changes nothing yields none,
@@ -204,6 +241,10 @@ pub enum Change {
     RemoveLease(DatasetId),
     /// Insert or replace a mathematician (with every version of its name).
     PutMathematician(Arc<Versioned<Mathematician>>),
+    /// Insert or replace a container.
+    PutContainer(Arc<Versioned<Container>>),
+    /// Remove a container.
+    RemoveContainer(String),
 }
 
 /// Why an operation was refused. The configuration is unchanged.
@@ -227,25 +268,56 @@ pub enum Rejection {
     /// No mathematician has that id.
     #[error("Mathematician not found.")]
     MathematicianNotFound,
+    /// A container with that name exists.
+    #[error("The container name already exists.")]
+    ContainerNameInUse,
+    /// No container has that name.
+    #[error("Container not found.")]
+    ContainerNotFound,
+    /// The dataset to attach is configured on another node than the container.
+    #[error("The dataset is on another node.")]
+    DatasetOnAnotherNode,
+    /// The dataset is attached to another container.
+    #[error("The dataset is being used by another container.")]
+    DatasetInUse,
+    /// An external port is published by another container.
+    #[error("A specified external port is already in use.")]
+    ExternalPortInUse,
+    /// Two links share an alias.
+    #[error("Link aliases must be unique.")]
+    DuplicateLinkAlias,
+    /// Two links share a local port.
+    #[error("The local ports in a container's links must be unique.")]
+    DuplicateLinkPort,
+    /// Moving a dataset on its own would leave its container without it.
+    #[error("The dataset is attached to a container; move the container instead.")]
+    DatasetAttached,
 }
 
 impl Configuration {
     /// Rebuilds a configuration from stored records.
-    pub fn from_records(
-        datasets: impl IntoIterator<Item = Arc<Versioned<Dataset>>>,
-        leases: impl IntoIterator<Item = Lease>,
-        mathematicians: impl IntoIterator<Item = Arc<Versioned<Mathematician>>>,
-    ) -> Self {
+    pub fn from_records(records: Records) -> Self {
         Configuration {
-            mathematicians: mathematicians
-                .into_iter()
-                .map(|m| (m.value.unique, m))
-                .collect(),
-            datasets: datasets
+            datasets: records
+                .datasets
                 .into_iter()
                 .map(|d| (d.value.dataset_id, d))
                 .collect(),
-            leases: leases.into_iter().map(|l| (l.dataset_id, l)).collect(),
+            leases: records
+                .leases
+                .into_iter()
+                .map(|l| (l.dataset_id, l))
+                .collect(),
+            mathematicians: records
+                .mathematicians
+                .into_iter()
+                .map(|m| (m.value.unique, m))
+                .collect(),
+            containers: records
+                .containers
+                .into_iter()
+                .map(|c| (c.value.name.clone(), c))
+                .collect(),
         }
     }
 
@@ -269,6 +341,22 @@ impl Configuration {
         self.mathematicians.get(unique)
     }
 
+    /// Every container, ordered by name.
+    pub fn containers(&self) -> impl ExactSizeIterator<Item = &Arc<Versioned<Container>>> {
+        self.containers.values()
+    }
+
+    /// The container a dataset is attached to, if any.
+    pub fn container_using(&self, dataset_id: &DatasetId) -> Option<&Arc<Versioned<Container>>> {
+        self.containers.values().find(|record| {
+            record
+                .value
+                .volume
+                .as_ref()
+                .is_some_and(|volume| &volume.dataset_id == dataset_id)
+        })
+    }
+
     /// Every lease, ordered by dataset id.
     pub fn leases(&self) -> impl ExactSizeIterator<Item = &Lease> {
         self.leases.values()
@@ -284,6 +372,10 @@ impl Configuration {
             Target::Lease(id) => self.leases.get(&id).map(|lease| OwnedVersion {
                 etag: lease.content_tag(),
                 last_modified: None,
+            }),
+            Target::Container(name) => self.containers.get(&name).map(|record| OwnedVersion {
+                etag: record.etag.clone(),
+                last_modified: Some(record.updated),
             }),
             Target::Mathematician(unique) => {
                 self.mathematicians.get(&unique).map(|record| OwnedVersion {
@@ -336,6 +428,9 @@ impl Configuration {
                 }
                 match primary {
                     Some(primary) if primary != current.value.primary => {
+                        if self.container_using(&current.value.dataset_id).is_some() {
+                            return Err(Rejection::DatasetAttached);
+                        }
                         let mut moved = current.value.clone();
                         moved.primary = primary;
                         Ok(self.put_dataset(Versioned::new(moved, current.created, now)))
@@ -418,6 +513,39 @@ impl Configuration {
                 let record = Versioned::new(mathematician, current.created, now);
                 Ok(self.put_mathematician(record))
             }
+            Operation::CreateContainer(container) => self.create_container(container, now),
+            Operation::MoveContainer { name, node_uuid } => {
+                let current = self
+                    .containers
+                    .get(&name)
+                    .cloned()
+                    .ok_or(Rejection::ContainerNotFound)?;
+                if current.value.node_uuid == node_uuid {
+                    return Ok((Outcome::Container(current), Vec::new()));
+                }
+                let mut changes = Vec::new();
+                // The attached dataset goes where its container goes.
+                if let Some(volume) = &current.value.volume
+                    && let Some(dataset) = self.datasets.get(&volume.dataset_id).cloned()
+                {
+                    let mut moved = dataset.value.clone();
+                    moved.primary = node_uuid;
+                    changes.extend(self.put_dataset(Versioned::new(moved, dataset.created, now)).1);
+                }
+                let mut moved = current.value.clone();
+                moved.node_uuid = node_uuid;
+                let record = Versioned::new(moved, current.created, now);
+                self.containers.insert(name, Arc::clone(&record));
+                changes.push(Change::PutContainer(Arc::clone(&record)));
+                Ok((Outcome::Container(record), changes))
+            }
+            Operation::DeleteContainer { name } => {
+                let removed = self
+                    .containers
+                    .remove(&name)
+                    .ok_or(Rejection::ContainerNotFound)?;
+                Ok((Outcome::Container(removed), vec![Change::RemoveContainer(name)]))
+            }
             Operation::ExpireLeases => {
                 let expired: Vec<DatasetId> = self
                     .leases
@@ -444,6 +572,61 @@ impl Configuration {
             .and_then(|id| self.datasets.get(&id))
             .cloned()
             .ok_or(Rejection::DatasetNotFound)
+    }
+
+    /// Adds a container after Flocker's checks, in Flocker's order.
+    fn create_container(
+        &mut self,
+        container: Container,
+        now: Timestamp,
+    ) -> Result<(Outcome, Vec<Change>), Rejection> {
+        if self.containers.contains_key(&container.name) {
+            return Err(Rejection::ContainerNameInUse);
+        }
+        if let Some(volume) = &container.volume {
+            let dataset = self
+                .datasets
+                .get(&volume.dataset_id)
+                .filter(|record| !record.value.deleted)
+                .ok_or(Rejection::DatasetNotFound)?;
+            if dataset.value.primary != container.node_uuid {
+                return Err(Rejection::DatasetOnAnotherNode);
+            }
+            if self.container_using(&volume.dataset_id).is_some() {
+                return Err(Rejection::DatasetInUse);
+            }
+        }
+        let published: std::collections::HashSet<u16> = self
+            .containers
+            .values()
+            .flat_map(|record| record.value.ports.iter().map(|port| port.external))
+            .collect();
+        if container
+            .ports
+            .iter()
+            .any(|port| published.contains(&port.external))
+        {
+            return Err(Rejection::ExternalPortInUse);
+        }
+        let mut aliases = std::collections::HashSet::new();
+        if !container.links.iter().all(|link| aliases.insert(&link.alias)) {
+            return Err(Rejection::DuplicateLinkAlias);
+        }
+        let mut local_ports = std::collections::HashSet::new();
+        if !container
+            .links
+            .iter()
+            .all(|link| local_ports.insert(link.local_port))
+        {
+            return Err(Rejection::DuplicateLinkPort);
+        }
+        let record = Versioned::new(container, now, now);
+        self.containers
+            .insert(record.value.name.clone(), Arc::clone(&record));
+        Ok((
+            Outcome::Container(Arc::clone(&record)),
+            vec![Change::PutContainer(record)],
+        ))
     }
 
     fn put_mathematician(

@@ -84,9 +84,35 @@ pub static MATHEMATICIAN: LazyLock<RequestSchema> = LazyLock::new(|| {
     RequestSchema::compile("mathematician", include_str!("schemas/mathematician.json"))
 });
 
+/// `POST /v1/configuration/containers`.
+pub static CONTAINER_CREATE: LazyLock<RequestSchema> = LazyLock::new(|| {
+    RequestSchema::compile(
+        "container_create",
+        include_str!("schemas/container_create.json"),
+    )
+});
+
+/// `POST /v1/configuration/containers/{name}`.
+pub static CONTAINER_MOVE: LazyLock<RequestSchema> = LazyLock::new(|| {
+    RequestSchema::compile("container_move", include_str!("schemas/container_move.json"))
+});
+
+/// `PUT /v1/agent/nodes/{node_uuid}`.
+pub static AGENT_REPORT: LazyLock<RequestSchema> = LazyLock::new(|| {
+    RequestSchema::compile("agent_report", include_str!("schemas/agent_report.json"))
+});
+
 /// Every request schema, for documentation and tests.
-pub fn all() -> [&'static RequestSchema; 4] {
-    [&DATASET_CREATE, &DATASET_UPDATE, &LEASE, &MATHEMATICIAN]
+pub fn all() -> [&'static RequestSchema; 7] {
+    [
+        &DATASET_CREATE,
+        &DATASET_UPDATE,
+        &LEASE,
+        &MATHEMATICIAN,
+        &CONTAINER_CREATE,
+        &CONTAINER_MOVE,
+        &AGENT_REPORT,
+    ]
 }
 
 #[cfg(test)]

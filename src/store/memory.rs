@@ -1,6 +1,7 @@
 //! The throw-away backend: keeps nothing. Useful for experiments and tests.
 
 use super::{Batch, Loaded, Persistence};
+use crate::model::Records;
 
 /// Persists nothing.
 pub(crate) struct MemoryStore;
@@ -11,9 +12,7 @@ impl MemoryStore {
         Loaded {
             store_id: rand::random(),
             revision: 0,
-            datasets: Vec::new(),
-            leases: Vec::new(),
-            mathematicians: Vec::new(),
+            records: Records::default(),
             answers: Vec::new(),
         }
     }

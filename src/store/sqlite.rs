@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use super::{Batch, IdempotencyRecord, Loaded, OpenError, Persistence, RecordedAnswer};
 use crate::model::mathematician::{Mathematician, NameVersion};
-use crate::model::{Change, Dataset, Lease, Metadata, Versioned};
+use crate::model::container::Container;
+use crate::model::{Change, Dataset, Lease, Metadata, Records, Versioned};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "floe.db";
@@ -44,6 +45,12 @@ const SCHEMA: &str = "
     CREATE TABLE mathematicians (
         uniq       TEXT PRIMARY KEY,
         versions   TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE containers (
+        name       TEXT PRIMARY KEY,
+        document   TEXT NOT NULL,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     ) STRICT;
@@ -147,9 +154,7 @@ impl SqliteStore {
         Ok(Loaded {
             store_id,
             revision,
-            datasets: self.load_datasets().map_err(|e| e.to_string())?,
-            leases: self.load_leases().map_err(|e| e.to_string())?,
-            mathematicians: self.load_mathematicians().map_err(|e| e.to_string())?,
+            records: self.load_records().map_err(|e| e.to_string())?,
             answers: self.load_answers().map_err(|e| e.to_string())?,
         })
     }
@@ -167,6 +172,26 @@ impl SqliteStore {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| e.to_string())?;
         tx.commit().map_err(|e| e.to_string())
+    }
+
+    fn load_records(&self) -> rusqlite::Result<Records> {
+        Ok(Records {
+            datasets: self.load_datasets()?,
+            leases: self.load_leases()?,
+            mathematicians: self.load_mathematicians()?,
+            containers: self.load_containers()?,
+        })
+    }
+
+    fn load_containers(&self) -> rusqlite::Result<Vec<Arc<Versioned<Container>>>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT document, created_at, updated_at FROM containers")?;
+        let rows = statement.query_map([], |row| {
+            let container = parse_column(row, 0, |s| serde_json::from_str::<Container>(s))?;
+            Ok(Versioned::new(container, row.get(1)?, row.get(2)?))
+        })?;
+        rows.collect()
     }
 
     fn load_datasets(&self) -> rusqlite::Result<Vec<Arc<Versioned<Dataset>>>> {
@@ -251,6 +276,11 @@ impl SqliteStore {
                  VALUES (?1, ?2, ?3)",
             )?;
             let mut remove_lease = tx.prepare_cached("DELETE FROM leases WHERE dataset_id = ?1")?;
+            let mut put_container = tx.prepare_cached(
+                "INSERT OR REPLACE INTO containers (name, document, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut remove_container = tx.prepare_cached("DELETE FROM containers WHERE name = ?1")?;
             let mut put_mathematician = tx.prepare_cached(
                 "INSERT OR REPLACE INTO mathematicians (uniq, versions, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -278,6 +308,17 @@ impl SqliteStore {
                     }
                     Change::RemoveLease(dataset_id) => {
                         remove_lease.execute([dataset_id.to_string()])?;
+                    }
+                    Change::PutContainer(record) => {
+                        put_container.execute(params![
+                            record.value.name,
+                            serde_json::to_string(&record.value).expect("containers serialise"),
+                            record.created,
+                            record.updated,
+                        ])?;
+                    }
+                    Change::RemoveContainer(name) => {
+                        remove_container.execute([name])?;
                     }
                     Change::PutMathematician(record) => {
                         put_mathematician.execute(params![

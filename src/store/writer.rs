@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     Batch, Command, Committed, IdempotencyRecord, MAX_BATCH, Persistence, Precondition, Reply,
@@ -34,6 +34,7 @@ pub(super) enum Request {
 /// Starts the writer thread. It ends when every sender is gone and the queue is empty.
 pub(super) fn spawn(
     current: Arc<ArcSwap<Snapshot>>,
+    published: watch::Sender<u64>,
     mut queue: mpsc::Receiver<Request>,
     mut persistence: Box<dyn Persistence>,
 ) -> std::thread::JoinHandle<()> {
@@ -49,7 +50,7 @@ pub(super) fn spawn(
                         Err(_) => break,
                     }
                 }
-                apply_batch(&current, persistence.as_mut(), batch.drain(..));
+                apply_batch(&current, &published, persistence.as_mut(), batch.drain(..));
             }
             tracing::debug!("store writer stopped");
         })
@@ -67,6 +68,7 @@ struct Working {
 
 fn apply_batch(
     current: &ArcSwap<Snapshot>,
+    published: &watch::Sender<u64>,
     persistence: &mut dyn Persistence,
     requests: impl Iterator<Item = Request>,
 ) {
@@ -135,12 +137,16 @@ fn apply_batch(
             }
             return;
         }
+        let revision = working.batch.revision;
         current.store(Arc::new(Snapshot::new(
             working.store_id,
-            working.batch.revision,
+            revision,
             working.configuration,
             working.answers,
         )));
+        if revision != base.revision {
+            published.send_replace(revision);
+        }
     }
     for (reply, answer) in waiting {
         let _ = reply.send(answer);

@@ -1,0 +1,100 @@
+//! Waiting for change instead of polling: a GET of a list that carries `If-None-Match` with
+//! the list's current ETag and `Prefer: wait=N` (RFC 7240) is held until the list changes or
+//! N seconds pass; then it is answered as usual (200 with the new list, or 304).
+//!
+//! A held request is a parked future on a `watch` channel: it costs no CPU until the store (or
+//! the cluster state) publishes a change, and one change wakes every waiter at once.
+
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::conditional::Conditions;
+use crate::model::precondition::{ResourceVersion, Verdict};
+
+/// The `wait` preference of a `Prefer` header, in seconds, capped at `max`. Preferences that
+/// do not parse are ignored, as RFC 7240 asks.
+pub fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|preference| {
+            let preference = preference.split(';').next()?.trim();
+            let (name, value) = preference.split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("wait") {
+                return None;
+            }
+            value.trim().trim_matches('"').parse::<u64>().ok()
+        })
+        .next()
+        .map(|seconds| Duration::from_secs(seconds).min(max))
+}
+
+/// Holds the request while the client already has the current version of the list (its
+/// `If-None-Match` matches `current_etag()`), until a change is published on `changes` that
+/// alters the ETag, or until the wait it asked for is over. Returns at once when the request
+/// does not ask to wait.
+pub async fn hold_while_unchanged(
+    headers: &HeaderMap,
+    conditions: &Conditions,
+    max_wait: Duration,
+    mut changes: watch::Receiver<u64>,
+    current_etag: impl Fn() -> String,
+) {
+    let validators = &conditions.precondition.validators;
+    if validators.if_none_match.is_none() {
+        return;
+    }
+    let Some(wait) = preferred_wait(headers, max_wait) else {
+        return;
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        // Mark the current version as seen *before* reading the ETag, so that a change
+        // published in between still wakes us.
+        changes.borrow_and_update();
+        let etag = current_etag();
+        let version = ResourceVersion {
+            etag: &etag,
+            last_modified: None,
+        };
+        if validators.evaluate(Some(version), true) != Verdict::NotModified {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            // Timed out, or the publisher is gone (shutting down): answer now.
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn prefer(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("prefer", HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn wait_preferences() {
+        let max = Duration::from_secs(300);
+        assert_eq!(preferred_wait(&prefer("wait=10"), max), Some(Duration::from_secs(10)));
+        assert_eq!(
+            preferred_wait(&prefer("respond-async, wait=5"), max),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(preferred_wait(&prefer("wait=100000"), max), Some(max));
+        assert_eq!(preferred_wait(&prefer("wait=soon"), max), None);
+        assert_eq!(preferred_wait(&prefer("return=minimal"), max), None);
+        assert_eq!(preferred_wait(&HeaderMap::new(), max), None);
+    }
+}
