@@ -114,27 +114,22 @@ pub enum Operation {
     ExpireLeases,
     /// Create a mathematician with a first name, unless it exists (then nothing changes: a
     /// retried create is a replay).
-    CreateMathematician {
-        /// The client-chosen id.
-        unique: Uuid,
-        /// The version ids the client saw (normally none).
-        seen: Vec<VersionHash>,
-        /// First name.
-        first_name: Option<String>,
-        /// Last name.
-        last_name: Option<String>,
-    },
+    CreateMathematician(NameChange),
     /// Set a mathematician's name on top of the versions the client saw.
-    NameMathematician {
-        /// The mathematician.
-        unique: Uuid,
-        /// The version ids the client saw.
-        seen: Vec<VersionHash>,
-        /// First name.
-        first_name: Option<String>,
-        /// Last name.
-        last_name: Option<String>,
-    },
+    NameMathematician(NameChange),
+}
+
+/// A name a client asks for, on top of the versions it saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameChange {
+    /// The mathematician.
+    pub unique: Uuid,
+    /// The version ids the client saw (none for a first name).
+    pub seen: Vec<VersionHash>,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
 }
 
 impl Operation {
@@ -149,8 +144,9 @@ impl Operation {
                 Some(Target::Lease(*dataset_id))
             }
             Operation::ExpireLeases => None,
-            Operation::CreateMathematician { unique, .. }
-            | Operation::NameMathematician { unique, .. } => Some(Target::Mathematician(*unique)),
+            Operation::CreateMathematician(change) | Operation::NameMathematician(change) => {
+                Some(Target::Mathematician(change.unique))
+            }
         }
     }
 }
@@ -388,31 +384,29 @@ impl Configuration {
                     vec![Change::RemoveLease(dataset_id)],
                 ))
             }
-            Operation::CreateMathematician {
-                unique,
-                seen,
-                first_name,
-                last_name,
-            } => {
-                if let Some(existing) = self.mathematicians.get(&unique) {
+            Operation::CreateMathematician(change) => {
+                if let Some(existing) = self.mathematicians.get(&change.unique) {
                     return Ok((Outcome::Mathematician(Arc::clone(existing)), Vec::new()));
                 }
-                let mut mathematician = Mathematician::new(unique);
-                mathematician.set_name(&seen, first_name.as_deref(), last_name.as_deref());
+                let mut mathematician = Mathematician::new(change.unique);
+                mathematician.set_name(
+                    &change.seen,
+                    change.first_name.as_deref(),
+                    change.last_name.as_deref(),
+                );
                 Ok(self.put_mathematician(Versioned::new(mathematician, now, now)))
             }
-            Operation::NameMathematician {
-                unique,
-                seen,
-                first_name,
-                last_name,
-            } => {
+            Operation::NameMathematician(change) => {
                 let current = self
                     .mathematicians
-                    .get(&unique)
+                    .get(&change.unique)
                     .ok_or(Rejection::MathematicianNotFound)?;
                 let mut mathematician = current.value.clone();
-                if !mathematician.set_name(&seen, first_name.as_deref(), last_name.as_deref()) {
+                if !mathematician.set_name(
+                    &change.seen,
+                    change.first_name.as_deref(),
+                    change.last_name.as_deref(),
+                ) {
                     return Ok((Outcome::Mathematician(Arc::clone(current)), Vec::new()));
                 }
                 let record = Versioned::new(mathematician, current.created, now);
