@@ -12,7 +12,8 @@ pub mod precondition;
 pub mod schema;
 
 pub use configuration::{
-    Change, Configuration, Operation, Outcome, OwnedVersion, Records, Rejection, Target, Versioned,
+    Change, Configuration, NameChange, Operation, Outcome, OwnedVersion, Records, Rejection,
+    Target, Versioned,
 };
 pub use dataset::{Dataset, DatasetId, Metadata, NodeId};
 pub use lease::{Lease, Timestamp};

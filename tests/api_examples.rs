@@ -28,6 +28,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/configuration/leases"),
     ("POST", "/v1/configuration/leases"),
     ("DELETE", "/v1/configuration/leases/{id}"),
+    ("GET", "/api/mathematicians/new"),
+    ("GET", "/api/mathematicians"),
+    ("POST", "/api/mathematicians"),
+    ("GET", "/api/mathematicians/{id}"),
+    ("PUT", "/api/mathematicians/{id}"),
 ];
 
 /// One documented exchange.

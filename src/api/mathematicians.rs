@@ -18,7 +18,7 @@ use super::conditional::{Conditions, version_headers};
 use super::meta::MetaFields;
 use super::{ApiError, AppState, Render};
 use crate::model::mathematician::{Mathematician, VersionHash};
-use crate::model::{Operation, Outcome, Versioned, schema};
+use crate::model::{NameChange, Operation, Outcome, Versioned, schema};
 use crate::store::Committed;
 
 const NOT_FOUND: &str = "Mathematician not found.";
@@ -53,41 +53,32 @@ struct NameBody {
     last_name: String,
 }
 
-/// A decoded write: the mathematician named and the name asked for.
-struct NameRequest {
-    unique: Uuid,
-    seen: Vec<VersionHash>,
-    first_name: String,
-    last_name: String,
-}
-
-impl NameRequest {
-    fn decode(request: &WriteRequest) -> Result<Self, ApiError> {
-        let body: MathematicianBody = request.decode(&schema::MATHEMATICIAN)?;
-        let unique = parse_unique(&body.unique).ok_or_else(|| {
-            ApiError::BadRequest(format!("\"unique\" must be a GUID, not {:?}.", body.unique))
-        })?;
-        let mut seen = Vec::with_capacity(body.name.ids.len());
-        for (index, id) in body.name.ids.iter().enumerate() {
-            match VersionHash::from_base64(id) {
-                Ok(Some(hash)) => seen.push(hash),
-                // A well-formed id that cannot be any version's: it names nothing, and
-                // unknown ids are ignored.
-                Ok(None) => {}
-                Err(_) => {
-                    return Err(ApiError::BadRequest(format!(
-                        "name.ids[{index}] is not base64: {id:?}."
-                    )));
-                }
+/// Decodes a POST or PUT body into the name change it asks for.
+fn decode_name_change(request: &WriteRequest) -> Result<NameChange, ApiError> {
+    let body: MathematicianBody = request.decode(&schema::MATHEMATICIAN)?;
+    let unique = parse_unique(&body.unique).ok_or_else(|| {
+        ApiError::BadRequest(format!("\"unique\" must be a GUID, not {:?}.", body.unique))
+    })?;
+    let mut seen = Vec::with_capacity(body.name.ids.len());
+    for (index, id) in body.name.ids.iter().enumerate() {
+        match VersionHash::from_base64(id) {
+            Ok(Some(hash)) => seen.push(hash),
+            // A well-formed id that cannot be any version's: it names nothing, and unknown
+            // ids are ignored.
+            Ok(None) => {}
+            Err(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "name.ids[{index}] is not base64: {id:?}."
+                )));
             }
         }
-        Ok(NameRequest {
-            unique,
-            seen,
-            first_name: body.name.first_name,
-            last_name: body.name.last_name,
-        })
     }
+    Ok(NameChange {
+        unique,
+        seen,
+        first_name: Some(body.name.first_name),
+        last_name: Some(body.name.last_name),
+    })
 }
 
 /// Any spelling .NET's `Guid.TryParse` accepts: 32 digits, hyphenated, in braces or
@@ -205,15 +196,9 @@ async fn create_mathematician(
     );
     state
         .write(conditions, &request, |request| {
-            let name = NameRequest::decode(request)?;
-            let operation = Operation::CreateMathematician {
-                unique: name.unique,
-                seen: name.seen,
-                first_name: Some(name.first_name),
-                last_name: Some(name.last_name),
-            };
+            let change = decode_name_change(request)?;
             Ok((
-                operation,
+                Operation::CreateMathematician(change),
                 mathematician_answer(StatusCode::CREATED, render_settings),
             ))
         })
@@ -238,21 +223,15 @@ async fn name_mathematician(
     );
     state
         .write(conditions, &request, |request| {
-            let name = NameRequest::decode(request)?;
-            if name.unique != url_unique {
+            let change = decode_name_change(request)?;
+            if change.unique != url_unique {
                 return Err(ApiError::BadRequest(format!(
                     "The body's \"unique\" ({}) differs from the one in the URL ({url_unique}).",
-                    name.unique
+                    change.unique
                 )));
             }
-            let operation = Operation::NameMathematician {
-                unique: name.unique,
-                seen: name.seen,
-                first_name: Some(name.first_name),
-                last_name: Some(name.last_name),
-            };
             Ok((
-                operation,
+                Operation::NameMathematician(change),
                 mathematician_answer(StatusCode::OK, render_settings),
             ))
         })

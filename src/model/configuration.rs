@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
-use super::lease::{Timestamp, expiry_after};
 use super::container::Container;
+use super::lease::{Timestamp, expiry_after};
 use super::mathematician::{Mathematician, VersionHash};
 use super::precondition::ResourceVersion;
 use super::{Dataset, DatasetId, Lease, Metadata, NodeId, content_tag};
@@ -131,16 +131,7 @@ pub enum Operation {
     ExpireLeases,
     /// Create a mathematician with a first name, unless it exists (then nothing changes: a
     /// retried create is a replay).
-    CreateMathematician {
-        /// The client-chosen id.
-        unique: Uuid,
-        /// The version ids the client saw (normally none).
-        seen: Vec<VersionHash>,
-        /// First name.
-        first_name: Option<String>,
-        /// Last name.
-        last_name: Option<String>,
-    },
+    CreateMathematician(NameChange),
     /// Add a container.
     CreateContainer(Container),
     /// Move a container, and the dataset attached to it, to another node.
@@ -156,16 +147,20 @@ pub enum Operation {
         name: String,
     },
     /// Set a mathematician's name on top of the versions the client saw.
-    NameMathematician {
-        /// The mathematician.
-        unique: Uuid,
-        /// The version ids the client saw.
-        seen: Vec<VersionHash>,
-        /// First name.
-        first_name: Option<String>,
-        /// Last name.
-        last_name: Option<String>,
-    },
+    NameMathematician(NameChange),
+}
+
+/// A name a client asks for, on top of the versions it saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameChange {
+    /// The mathematician.
+    pub unique: Uuid,
+    /// The version ids the client saw (none for a first name).
+    pub seen: Vec<VersionHash>,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
 }
 
 impl Operation {
@@ -180,9 +175,12 @@ impl Operation {
                 Some(Target::Lease(*dataset_id))
             }
             Operation::ExpireLeases => None,
-            Operation::CreateMathematician { unique, .. }
-            | Operation::NameMathematician { unique, .. } => Some(Target::Mathematician(*unique)),
-            Operation::CreateContainer(container) => Some(Target::Container(container.name.clone())),
+            Operation::CreateMathematician(change) | Operation::NameMathematician(change) => {
+                Some(Target::Mathematician(change.unique))
+            }
+            Operation::CreateContainer(container) => {
+                Some(Target::Container(container.name.clone()))
+            }
             Operation::MoveContainer { name, .. } | Operation::DeleteContainer { name } => {
                 Some(Target::Container(name.clone()))
             }
@@ -483,31 +481,29 @@ impl Configuration {
                     vec![Change::RemoveLease(dataset_id)],
                 ))
             }
-            Operation::CreateMathematician {
-                unique,
-                seen,
-                first_name,
-                last_name,
-            } => {
-                if let Some(existing) = self.mathematicians.get(&unique) {
+            Operation::CreateMathematician(change) => {
+                if let Some(existing) = self.mathematicians.get(&change.unique) {
                     return Ok((Outcome::Mathematician(Arc::clone(existing)), Vec::new()));
                 }
-                let mut mathematician = Mathematician::new(unique);
-                mathematician.set_name(&seen, first_name.as_deref(), last_name.as_deref());
+                let mut mathematician = Mathematician::new(change.unique);
+                mathematician.set_name(
+                    &change.seen,
+                    change.first_name.as_deref(),
+                    change.last_name.as_deref(),
+                );
                 Ok(self.put_mathematician(Versioned::new(mathematician, now, now)))
             }
-            Operation::NameMathematician {
-                unique,
-                seen,
-                first_name,
-                last_name,
-            } => {
+            Operation::NameMathematician(change) => {
                 let current = self
                     .mathematicians
-                    .get(&unique)
+                    .get(&change.unique)
                     .ok_or(Rejection::MathematicianNotFound)?;
                 let mut mathematician = current.value.clone();
-                if !mathematician.set_name(&seen, first_name.as_deref(), last_name.as_deref()) {
+                if !mathematician.set_name(
+                    &change.seen,
+                    change.first_name.as_deref(),
+                    change.last_name.as_deref(),
+                ) {
                     return Ok((Outcome::Mathematician(Arc::clone(current)), Vec::new()));
                 }
                 let record = Versioned::new(mathematician, current.created, now);
@@ -530,7 +526,10 @@ impl Configuration {
                 {
                     let mut moved = dataset.value.clone();
                     moved.primary = node_uuid;
-                    changes.extend(self.put_dataset(Versioned::new(moved, dataset.created, now)).1);
+                    changes.extend(
+                        self.put_dataset(Versioned::new(moved, dataset.created, now))
+                            .1,
+                    );
                 }
                 let mut moved = current.value.clone();
                 moved.node_uuid = node_uuid;
@@ -544,7 +543,10 @@ impl Configuration {
                     .containers
                     .remove(&name)
                     .ok_or(Rejection::ContainerNotFound)?;
-                Ok((Outcome::Container(removed), vec![Change::RemoveContainer(name)]))
+                Ok((
+                    Outcome::Container(removed),
+                    vec![Change::RemoveContainer(name)],
+                ))
             }
             Operation::ExpireLeases => {
                 let expired: Vec<DatasetId> = self
@@ -609,7 +611,11 @@ impl Configuration {
             return Err(Rejection::ExternalPortInUse);
         }
         let mut aliases = std::collections::HashSet::new();
-        if !container.links.iter().all(|link| aliases.insert(&link.alias)) {
+        if !container
+            .links
+            .iter()
+            .all(|link| aliases.insert(&link.alias))
+        {
             return Err(Rejection::DuplicateLinkAlias);
         }
         let mut local_ports = std::collections::HashSet::new();

@@ -109,14 +109,23 @@ mod tests {
     fn images_get_a_tag() {
         assert_eq!(normalise_image("nginx"), "nginx:latest");
         assert_eq!(normalise_image("busybox:1.2"), "busybox:1.2");
-        assert_eq!(normalise_image("registry:5000/app"), "registry:5000/app:latest");
-        assert_eq!(normalise_image("registry:5000/app:v1"), "registry:5000/app:v1");
+        assert_eq!(
+            normalise_image("registry:5000/app"),
+            "registry:5000/app:latest"
+        );
+        assert_eq!(
+            normalise_image("registry:5000/app:v1"),
+            "registry:5000/app:v1"
+        );
     }
 
     #[test]
     fn restart_policies_render_as_flocker_does() {
         let render = |policy: RestartPolicy| serde_json::to_value(policy).unwrap();
-        assert_eq!(render(RestartPolicy::Never), serde_json::json!({"name": "never"}));
+        assert_eq!(
+            render(RestartPolicy::Never),
+            serde_json::json!({"name": "never"})
+        );
         assert_eq!(
             render(RestartPolicy::OnFailure {
                 maximum_retry_count: Some(5)

@@ -94,7 +94,10 @@ pub static CONTAINER_CREATE: LazyLock<RequestSchema> = LazyLock::new(|| {
 
 /// `POST /v1/configuration/containers/{name}`.
 pub static CONTAINER_MOVE: LazyLock<RequestSchema> = LazyLock::new(|| {
-    RequestSchema::compile("container_move", include_str!("schemas/container_move.json"))
+    RequestSchema::compile(
+        "container_move",
+        include_str!("schemas/container_move.json"),
+    )
 });
 
 /// `PUT /v1/agent/nodes/{node_uuid}`.

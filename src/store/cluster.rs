@@ -108,7 +108,11 @@ impl LiveCluster {
     /// `change` says something visible changed, but the copy is kept either way (a refresh
     /// moves `last_seen`).
     fn update(&self, change: impl FnOnce(&mut ClusterState) -> bool) -> bool {
-        let _guard = self.inner.update.lock().expect("the update lock is never poisoned");
+        let _guard = self
+            .inner
+            .update
+            .lock()
+            .expect("the update lock is never poisoned");
         let current = self.inner.current.load_full();
         let mut state = current.state.clone();
         let changed = change(&mut state);

@@ -13,8 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 
 use super::{Batch, IdempotencyRecord, Loaded, OpenError, Persistence, RecordedAnswer};
-use crate::model::mathematician::{Mathematician, NameVersion};
 use crate::model::container::Container;
+use crate::model::mathematician::{Mathematician, NameVersion};
 use crate::model::{Change, Dataset, Lease, Metadata, Records, Versioned};
 
 /// The database file's name inside the data directory.
@@ -280,7 +280,8 @@ impl SqliteStore {
                 "INSERT OR REPLACE INTO containers (name, document, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4)",
             )?;
-            let mut remove_container = tx.prepare_cached("DELETE FROM containers WHERE name = ?1")?;
+            let mut remove_container =
+                tx.prepare_cached("DELETE FROM containers WHERE name = ?1")?;
             let mut put_mathematician = tx.prepare_cached(
                 "INSERT OR REPLACE INTO mathematicians (uniq, versions, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4)",
