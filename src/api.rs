@@ -5,26 +5,33 @@
 pub mod answer;
 pub mod body;
 pub mod conditional;
+pub mod containers;
 pub mod datasets;
 pub mod error;
 pub mod leases;
 pub mod mathematicians;
 pub mod meta;
+pub mod state;
 pub mod version;
+pub mod waiting;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::trace::TraceLayer;
 
 use crate::model::Operation;
-use crate::store::{Command, Committed, Idempotency, Reply, Store, StoreError};
+use crate::model::precondition::ResourceVersion;
+use crate::store::cluster::LiveCluster;
+use crate::store::{Command, Committed, ConfigTag, Idempotency, Reply, Store, StoreError};
 use answer::Answer;
 use body::WriteRequest;
 use conditional::{Conditions, IDEMPOTENT_REPLAYED, IfMatchPolicy};
@@ -41,6 +48,8 @@ pub struct ApiSettings {
     pub if_match: IfMatchPolicy,
     /// Names of the meta fields in representations that carry them.
     pub meta: MetaFields,
+    /// The longest a list request may wait for a change (`Prefer: wait=N`).
+    pub max_wait: Duration,
 }
 
 impl Default for ApiSettings {
@@ -48,6 +57,7 @@ impl Default for ApiSettings {
         ApiSettings {
             if_match: IfMatchPolicy::Optional,
             meta: MetaFields::default(),
+            max_wait: Duration::from_secs(300),
         }
     }
 }
@@ -57,6 +67,8 @@ impl Default for ApiSettings {
 pub struct AppState {
     /// The configuration store.
     pub store: Store,
+    /// The cluster state agents report.
+    pub cluster: LiveCluster,
     /// Settings.
     pub settings: Arc<ApiSettings>,
     /// The dataset list, rendered once per revision.
@@ -69,9 +81,10 @@ pub type Render = Box<dyn FnOnce(&Committed) -> Answer + Send>;
 
 impl AppState {
     /// State over `store`.
-    pub fn new(store: Store, settings: ApiSettings) -> Self {
+    pub fn new(store: Store, cluster: LiveCluster, settings: ApiSettings) -> Self {
         AppState {
             store,
+            cluster,
             settings: Arc::new(settings),
             rendered: Arc::default(),
             in_flight: Arc::default(),
@@ -142,6 +155,19 @@ impl AppState {
         }
     }
 
+    /// Holds a request for a configuration list that asks to wait (see [`waiting`]) until the
+    /// configuration changes.
+    pub async fn hold_for_configuration(&self, conditions: &Conditions, headers: &HeaderMap) {
+        waiting::hold_while_unchanged(
+            headers,
+            conditions,
+            self.settings.max_wait,
+            self.store.subscribe(),
+            || self.store.snapshot().tag.to_string(),
+        )
+        .await;
+    }
+
     /// Marks an idempotency key as in flight until the returned guard is dropped.
     fn claim(&self, key: &str) -> Result<Claim, ApiError> {
         let mut in_flight = self
@@ -172,6 +198,30 @@ impl Drop for Claim {
     }
 }
 
+/// A list's answer: 304 or 412 if its validators say so (the body is then never rendered),
+/// otherwise 200 with the body, the list's ETag and, for configuration lists, the
+/// configuration tag.
+pub(crate) fn list_answer<B: Into<Bytes>>(
+    conditions: &Conditions,
+    etag: &str,
+    tag: Option<&ConfigTag>,
+    body: impl FnOnce() -> B,
+) -> Response {
+    let version = ResourceVersion {
+        etag,
+        last_modified: None,
+    };
+    if let Some(answer) = conditions.check_read(Some(version)) {
+        return answer;
+    }
+    let mut answer = Answer::json(StatusCode::OK, body());
+    if let Some(tag) = tag {
+        answer = answer.with_tag(tag);
+    }
+    conditions.add_validators(&mut answer.headers, version);
+    answer.into_response()
+}
+
 /// A recorded answer sent again, marked as such.
 fn replay(recorded: &crate::store::RecordedAnswer) -> Response {
     let mut answer = Answer::from_record(recorded);
@@ -188,6 +238,8 @@ pub fn router(state: AppState) -> Router {
         .merge(datasets::router())
         .merge(leases::router())
         .merge(mathematicians::router())
+        .merge(containers::router())
+        .merge(state::router())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -58,6 +58,15 @@ pub struct ServeConfig {
     #[arg(long, env = "FLOE_IDEMPOTENCY_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
     pub idempotency_ttl: u64,
 
+    /// Seconds after which a node whose agent has not reported drops out of the state.
+    #[arg(long, env = "FLOE_NODE_EXPIRY", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_expiry: u64,
+
+    /// The longest, in seconds, a list request may wait for a change (`Prefer: wait=N` with
+    /// `If-None-Match`); longer waits are cut to this.
+    #[arg(long, env = "FLOE_MAX_WAIT", default_value_t = 300)]
+    pub max_wait: u64,
+
     /// Name of the body field that carries a resource's entity tag, in representations that
     /// carry meta fields.
     #[arg(long, env = "FLOE_META_ETAG_FIELD", default_value = "_etag")]
@@ -100,6 +109,8 @@ impl ServeConfig {
             log_format: LogFormat::Text,
             if_match: IfMatchPolicy::Optional,
             idempotency_ttl: 86_400,
+            node_expiry: 120,
+            max_wait: 300,
             meta_etag_field: "_etag".into(),
             meta_created_field: "_created".into(),
             meta_updated_field: "_updated".into(),
@@ -126,6 +137,7 @@ impl ServeConfig {
                 created: self.meta_created_field.clone(),
                 updated: self.meta_updated_field.clone(),
             },
+            max_wait: std::time::Duration::from_secs(self.max_wait),
         }
     }
 }

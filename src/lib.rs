@@ -21,6 +21,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 pub use config::ServeConfig;
+use store::cluster::LiveCluster;
 use store::{OpenError, Store};
 
 /// Why the service could not run.
@@ -34,9 +35,9 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// The application router over an open store.
-pub fn app(store: Store, settings: api::ApiSettings) -> Router {
-    api::router(api::AppState::new(store, settings))
+/// The application router over an open store and the live cluster state.
+pub fn app(store: Store, cluster: LiveCluster, settings: api::ApiSettings) -> Router {
+    api::router(api::AppState::new(store, cluster, settings))
 }
 
 /// Opens the store, serves the API on `listener` until `shutdown` completes, then lets
@@ -58,9 +59,12 @@ pub async fn run(
         "floe listening"
     );
     drop(snapshot);
-    let served = axum::serve(listener, app(store, config.api_settings()))
+    let cluster = LiveCluster::new(std::time::Duration::from_secs(config.node_expiry));
+    let expiry = cluster.spawn_expiry();
+    let served = axum::serve(listener, app(store, cluster, config.api_settings()))
         .with_graceful_shutdown(shutdown)
         .await;
+    expiry.abort();
     // The router, and with it every store handle, is gone: the writer drains and stops.
     guard.close().await;
     tracing::info!("floe stopped");

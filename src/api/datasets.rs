@@ -8,7 +8,7 @@ use arc_swap::ArcSwapOption;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -17,9 +17,8 @@ use uuid::Uuid;
 use super::answer::Answer;
 use super::body::WriteRequest;
 use super::conditional::{Conditions, version_headers};
-use super::{ApiError, AppState, Render};
+use super::{ApiError, AppState, Render, list_answer};
 use crate::model::dataset::dataset_id_from_path;
-use crate::model::precondition::ResourceVersion;
 use crate::model::schema;
 use crate::model::{Metadata, NodeId, Operation, Outcome};
 use crate::store::{Committed, Snapshot};
@@ -83,19 +82,20 @@ impl RenderedList {
 }
 
 /// The list's ETag is the configuration tag: it changes exactly when the configuration does.
-async fn list_datasets(State(state): State<AppState>, conditions: Conditions) -> Response {
+/// With `Prefer: wait=N` and a current `If-None-Match`, the request waits for that change.
+async fn list_datasets(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+) -> Response {
+    state.hold_for_configuration(&conditions, &headers).await;
     let snapshot = state.store.snapshot();
-    let version = ResourceVersion {
-        etag: snapshot.tag.as_str(),
-        last_modified: None,
-    };
-    if let Some(answer) = conditions.check_read(Some(version)) {
-        return answer;
-    }
-    let mut answer =
-        Answer::json(StatusCode::OK, state.rendered.datasets(&snapshot)).with_tag(&snapshot.tag);
-    conditions.add_validators(&mut answer.headers, version);
-    answer.into_response()
+    list_answer(
+        &conditions,
+        snapshot.tag.as_str(),
+        Some(&snapshot.tag),
+        || state.rendered.datasets(&snapshot),
+    )
 }
 
 async fn get_dataset(

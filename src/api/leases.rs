@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,12 @@ impl LeaseBody {
 
 /// The list's ETag is weak: it follows the configuration tag, but the seconds left in each
 /// lease change with every second.
-async fn list_leases(State(state): State<AppState>, conditions: Conditions) -> Response {
+async fn list_leases(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+) -> Response {
+    state.hold_for_configuration(&conditions, &headers).await;
     let snapshot = state.store.snapshot();
     let version = ResourceVersion {
         etag: snapshot.tag.as_str(),

@@ -16,7 +16,7 @@ use super::answer::Answer;
 use super::body::WriteRequest;
 use super::conditional::{Conditions, version_headers};
 use super::meta::MetaFields;
-use super::{ApiError, AppState, Render};
+use super::{ApiError, AppState, Render, list_answer};
 use crate::model::mathematician::{Mathematician, VersionHash};
 use crate::model::{NameChange, Operation, Outcome, Versioned, schema};
 use crate::store::Committed;
@@ -147,18 +147,28 @@ async fn new_mathematician(headers: HeaderMap) -> Response {
     answer.into_response()
 }
 
-async fn list_mathematicians(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// The list's ETag is the configuration tag, as for every configuration list.
+async fn list_mathematicians(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+) -> Response {
+    state.hold_for_configuration(&conditions, &headers).await;
     let snapshot = state.store.snapshot();
     let base = base_url(&headers);
-    let items: Vec<Value> = snapshot
-        .configuration
-        .mathematicians()
-        .map(|record| representation(record, &base, &state.settings.meta))
-        .collect();
-    let body = serde_json::to_vec(&items).expect("JSON");
-    Answer::json(StatusCode::OK, body)
-        .with_tag(&snapshot.tag)
-        .into_response()
+    list_answer(
+        &conditions,
+        snapshot.tag.as_str(),
+        Some(&snapshot.tag),
+        || {
+            let items: Vec<Value> = snapshot
+                .configuration
+                .mathematicians()
+                .map(|record| representation(record, &base, &state.settings.meta))
+                .collect();
+            serde_json::to_vec(&items).expect("JSON")
+        },
+    )
 }
 
 async fn get_mathematician(

@@ -87,7 +87,10 @@ mod tests {
     #[test]
     fn wait_preferences() {
         let max = Duration::from_secs(300);
-        assert_eq!(preferred_wait(&prefer("wait=10"), max), Some(Duration::from_secs(10)));
+        assert_eq!(
+            preferred_wait(&prefer("wait=10"), max),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!(
             preferred_wait(&prefer("respond-async, wait=5"), max),
             Some(Duration::from_secs(5))
