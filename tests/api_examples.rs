@@ -33,6 +33,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/mathematicians"),
     ("GET", "/api/mathematicians/{id}"),
     ("PUT", "/api/mathematicians/{id}"),
+    ("PUT", "/v1/agent/nodes/{id}"),
+    ("DELETE", "/v1/agent/nodes/{id}"),
+    ("GET", "/v1/state/datasets"),
+    ("GET", "/v1/state/nodes"),
+    ("GET", "/v1/state/nodes/by_era/{id}"),
+    ("GET", "/v1/state/containers"),
+    ("GET", "/v1/configuration/containers"),
+    ("POST", "/v1/configuration/containers"),
+    ("POST", "/v1/configuration/containers/{id}"),
+    ("DELETE", "/v1/configuration/containers/{id}"),
 ];
 
 /// One documented exchange.

@@ -59,21 +59,27 @@ pub struct ContainerBody {
 
 impl ContainerBody {
     /// The container, on `node` unless the body names one.
-    pub fn into_container(self, node: NodeId) -> Container {
-        Container {
+    pub fn into_container(self, node: NodeId) -> Result<Container, ApiError> {
+        let image = normalise_image(&self.image).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{:?} is not an image name: the repository and the tag must not be empty.",
+                self.image
+            ))
+        })?;
+        Ok(Container {
             node_uuid: self.node_uuid.unwrap_or(node),
             name: self.name,
-            image: normalise_image(&self.image),
+            image,
             restart_policy: self.restart_policy,
             ports: self.ports.into_iter().collect(),
-            links: self.links.into_iter().collect(),
+            links: self.links,
             environment: self.environment,
             volume: self.volumes.into_iter().next(),
             cpu_shares: self.cpu_shares,
             memory_limit: self.memory_limit,
             command_line: self.command_line,
             swappiness: self.swappiness,
-        }
+        })
     }
 }
 
@@ -167,7 +173,7 @@ async fn create_container(
         .write(conditions, &request, |request| {
             let body: ContainerBody = request.decode(&schema::CONTAINER_CREATE)?;
             let node = body.node_uuid.expect("the schema requires node_uuid");
-            let operation = Operation::CreateContainer(body.into_container(node));
+            let operation = Operation::CreateContainer(body.into_container(node)?);
             Ok((
                 operation,
                 container_answer(StatusCode::CREATED, "container created"),

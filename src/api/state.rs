@@ -125,11 +125,13 @@ async fn report_node(
         containers: body
             .containers
             .into_iter()
-            .map(|reported| RunningContainer {
-                running: reported.running.unwrap_or(false),
-                container: reported.into_container(node),
+            .map(|reported| {
+                Ok(RunningContainer {
+                    running: reported.running.unwrap_or(false),
+                    container: reported.into_container(node)?,
+                })
             })
-            .collect(),
+            .collect::<Result<_, ApiError>>()?,
     };
     tracing::debug!(%node, era = %report.era, datasets = report.datasets.len(), "node reported");
     state.cluster.report(node, report);

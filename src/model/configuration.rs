@@ -610,22 +610,20 @@ impl Configuration {
         {
             return Err(Rejection::ExternalPortInUse);
         }
+        // Link by link in the order given, alias before local port, so that the first clash
+        // is the one reported.
         let mut aliases = std::collections::HashSet::new();
-        if !container
-            .links
-            .iter()
-            .all(|link| aliases.insert(&link.alias))
-        {
-            return Err(Rejection::DuplicateLinkAlias);
-        }
         let mut local_ports = std::collections::HashSet::new();
-        if !container
-            .links
-            .iter()
-            .all(|link| local_ports.insert(link.local_port))
-        {
-            return Err(Rejection::DuplicateLinkPort);
+        for link in &container.links {
+            if !aliases.insert(&link.alias) {
+                return Err(Rejection::DuplicateLinkAlias);
+            }
+            if !local_ports.insert(link.local_port) {
+                return Err(Rejection::DuplicateLinkPort);
+            }
         }
+        let mut container = container;
+        container.links.sort();
         let record = Versioned::new(container, now, now);
         self.containers
             .insert(record.value.name.clone(), Arc::clone(&record));

@@ -21,9 +21,10 @@ pub struct Container {
     /// Published ports, sorted.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub ports: BTreeSet<Port>,
-    /// Links to other containers, sorted.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub links: BTreeSet<Link>,
+    /// Links to other containers, in the order given until the container is created (the
+    /// duplicate checks report the first clash in that order, as Flocker does), sorted after.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
     /// Environment variables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environment: BTreeMap<String, String>,
@@ -90,15 +91,15 @@ pub struct Volume {
     pub mountpoint: String,
 }
 
-/// Normalises an image name as Docker (and Flocker) do: `nginx` → `nginx:latest`,
-/// `registry:5000/app` → `registry:5000/app:latest`, `app:1.2` unchanged.
-pub fn normalise_image(image: &str) -> String {
-    match image.rsplit_once(':') {
-        Some((repository, tag)) if !tag.contains('/') && !repository.is_empty() => {
-            format!("{repository}:{tag}")
-        }
-        _ => format!("{image}:latest"),
-    }
+/// Normalises an image name as Docker does: `nginx` → `nginx:latest`,
+/// `registry:5000/app` → `registry:5000/app:latest`, `app:1.2` unchanged. `None` for a name
+/// with an empty repository or tag (`:1.2`, `app:`), which no registry serves.
+pub fn normalise_image(image: &str) -> Option<String> {
+    let (repository, tag) = match image.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+        _ => (image, "latest"),
+    };
+    (!repository.is_empty() && !tag.is_empty()).then(|| format!("{repository}:{tag}"))
 }
 
 #[cfg(test)]
@@ -107,16 +108,13 @@ mod tests {
 
     #[test]
     fn images_get_a_tag() {
-        assert_eq!(normalise_image("nginx"), "nginx:latest");
-        assert_eq!(normalise_image("busybox:1.2"), "busybox:1.2");
-        assert_eq!(
-            normalise_image("registry:5000/app"),
-            "registry:5000/app:latest"
-        );
-        assert_eq!(
-            normalise_image("registry:5000/app:v1"),
-            "registry:5000/app:v1"
-        );
+        let normal = |image| normalise_image(image).unwrap();
+        assert_eq!(normal("nginx"), "nginx:latest");
+        assert_eq!(normal("busybox:1.2"), "busybox:1.2");
+        assert_eq!(normal("registry:5000/app"), "registry:5000/app:latest");
+        assert_eq!(normal("registry:5000/app:v1"), "registry:5000/app:v1");
+        assert_eq!(normalise_image(":1.2"), None);
+        assert_eq!(normalise_image("app:"), None);
     }
 
     #[test]
