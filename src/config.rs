@@ -1,7 +1,7 @@
 //! Every setting, as a command-line flag that can also be given as a `FLOE_*` environment
-//! variable. `floe --help` and `floe serve --help` are the reference.
+//! variable. `floe --help`, `floe serve --help` and `floe agent --help` are the reference.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -25,6 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the control service.
     Serve(ServeConfig),
+    /// Run the reference node agent: keep this node's datasets where the configuration wants
+    /// them (one directory per dataset) and report the node to the control service.
+    Agent(AgentConfig),
 }
 
 /// Settings of `floe serve`.
@@ -79,6 +82,45 @@ pub struct ServeConfig {
     /// Name of the body field that carries a resource's last change time (RFC 3339).
     #[arg(long, env = "FLOE_META_UPDATED_FIELD", default_value = "_updated")]
     pub meta_updated_field: String,
+}
+
+/// Settings of `floe agent`.
+#[derive(Debug, Clone, Args)]
+pub struct AgentConfig {
+    /// The control service's base URL, e.g. `http://127.0.0.1:4523`.
+    #[arg(long, env = "FLOE_AGENT_CONTROL", value_parser = parse_control_url)]
+    pub control: reqwest::Url,
+
+    /// The IP address this node reports as its host (an IP literal, not a name).
+    #[arg(long, env = "FLOE_AGENT_HOST")]
+    pub host: IpAddr,
+
+    /// Directory where the agent keeps the node's identity (created if missing). The node
+    /// UUID is generated on the first start and reused on every later one.
+    #[arg(long, env = "FLOE_AGENT_STATE_DIR", default_value = "./floe-agent")]
+    pub state_dir: PathBuf,
+
+    /// The dataset backend: a dataset mounted on this node is a directory named after it
+    /// under this directory (created if missing).
+    #[arg(long, env = "FLOE_AGENT_ROOT", default_value = "./floe-datasets")]
+    pub root: PathBuf,
+
+    /// Seconds between reports when nothing changes (a change is reported at once).
+    #[arg(long, env = "FLOE_AGENT_REPORT_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub report_interval: u64,
+
+    /// Log line format on standard error. The level is set with RUST_LOG (default `info`).
+    #[arg(long, env = "FLOE_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// An `http` or `https` URL.
+fn parse_control_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.has_host() => Ok(url),
+        _ => Err("expected an http:// URL of the control service".into()),
+    }
 }
 
 /// Where the configuration is kept.

@@ -9,7 +9,9 @@
 //! - [`model`]: datasets, leases, the configuration and its operations; no HTTP, no I/O.
 //! - [`store`]: snapshots, the writer with group commit, SQLite persistence.
 //! - [`api`]: one module per resource, preconditions, errors.
+//! - [`agent`]: the reference node agent (`floe agent`), a client of the API.
 
+pub mod agent;
 pub mod api;
 pub mod config;
 pub mod model;

@@ -1,4 +1,4 @@
-//! The `floe` binary: parse the command line, set up logging, run.
+//! The `floe` binary: parse the command line, set up logging, run the service or the agent.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -22,6 +22,17 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Agent(config) => {
+            init_logging(config.log_format);
+            match floe::agent::run(&config, signal_received()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    eprintln!("floe agent: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
@@ -33,8 +44,14 @@ async fn serve(config: &floe::ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
+/// Completes on SIGINT or SIGTERM; the server then finishes what is in flight.
 async fn shutdown_signal() {
+    signal_received().await;
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn signal_received() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -48,7 +65,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }
 
 fn init_logging(format: LogFormat) {

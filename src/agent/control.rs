@@ -1,0 +1,236 @@
+//! The agent's side of the control service's HTTP API: reading the configuration and the
+//! cluster state, waiting for them to change, reporting the node and leaving the cluster.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use reqwest::header::{ETAG, IF_NONE_MATCH};
+use reqwest::{Client, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::converge::{ConfiguredDataset, LeaseView, Report, StateView};
+use crate::model::NodeId;
+use crate::model::cluster::{MountedDataset, SeenDataset};
+
+/// The configuration's datasets list (its ETag also follows lease changes).
+pub const CONFIGURATION_DATASETS: &str = "/v1/configuration/datasets";
+/// The configuration's leases.
+pub const LEASES: &str = "/v1/configuration/leases";
+/// The cluster state's datasets list.
+pub const STATE_DATASETS: &str = "/v1/state/datasets";
+
+/// How long an ordinary request may take; a control service slower than this is treated as
+/// unreachable, so that the agent retries instead of hanging.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A list and the ETag to wait on for its next change (none when the service sends none).
+#[derive(Debug, Clone)]
+pub struct Listed<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// The list's `ETag` header, verbatim.
+    pub etag: Option<String>,
+}
+
+/// Everything one round of convergence reads.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The configuration's datasets.
+    pub configuration: Listed<ConfiguredDataset>,
+    /// The configuration's leases.
+    pub leases: Vec<LeaseView>,
+    /// The cluster state's datasets.
+    pub state: Listed<StateView>,
+}
+
+/// How a wait for change ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// The list changed.
+    Changed,
+    /// The service held the request as long as it would and nothing changed.
+    Unchanged,
+}
+
+/// The body of `PUT /v1/agent/nodes/{node_uuid}`.
+#[derive(Debug, Serialize)]
+struct ReportBody<'a> {
+    host: String,
+    era: Uuid,
+    datasets: &'a [MountedDataset],
+    nonmanifest_datasets: &'a [SeenDataset],
+    /// The reference agent runs no containers.
+    containers: [serde_json::Value; 0],
+}
+
+/// A client for one control service, speaking for one node.
+#[derive(Debug, Clone)]
+pub struct Control {
+    client: Client,
+    base: String,
+    node: NodeId,
+}
+
+impl Control {
+    /// A client for the service at `base` (`http://host:port`, possibly with a path prefix).
+    pub fn new(base: &str, node: NodeId) -> anyhow::Result<Self> {
+        let client = Client::builder()
+            // The control service is on the cluster's own network: an HTTP proxy set for the
+            // node's other traffic must not sit between the agent and it.
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("cannot build an HTTP client")?;
+        Ok(Control {
+            client,
+            base: base.trim_end_matches('/').to_string(),
+            node,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn node_url(&self) -> String {
+        self.url(&format!("/v1/agent/nodes/{}", self.node))
+    }
+
+    /// Reads the configuration, then the leases, and the state alongside.
+    ///
+    /// The leases are read after the datasets on purpose: a move seen in the datasets is then
+    /// never paired with leases older than it, so a lease taken before a move always pins the
+    /// dataset.
+    pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let configuration = async {
+            let configuration = self
+                .list::<ConfiguredDataset>(CONFIGURATION_DATASETS)
+                .await?;
+            let leases = self.list::<LeaseView>(LEASES).await?;
+            anyhow::Ok((configuration, leases.items))
+        };
+        let ((configuration, leases), state) =
+            tokio::try_join!(configuration, self.list::<StateView>(STATE_DATASETS))?;
+        Ok(Snapshot {
+            configuration,
+            leases,
+            state,
+        })
+    }
+
+    async fn list<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Listed<T>> {
+        let response = self
+            .client
+            .get(self.url(path))
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            bail!("GET {path} answered {status}");
+        }
+        let etag = etag_of(&response);
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let items = serde_json::from_slice(&bytes)
+            .with_context(|| format!("GET {path} answered a body the agent cannot read"))?;
+        Ok(Listed { items, etag })
+    }
+
+    /// Waits up to `wait` for the list at `path` to differ from the version tagged `etag`.
+    pub async fn wait_for_change(
+        &self,
+        path: &str,
+        etag: &str,
+        wait: Duration,
+    ) -> anyhow::Result<Waited> {
+        // `Prefer: wait` takes whole seconds; round up so that the wait covers the interval.
+        let seconds = wait.as_millis().div_ceil(1000).max(1);
+        let response = self
+            .client
+            .get(self.url(path))
+            .header(IF_NONE_MATCH, etag)
+            .header("prefer", format!("wait={seconds}"))
+            .timeout(wait + REQUEST_TIMEOUT)
+            .send()
+            .await
+            .with_context(|| format!("waiting on GET {path}"))?;
+        match response.status() {
+            StatusCode::NOT_MODIFIED => Ok(Waited::Unchanged),
+            StatusCode::OK if etag_of(&response).as_deref() == Some(etag) => Ok(Waited::Unchanged),
+            StatusCode::OK => Ok(Waited::Changed),
+            status => Err(anyhow!("waiting on GET {path} answered {status}")),
+        }
+    }
+
+    /// Sends the node's whole state; returns how long the service keeps it without a new
+    /// report.
+    pub async fn report(
+        &self,
+        host: std::net::IpAddr,
+        era: Uuid,
+        report: &Report,
+    ) -> anyhow::Result<Duration> {
+        let body = ReportBody {
+            host: host.to_string(),
+            era,
+            datasets: &report.datasets,
+            nonmanifest_datasets: &report.nonmanifest_datasets,
+            containers: [],
+        };
+        let response = self
+            .client
+            .put(self.node_url())
+            .json(&body)
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .context("PUT of the node's report")?;
+        let status = response.status();
+        let bytes = response.bytes().await.context("PUT of the node's report")?;
+        if status != StatusCode::OK {
+            bail!(
+                "the report was refused with {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        #[derive(serde::Deserialize)]
+        struct Accepted {
+            expires_in: u64,
+        }
+        let accepted: Accepted = serde_json::from_slice(&bytes)
+            .context("the report's answer is not the expected JSON")?;
+        Ok(Duration::from_secs(accepted.expires_in))
+    }
+
+    /// Tells the service that this node leaves, so that it drops out of the state at once.
+    pub async fn goodbye(&self, timeout: Duration) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .delete(self.node_url())
+            .timeout(timeout)
+            .send()
+            .await
+            .context("DELETE of the node")?;
+        match response.status() {
+            // Not found: the service has already forgotten the node (it restarted, or the
+            // node expired), which is what was asked.
+            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+            status => Err(anyhow!("DELETE of the node answered {status}")),
+        }
+    }
+}
+
+/// A response's `ETag` header, verbatim.
+fn etag_of(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get(ETAG)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+}
