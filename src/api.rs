@@ -24,7 +24,7 @@ use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use tower_http::trace::TraceLayer;
 
@@ -62,18 +62,29 @@ impl Default for ApiSettings {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach. One `Arc`, because axum clones the state for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The contents of [`AppState`].
+pub struct Shared {
     /// The configuration store.
     pub store: Store,
     /// The cluster state agents report.
     pub cluster: LiveCluster,
     /// Settings.
-    pub settings: Arc<ApiSettings>,
+    pub settings: ApiSettings,
     /// The dataset list, rendered once per revision.
-    pub rendered: Arc<datasets::RenderedList>,
+    pub rendered: datasets::RenderedList,
     in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Renders the answer to a write that the store applied.
@@ -82,13 +93,13 @@ pub type Render = Box<dyn FnOnce(&Committed) -> Answer + Send>;
 impl AppState {
     /// State over `store`.
     pub fn new(store: Store, cluster: LiveCluster, settings: ApiSettings) -> Self {
-        AppState {
+        AppState(Arc::new(Shared {
             store,
             cluster,
-            settings: Arc::new(settings),
-            rendered: Arc::default(),
+            settings,
+            rendered: datasets::RenderedList::default(),
             in_flight: Arc::default(),
-        }
+        }))
     }
 
     /// The one write path. In order: an `Idempotency-Key` that was seen before replays its
@@ -233,7 +244,7 @@ fn replay(recorded: &crate::store::RecordedAnswer) -> Response {
 
 /// The complete application.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .merge(version::router())
         .merge(datasets::router())
         .merge(leases::router())
@@ -243,20 +254,25 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(errors_as_json))
-        .layer(
+        .layer(middleware::map_response(errors_as_json));
+    // Requests are traced only when debug logging is on (`RUST_LOG=floe=debug`): the layer
+    // times every request and wraps every body, a cost not worth paying to log nothing.
+    let router = if tracing::enabled!(tracing::Level::DEBUG) {
+        router.layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
             }),
         )
-        .with_state(state)
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 /// A safety net under every handler: an error answer that is not JSON (a rejection from the
 /// framework itself, such as an undecodable path segment) is rewritten into floe's
 /// `{"description": ...}` form, keeping its status and headers.
-async fn errors_as_json(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+async fn errors_as_json(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()

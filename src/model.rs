@@ -22,7 +22,16 @@ pub use lease::{Lease, Timestamp};
 /// truncated to 128 bits and hex-encoded. Canonical because struct fields serialise in a fixed
 /// order and maps are sorted (`BTreeMap`).
 pub fn content_tag<T: serde::Serialize>(value: &T) -> String {
+    tag_of_canonical(&canonical_json(value))
+}
+
+/// `value`'s canonical JSON form.
+pub fn canonical_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("model values always serialise")
+}
+
+/// The content tag of a canonical JSON form.
+pub fn tag_of_canonical(canonical: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    let canonical = serde_json::to_vec(value).expect("model values always serialise");
-    hex::encode(&Sha256::digest(&canonical)[..16])
+    hex::encode(&Sha256::digest(canonical)[..16])
 }

@@ -1,7 +1,7 @@
 //! [`Answer`]: a response fully rendered in memory. Write handlers produce one so that the
 //! same bytes can be sent now and recorded for an idempotent retry.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -23,7 +23,7 @@ pub struct Answer {
 impl Answer {
     /// A JSON answer.
     pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Self {
-        let mut headers = HeaderMap::new();
+        let mut headers = HeaderMap::with_capacity(8);
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -37,10 +37,9 @@ impl Answer {
 
     /// Adds the configuration tag the answer was read at or written to.
     pub fn with_tag(mut self, tag: &ConfigTag) -> Self {
-        self.headers.insert(
-            CONFIGURATION_TAG,
-            HeaderValue::from_str(tag.as_str()).expect("tags are hex"),
-        );
+        // Shares the tag's bytes rather than copying them.
+        let value = HeaderValue::from_maybe_shared(tag.to_bytes()).expect("tags are hex");
+        self.headers.insert(CONFIGURATION_TAG, value);
         self
     }
 
@@ -80,6 +79,10 @@ impl Answer {
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
-        (self.status, self.headers, self.body).into_response()
+        // Moves the header map in whole rather than inserting each header again.
+        let mut response = Response::new(Body::from(self.body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
     }
 }

@@ -4,6 +4,7 @@
 //! which evaluates them atomically with the write ([`crate::model::precondition`] holds the
 //! rules; reads evaluate the same rules here against their snapshot).
 
+use axum::body::Bytes;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -159,17 +160,21 @@ pub fn version_headers(headers: &mut HeaderMap, version: ResourceVersion<'_>) {
 
 /// The `ETag` header value for an opaque tag.
 pub fn etag_value(opaque: &str, weak: bool) -> HeaderValue {
-    let text = if weak {
-        format!("W/\"{opaque}\"")
-    } else {
-        format!("\"{opaque}\"")
-    };
-    HeaderValue::from_str(&text).expect("entity tags are visible ASCII")
+    let mut text = String::with_capacity(opaque.len() + 4);
+    if weak {
+        text.push_str("W/");
+    }
+    text.push('"');
+    text.push_str(opaque);
+    text.push('"');
+    // Takes the buffer over instead of copying it: this runs for every answer.
+    HeaderValue::from_maybe_shared(Bytes::from(text)).expect("entity tags are visible ASCII")
 }
 
 fn http_date_value(millis: Timestamp) -> HeaderValue {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64);
-    HeaderValue::from_str(&httpdate::fmt_http_date(time)).expect("HTTP dates are ASCII")
+    HeaderValue::from_maybe_shared(Bytes::from(httpdate::fmt_http_date(time)))
+        .expect("HTTP dates are ASCII")
 }
 
 /// Parses `If-Match` or `If-None-Match`: `*`, or a comma-separated list of entity tags over

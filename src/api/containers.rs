@@ -214,7 +214,7 @@ async fn delete_container(
         .write(conditions, &request, |_| {
             let render: Render = Box::new(|committed: &Committed| {
                 if let Outcome::Container(record) = &committed.outcome {
-                    tracing::info!(name = %record.value.name, revision = committed.revision, "container deleted");
+                    tracing::debug!(name = %record.value.name, revision = committed.revision, "container deleted");
                 }
                 Answer::json(StatusCode::OK, &b"null"[..]).with_tag(&committed.tag)
             });
@@ -228,7 +228,7 @@ fn container_answer(status: StatusCode, what: &'static str) -> Render {
         let Outcome::Container(record) = &committed.outcome else {
             unreachable!("container operations answer with a container")
         };
-        tracing::info!(name = %record.value.name, node_uuid = %record.value.node_uuid, revision = committed.revision, "{what}");
+        tracing::debug!(name = %record.value.name, node_uuid = %record.value.node_uuid, revision = committed.revision, "{what}");
         let body = serde_json::to_vec(&render(&record.value)).expect("JSON");
         Answer::json(status, body).with_tag(&committed.tag)
     })

@@ -66,12 +66,22 @@ impl RenderedList {
         {
             return cached.1.clone();
         }
-        let items: Vec<_> = snapshot
+        // Each dataset's representation is its canonical form, already rendered at write time.
+        let size: usize = snapshot
             .configuration
             .datasets()
-            .map(|record| &record.value)
-            .collect();
-        let rendered = Bytes::from(serde_json::to_vec(&items).expect("datasets serialise"));
+            .map(|record| record.canonical.len() + 1)
+            .sum();
+        let mut list = Vec::with_capacity(size + 2);
+        list.push(b'[');
+        for (index, record) in snapshot.configuration.datasets().enumerate() {
+            if index > 0 {
+                list.push(b',');
+            }
+            list.extend_from_slice(&record.canonical);
+        }
+        list.push(b']');
+        let rendered = Bytes::from(list);
         // Keep the newest revision if two readers render at once.
         self.latest.rcu(|old| match old {
             Some(old) if old.0 > snapshot.revision => Some(Arc::clone(old)),
@@ -110,8 +120,7 @@ async fn get_dataset(
     if let Some(answer) = conditions.check_read(Some(record.version())) {
         return Ok(answer);
     }
-    let body = serde_json::to_vec(&record.value).expect("a dataset serialises");
-    let mut answer = Answer::json(StatusCode::OK, body).with_tag(&snapshot.tag);
+    let mut answer = Answer::json(StatusCode::OK, record.canonical.clone()).with_tag(&snapshot.tag);
     conditions.add_validators(&mut answer.headers, record.version());
     Ok(answer.into_response())
 }
@@ -192,14 +201,13 @@ fn dataset_answer(status: StatusCode, what: &'static str, etags: bool) -> Render
         let Outcome::Dataset(record) = &committed.outcome else {
             unreachable!("dataset operations answer with a dataset")
         };
-        tracing::info!(
+        tracing::debug!(
             dataset_id = %record.value.dataset_id,
             primary = %record.value.primary,
             revision = committed.revision,
             "{what}"
         );
-        let body = serde_json::to_vec(&record.value).expect("a dataset serialises");
-        let mut answer = Answer::json(status, body).with_tag(&committed.tag);
+        let mut answer = Answer::json(status, record.canonical.clone()).with_tag(&committed.tag);
         if etags {
             version_headers(&mut answer.headers, record.version());
         }

@@ -132,7 +132,7 @@ fn lease_answer(requested: Option<Option<f64>>, etags: bool) -> Render {
         };
         let (status, body) = match requested {
             Some(expires) => {
-                tracing::info!(dataset_id = %lease.dataset_id, node_uuid = %lease.node_uuid, ?expires, created, "lease acquired");
+                tracing::debug!(dataset_id = %lease.dataset_id, node_uuid = %lease.node_uuid, ?expires, created, "lease acquired");
                 let status = if *created {
                     StatusCode::CREATED
                 } else {
@@ -145,7 +145,7 @@ fn lease_answer(requested: Option<Option<f64>>, etags: bool) -> Render {
                 (status, body)
             }
             None => {
-                tracing::info!(dataset_id = %lease.dataset_id, node_uuid = %lease.node_uuid, "lease released");
+                tracing::debug!(dataset_id = %lease.dataset_id, node_uuid = %lease.node_uuid, "lease released");
                 (StatusCode::OK, LeaseBody::at(lease, now_millis()))
             }
         };

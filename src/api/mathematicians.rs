@@ -257,7 +257,7 @@ fn mathematician_answer(
         let Outcome::Mathematician(record) = &committed.outcome else {
             unreachable!("mathematician operations answer with a mathematician")
         };
-        tracing::info!(unique = %record.value.unique, versions = record.value.versions.len(), revision = committed.revision, "mathematician written");
+        tracing::debug!(unique = %record.value.unique, versions = record.value.versions.len(), revision = committed.revision, "mathematician written");
         let body = representation(record, &base, &meta);
         let mut answer =
             Answer::json(status, serde_json::to_vec(&body).expect("JSON")).with_tag(&committed.tag);

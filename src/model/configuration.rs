@@ -13,7 +13,8 @@ use super::container::Container;
 use super::lease::{Timestamp, expiry_after};
 use super::mathematician::{Mathematician, VersionHash};
 use super::precondition::ResourceVersion;
-use super::{Dataset, DatasetId, Lease, Metadata, NodeId, content_tag};
+use super::{Dataset, DatasetId, Lease, Metadata, NodeId, canonical_json, tag_of_canonical};
+use bytes::Bytes;
 use uuid::Uuid;
 
 /// A stored resource with its version: the strong entity tag of its content, computed once
@@ -24,6 +25,9 @@ pub struct Versioned<T> {
     pub value: T,
     /// Hex digest of the resource's canonical content.
     pub etag: String,
+    /// The canonical JSON form the tag was computed from. Kept because for Flocker's datasets
+    /// it is, byte for byte, the representation: reads serve it without serialising.
+    pub canonical: Bytes,
     /// When it was created.
     pub created: Timestamp,
     /// When it last changed.
@@ -33,10 +37,11 @@ pub struct Versioned<T> {
 impl<T: serde::Serialize> Versioned<T> {
     /// Wraps `value`, computing its content tag.
     pub fn new(value: T, created: Timestamp, updated: Timestamp) -> Arc<Self> {
-        let etag = content_tag(&value);
+        let canonical = canonical_json(&value);
         Arc::new(Versioned {
+            etag: tag_of_canonical(&canonical),
+            canonical: Bytes::from(canonical),
             value,
-            etag,
             created,
             updated,
         })

@@ -12,9 +12,75 @@ pub type DatasetId = Uuid;
 /// A node's identity, as chosen by its agent (Flocker requires version-4 UUIDs).
 pub type NodeId = Uuid;
 
-/// Free-form string metadata. A `BTreeMap` so that its serialised form, and hence the
-/// resource's ETag, does not depend on insertion order.
-pub type Metadata = BTreeMap<String, String>;
+/// Free-form string metadata (Flocker clients keep the volume name under `name`).
+///
+/// Kept sorted by key, so that its serialised form, and hence the resource's ETag, does not
+/// depend on the order keys were given. A sorted vector rather than a `BTreeMap`: there are at
+/// most 16 small entries, and a `BTreeMap` allocates a node for eleven of them per dataset,
+/// which dominates memory with 100,000 datasets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata(Vec<(Box<str>, Box<str>)>);
+
+impl Metadata {
+    /// No metadata.
+    pub fn new() -> Self {
+        Metadata::default()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn insert(&mut self, key: impl Into<Box<str>>, value: impl Into<Box<str>>) {
+        let key = key.into();
+        match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(index) => self.0[index].1 = value.into(),
+            Err(index) => self.0.insert(index, (key, value.into())),
+        }
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|index| &*self.0[index].1)
+    }
+
+    /// The entries, sorted by key.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Into<Box<str>>, V: Into<Box<str>>> FromIterator<(K, V)> for Metadata {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut metadata = Metadata::new();
+        for (key, value) in entries {
+            metadata.insert(key, value);
+        }
+        metadata
+    }
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, String>::deserialize(deserializer).map(Metadata::from_iter)
+    }
+}
 
 /// One dataset as configured.
 ///
@@ -42,7 +108,8 @@ pub struct Dataset {
 /// dataset", not "bad request".
 pub fn dataset_id_from_path(segment: &str) -> Option<DatasetId> {
     let id = Uuid::try_parse(segment).ok()?;
-    (id.hyphenated().to_string() == segment).then_some(id)
+    let mut canonical = Uuid::encode_buffer();
+    (id.hyphenated().encode_lower(&mut canonical) == segment).then_some(id)
 }
 
 #[cfg(test)]
@@ -55,7 +122,7 @@ mod tests {
             dataset_id: Uuid::parse_str("0a4d3c1e-3c1a-4f4b-9a7e-1c2b3d4e5f60").unwrap(),
             primary: Uuid::parse_str("cf0f0346-17b2-4812-beca-1434997d6c3f").unwrap(),
             deleted: false,
-            metadata: [("name".to_string(), "db".to_string())].into(),
+            metadata: [("name", "db")].into_iter().collect(),
             maximum_size: Some(67_108_864),
         }
     }
@@ -69,8 +136,23 @@ mod tests {
         b.deleted = true;
         assert_ne!(content_tag(&a), content_tag(&b));
         let mut c = sample();
-        c.metadata.insert("other".into(), "x".into());
+        c.metadata.insert("other", "x");
         assert_ne!(content_tag(&a), content_tag(&c));
+    }
+
+    #[test]
+    fn metadata_is_sorted_whatever_the_order_given() {
+        let a: Metadata = [("b", "2"), ("a", "1")].into_iter().collect();
+        let mut b = Metadata::new();
+        b.insert("a", "0");
+        b.insert("b", "2");
+        b.insert("a", "1");
+        assert_eq!(a, b);
+        assert_eq!(b.get("a"), Some("1"));
+        assert_eq!(b.len(), 2);
+        assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"a":"1","b":"2"}"#);
+        let parsed: Metadata = serde_json::from_str(r#"{"b":"2","a":"1"}"#).unwrap();
+        assert_eq!(parsed, a);
     }
 
     #[test]

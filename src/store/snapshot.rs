@@ -1,6 +1,8 @@
 //! The published, immutable view of the configuration and its version.
 
 use std::fmt;
+
+use bytes::Bytes;
 use std::sync::Arc;
 
 use super::IdempotencyRecord;
@@ -12,23 +14,28 @@ use crate::model::Configuration;
 /// cannot repeat: the revision only rises, it is persisted in the same transaction as the
 /// change that raised it, and a new store gets a new id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ConfigTag(String);
+pub struct ConfigTag(Bytes);
 
 impl ConfigTag {
     /// The tag for `revision` of the store with id `store_id`.
     pub fn new(store_id: u64, revision: u64) -> Self {
-        ConfigTag(format!("{store_id:016x}{revision:016x}"))
+        ConfigTag(Bytes::from(format!("{store_id:016x}{revision:016x}")))
     }
 
     /// The tag as it goes on the wire.
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("tags are hex")
+    }
+
+    /// The tag's bytes, shared (cheap to clone into a header).
+    pub fn to_bytes(&self) -> Bytes {
+        self.0.clone()
     }
 }
 
 impl fmt::Display for ConfigTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
