@@ -11,6 +11,7 @@ pub mod error;
 pub mod leases;
 pub mod mathematicians;
 pub mod meta;
+pub mod segment;
 pub mod state;
 pub mod version;
 pub mod waiting;
@@ -20,11 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower_http::trace::TraceLayer;
 
@@ -253,8 +252,7 @@ pub fn router(state: AppState) -> Router {
         .merge(state::router())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::map_response(errors_as_json));
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     // Requests are traced only when debug logging is on (`RUST_LOG=floe=debug`): the layer
     // times every request and wraps every body, a cost not worth paying to log nothing.
     let router = if tracing::enabled!(tracing::Level::DEBUG) {
@@ -267,36 +265,4 @@ pub fn router(state: AppState) -> Router {
         router
     };
     router.with_state(state)
-}
-
-/// A safety net under every handler: an error answer that is not JSON (a rejection from the
-/// framework itself, such as an undecodable path segment) is rewritten into floe's
-/// `{"description": ...}` form, keeping its status and headers.
-async fn errors_as_json(response: Response) -> Response {
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
-        .unwrap_or_default();
-    let description = if text.is_empty() {
-        status.canonical_reason().unwrap_or("Error").to_string()
-    } else {
-        text
-    };
-    let body = serde_json::to_vec(&serde_json::json!({ "description": description }))
-        .expect("a description serialises");
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(body))
 }

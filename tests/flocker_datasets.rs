@@ -1194,3 +1194,24 @@ async fn oversized_body_is_json_413() {
     assert!(answer.body["description"].is_string());
     assert_eq!(list(&s).await.0, Vec::<Value>::new());
 }
+
+#[tokio::test]
+async fn a_path_segment_that_is_not_utf8_is_a_json_400() {
+    let s = TestServer::start().await;
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/configuration/datasets/%FF"),
+        (reqwest::Method::POST, "/v1/configuration/datasets/%FF"),
+        (reqwest::Method::DELETE, "/v1/configuration/datasets/%FF"),
+        (reqwest::Method::DELETE, "/v1/configuration/leases/%FF"),
+        (reqwest::Method::GET, "/v1/state/nodes/by_era/%FF"),
+        (reqwest::Method::GET, "/api/mathematicians/%FF"),
+    ] {
+        let answer = send(s.client.request(method.clone(), s.url(path)).body("{}")).await;
+        answer.assert_bad_request();
+        let description = answer.body["description"].as_str().unwrap();
+        assert!(
+            description.starts_with("Invalid URL"),
+            "{method} {path}: {description}"
+        );
+    }
+}

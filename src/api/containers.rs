@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use super::answer::Answer;
 use super::body::WriteRequest;
 use super::conditional::Conditions;
+use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::container::{Container, Link, Port, RestartPolicy, Volume, normalise_image};
 use crate::model::{NodeId, Operation, Outcome, schema};
@@ -185,7 +186,7 @@ async fn create_container(
 async fn move_container(
     State(state): State<AppState>,
     conditions: Conditions,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     state
@@ -207,7 +208,7 @@ async fn move_container(
 async fn delete_container(
     State(state): State<AppState>,
     conditions: Conditions,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     state

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::answer::Answer;
 use super::body::WriteRequest;
 use super::conditional::{Conditions, version_headers};
+use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::dataset::dataset_id_from_path;
 use crate::model::schema;
@@ -111,7 +112,7 @@ async fn list_datasets(
 async fn get_dataset(
     State(state): State<AppState>,
     conditions: Conditions,
-    Path(dataset_id): Path<String>,
+    Segment(dataset_id): Segment,
 ) -> Result<Response, ApiError> {
     let snapshot = state.store.snapshot();
     let record = dataset_id_from_path(&dataset_id)
@@ -156,7 +157,7 @@ async fn create_dataset(
 async fn move_dataset(
     State(state): State<AppState>,
     conditions: Conditions,
-    Path(dataset_id): Path<String>,
+    Segment(dataset_id): Segment,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     let etags = conditions.etags;
@@ -178,7 +179,7 @@ async fn move_dataset(
 async fn delete_dataset(
     State(state): State<AppState>,
     conditions: Conditions,
-    Path(dataset_id): Path<String>,
+    Segment(dataset_id): Segment,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     let etags = conditions.etags;

@@ -1,7 +1,7 @@
 //! `/v1/configuration/leases`: a node's claim on a dataset, with an optional expiry.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::answer::Answer;
 use super::body::WriteRequest;
 use super::conditional::{Conditions, etag_value, version_headers};
+use super::segment::Segment;
 use super::{ApiError, AppState, Render};
 use crate::model::precondition::ResourceVersion;
 use crate::model::{DatasetId, Lease, NodeId, Operation, Outcome, Timestamp, schema};
@@ -102,7 +103,7 @@ async fn acquire_lease(
 async fn release_lease(
     State(state): State<AppState>,
     conditions: Conditions,
-    Path(dataset_id): Path<String>,
+    Segment(dataset_id): Segment,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     let etags = conditions.etags;

@@ -4,7 +4,7 @@
 //! names all of them merges them.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,6 +16,7 @@ use super::answer::Answer;
 use super::body::WriteRequest;
 use super::conditional::{Conditions, version_headers};
 use super::meta::MetaFields;
+use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::mathematician::{Mathematician, VersionHash};
 use crate::model::{NameChange, Operation, Outcome, Versioned, schema};
@@ -175,7 +176,7 @@ async fn get_mathematician(
     State(state): State<AppState>,
     conditions: Conditions,
     headers: HeaderMap,
-    Path(unique): Path<String>,
+    Segment(unique): Segment,
 ) -> Result<Response, ApiError> {
     let snapshot = state.store.snapshot();
     let record = parse_unique(&unique)
@@ -222,7 +223,7 @@ async fn name_mathematician(
     State(state): State<AppState>,
     conditions: Conditions,
     headers: HeaderMap,
-    Path(unique): Path<String>,
+    Segment(unique): Segment,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     let url_unique = parse_unique(&unique).ok_or(ApiError::NotFound(NOT_FOUND))?;

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, put};
@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::body::WriteRequest;
 use super::conditional::Conditions;
 use super::containers::ContainerBody;
+use super::segment::Segment;
 use super::waiting::hold_while_unchanged;
 use super::{ApiError, AppState, list_answer};
 use crate::model::cluster::{MountedDataset, NodeReport, RunningContainer, SeenDataset};
@@ -88,7 +89,7 @@ async fn list_nodes(
 
 async fn node_by_era(
     State(state): State<AppState>,
-    Path(era): Path<String>,
+    Segment(era): Segment,
 ) -> Result<Json<Value>, ApiError> {
     // Flocker crashed on a non-UUID era; it is a bad request.
     let era = Uuid::try_parse(&era)
@@ -106,7 +107,7 @@ async fn node_by_era(
 /// node alive for `--node-expiry`.
 async fn report_node(
     State(state): State<AppState>,
-    Path(node_uuid): Path<String>,
+    Segment(node_uuid): Segment,
     request: WriteRequest,
 ) -> Result<Json<Value>, ApiError> {
     let node = parse_node(&node_uuid)?;
@@ -142,7 +143,7 @@ async fn report_node(
 /// An agent that stops says so, and its node leaves the state at once.
 async fn forget_node(
     State(state): State<AppState>,
-    Path(node_uuid): Path<String>,
+    Segment(node_uuid): Segment,
 ) -> Result<StatusCode, ApiError> {
     let node = parse_node(&node_uuid)?;
     if state.cluster.forget(&node) {
