@@ -6,6 +6,8 @@
 //! the `sqlite3` tool, back it up online with its `.backup` command.
 
 use std::fs::{self, File};
+use std::sync::mpsc;
+use std::time::Duration;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -27,7 +29,7 @@ const SCHEMA: &str = "
     CREATE TABLE meta (
         key   TEXT PRIMARY KEY,
         value INTEGER NOT NULL
-    ) STRICT;
+    ) STRICT, WITHOUT ROWID;
     CREATE TABLE datasets (
         dataset_id   TEXT PRIMARY KEY,
         primary_node TEXT NOT NULL,
@@ -36,24 +38,24 @@ const SCHEMA: &str = "
         metadata     TEXT NOT NULL,
         created_at   INTEGER NOT NULL,
         updated_at   INTEGER NOT NULL
-    ) STRICT;
+    ) STRICT, WITHOUT ROWID;
     CREATE TABLE leases (
         dataset_id TEXT PRIMARY KEY,
         node_uuid  TEXT NOT NULL,
         expires_at INTEGER
-    ) STRICT;
+    ) STRICT, WITHOUT ROWID;
     CREATE TABLE mathematicians (
         uniq       TEXT PRIMARY KEY,
         versions   TEXT NOT NULL,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
-    ) STRICT;
+    ) STRICT, WITHOUT ROWID;
     CREATE TABLE containers (
         name       TEXT PRIMARY KEY,
         document   TEXT NOT NULL,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
-    ) STRICT;
+    ) STRICT, WITHOUT ROWID;
     CREATE TABLE idempotency (
         key         TEXT PRIMARY KEY,
         fingerprint TEXT NOT NULL,
@@ -61,13 +63,73 @@ const SCHEMA: &str = "
         status      INTEGER NOT NULL,
         headers     TEXT NOT NULL,
         body        BLOB NOT NULL
-    ) STRICT;
+    ) STRICT, WITHOUT ROWID;
 ";
 
 /// The open database, with the lock that keeps a second floe off the same data directory.
 pub(crate) struct SqliteStore {
+    // Field order is drop order: the writer's connection closes first, then the checkpointer
+    // folds the WAL into the database one last time, then the lock is released.
     connection: Connection,
+    checkpointer: Option<Checkpointer>,
     _lock: File,
+}
+
+/// How often the WAL is folded into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Folds the WAL into the database file on a thread of its own, through its own connection,
+/// so that the writer (and every write waiting on it) never pays for a checkpoint. A commit is
+/// durable once it is in the WAL; checkpoints only keep the WAL from growing.
+struct Checkpointer {
+    stop: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> rusqlite::Result<Self> {
+        let connection = Connection::open(path)?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.busy_timeout(Duration::from_secs(5))?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("floe-checkpoint".into())
+            .spawn(move || {
+                loop {
+                    let last = !matches!(
+                        stopped.recv_timeout(CHECKPOINT_INTERVAL),
+                        Err(mpsc::RecvTimeoutError::Timeout)
+                    );
+                    // PASSIVE never waits for the writer; at the end, TRUNCATE leaves an empty WAL.
+                    let mode = if last { "TRUNCATE" } else { "PASSIVE" };
+                    let result = connection.query_row(
+                        &format!("PRAGMA wal_checkpoint({mode})"),
+                        [],
+                        |_| Ok(()),
+                    );
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "WAL checkpoint failed; will retry");
+                    }
+                    if last {
+                        break;
+                    }
+                }
+            })
+            .expect("the checkpoint thread can be started");
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl SqliteStore {
@@ -91,6 +153,7 @@ impl SqliteStore {
         let connection = Connection::open(&path).map_err(db_error)?;
         let mut store = SqliteStore {
             connection,
+            checkpointer: None,
             _lock: lock,
         };
         let loaded = store
@@ -99,6 +162,7 @@ impl SqliteStore {
                 path: path.clone(),
                 reason,
             })?;
+        store.checkpointer = Some(Checkpointer::start(&path).map_err(db_error)?);
         Ok((store, loaded))
     }
 
@@ -131,6 +195,13 @@ impl SqliteStore {
             .map_err(|e| e.to_string())?;
         self.connection
             .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| e.to_string())?;
+        // Checkpoints are the checkpointer's job, off the writer's path.
+        self.connection
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| e.to_string())?;
+        self.connection
+            .pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(|e| e.to_string())?;
         if version == 0 {
             self.initialise()?;
@@ -266,10 +337,16 @@ impl SqliteStore {
         let tx = self.connection.transaction()?;
         {
             let mut put_dataset = tx.prepare_cached(
-                "INSERT OR REPLACE INTO datasets
+                "INSERT INTO datasets
                      (dataset_id, primary_node, deleted, maximum_size, metadata,
                       created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (dataset_id) DO UPDATE SET
+                     primary_node = excluded.primary_node,
+                     deleted = excluded.deleted,
+                     maximum_size = excluded.maximum_size,
+                     metadata = excluded.metadata,
+                     updated_at = excluded.updated_at",
             )?;
             let mut put_lease = tx.prepare_cached(
                 "INSERT OR REPLACE INTO leases (dataset_id, node_uuid, expires_at)
