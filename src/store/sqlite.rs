@@ -5,10 +5,11 @@
 //! `synchronous=FULL` is fsynced before it returns. The file is plain SQLite: inspect it with
 //! the `sqlite3` tool, back it up online with its `.backup` command.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
-use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use super::{Batch, IdempotencyRecord, Loaded, OpenError, Persistence, RecordedAnswer};
 use crate::model::container::Container;
 use crate::model::mathematician::{Mathematician, NameVersion};
-use crate::model::{Change, Dataset, Lease, Metadata, Records, Versioned};
+use crate::model::{Change, Dataset, DatasetId, Lease, Metadata, Records, Versioned};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "floe.db";
@@ -31,14 +32,15 @@ const SCHEMA: &str = "
         value INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     CREATE TABLE datasets (
-        dataset_id   TEXT PRIMARY KEY,
+        row          INTEGER PRIMARY KEY,
+        dataset_id   TEXT NOT NULL,
         primary_node TEXT NOT NULL,
         deleted      INTEGER NOT NULL,
         maximum_size INTEGER,
         metadata     TEXT NOT NULL,
         created_at   INTEGER NOT NULL,
         updated_at   INTEGER NOT NULL
-    ) STRICT, WITHOUT ROWID;
+    ) STRICT;
     CREATE TABLE leases (
         dataset_id TEXT PRIMARY KEY,
         node_uuid  TEXT NOT NULL,
@@ -73,6 +75,11 @@ pub(crate) struct SqliteStore {
     connection: Connection,
     checkpointer: Option<Checkpointer>,
     _lock: File,
+    /// The row of each stored dataset. Datasets are keyed by an integer row rather than by
+    /// their random id, so that a new dataset is appended to the table's last page instead of
+    /// landing on a random one; the writer, which checks ids in memory, is what keeps them
+    /// unique.
+    dataset_rows: HashMap<DatasetId, i64>,
 }
 
 /// How often the WAL is folded into the database file.
@@ -102,11 +109,9 @@ impl Checkpointer {
                     );
                     // PASSIVE never waits for the writer; at the end, TRUNCATE leaves an empty WAL.
                     let mode = if last { "TRUNCATE" } else { "PASSIVE" };
-                    let result = connection.query_row(
-                        &format!("PRAGMA wal_checkpoint({mode})"),
-                        [],
-                        |_| Ok(()),
-                    );
+                    let result =
+                        connection
+                            .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
                     if let Err(error) = result {
                         tracing::warn!(%error, "WAL checkpoint failed; will retry");
                     }
@@ -155,6 +160,7 @@ impl SqliteStore {
             connection,
             checkpointer: None,
             _lock: lock,
+            dataset_rows: HashMap::new(),
         };
         let loaded = store
             .check_and_load()
@@ -245,9 +251,23 @@ impl SqliteStore {
         tx.commit().map_err(|e| e.to_string())
     }
 
-    fn load_records(&self) -> rusqlite::Result<Records> {
+    fn load_records(&mut self) -> rusqlite::Result<Records> {
+        let mut datasets = Vec::new();
+        for (row, record) in self.load_datasets()? {
+            if self
+                .dataset_rows
+                .insert(record.value.dataset_id, row)
+                .is_some()
+            {
+                return Err(rusqlite::Error::InvalidParameterName(format!(
+                    "dataset {} is stored twice",
+                    record.value.dataset_id
+                )));
+            }
+            datasets.push(record);
+        }
         Ok(Records {
-            datasets: self.load_datasets()?,
+            datasets,
             leases: self.load_leases()?,
             mathematicians: self.load_mathematicians()?,
             containers: self.load_containers()?,
@@ -265,21 +285,24 @@ impl SqliteStore {
         rows.collect()
     }
 
-    fn load_datasets(&self) -> rusqlite::Result<Vec<Arc<Versioned<Dataset>>>> {
+    fn load_datasets(&self) -> rusqlite::Result<Vec<(i64, Arc<Versioned<Dataset>>)>> {
         let mut statement = self.connection.prepare(
-            "SELECT dataset_id, primary_node, deleted, maximum_size, metadata,
+            "SELECT row, dataset_id, primary_node, deleted, maximum_size, metadata,
                     created_at, updated_at
              FROM datasets",
         )?;
         let rows = statement.query_map([], |row| {
             let dataset = Dataset {
-                dataset_id: parse_column(row, 0, uuid::Uuid::parse_str)?,
-                primary: parse_column(row, 1, uuid::Uuid::parse_str)?,
-                deleted: row.get(2)?,
-                maximum_size: row.get::<_, Option<i64>>(3)?.map(|size| size as u64),
-                metadata: parse_column(row, 4, |s| serde_json::from_str::<Metadata>(s))?,
+                dataset_id: parse_column(row, 1, uuid::Uuid::parse_str)?,
+                primary: parse_column(row, 2, uuid::Uuid::parse_str)?,
+                deleted: row.get(3)?,
+                maximum_size: row.get::<_, Option<i64>>(4)?.map(|size| size as u64),
+                metadata: parse_column(row, 5, |s| serde_json::from_str::<Metadata>(s))?,
             };
-            Ok(Versioned::new(dataset, row.get(5)?, row.get(6)?))
+            Ok((
+                row.get(0)?,
+                Versioned::new(dataset, row.get(6)?, row.get(7)?),
+            ))
         })?;
         rows.collect()
     }
@@ -334,19 +357,21 @@ impl SqliteStore {
     }
 
     fn write(&mut self, batch: &Batch) -> rusqlite::Result<()> {
+        // Rows of datasets this batch adds; remembered only once the batch is committed.
+        let mut added = Vec::new();
         let tx = self.connection.transaction()?;
         {
-            let mut put_dataset = tx.prepare_cached(
+            let mut add_dataset = tx.prepare_cached(
                 "INSERT INTO datasets
                      (dataset_id, primary_node, deleted, maximum_size, metadata,
                       created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (dataset_id) DO UPDATE SET
-                     primary_node = excluded.primary_node,
-                     deleted = excluded.deleted,
-                     maximum_size = excluded.maximum_size,
-                     metadata = excluded.metadata,
-                     updated_at = excluded.updated_at",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut update_dataset = tx.prepare_cached(
+                "UPDATE datasets SET
+                     primary_node = ?2, deleted = ?3, maximum_size = ?4, metadata = ?5,
+                     updated_at = ?6
+                 WHERE row = ?1 AND dataset_id = ?7",
             )?;
             let mut put_lease = tx.prepare_cached(
                 "INSERT OR REPLACE INTO leases (dataset_id, node_uuid, expires_at)
@@ -367,15 +392,38 @@ impl SqliteStore {
                 match change {
                     Change::PutDataset(record) => {
                         let d = &record.value;
-                        put_dataset.execute(params![
-                            d.dataset_id.to_string(),
-                            d.primary.to_string(),
-                            d.deleted,
-                            d.maximum_size.map(|size| size as i64),
-                            serde_json::to_string(&d.metadata).expect("metadata serialises"),
-                            record.created,
-                            record.updated,
-                        ])?;
+                        let primary = d.primary.to_string();
+                        let size = d.maximum_size.map(|size| size as i64);
+                        let metadata =
+                            serde_json::to_string(&d.metadata).expect("metadata serialises");
+                        match self.dataset_rows.get(&d.dataset_id) {
+                            Some(row) => {
+                                let updated = update_dataset.execute(params![
+                                    row,
+                                    primary,
+                                    d.deleted,
+                                    size,
+                                    metadata,
+                                    record.updated,
+                                    d.dataset_id.to_string(),
+                                ])?;
+                                if updated != 1 {
+                                    return Err(rusqlite::Error::StatementChangedRows(updated));
+                                }
+                            }
+                            None => {
+                                add_dataset.execute(params![
+                                    d.dataset_id.to_string(),
+                                    primary,
+                                    d.deleted,
+                                    size,
+                                    metadata,
+                                    record.created,
+                                    record.updated,
+                                ])?;
+                                added.push((d.dataset_id, tx.last_insert_rowid()));
+                            }
+                        }
                     }
                     Change::PutLease(lease) => {
                         put_lease.execute(params![
@@ -433,7 +481,9 @@ impl SqliteStore {
                 [batch.revision as i64],
             )?;
         }
-        tx.commit()
+        tx.commit()?;
+        self.dataset_rows.extend(added);
+        Ok(())
     }
 }
 
