@@ -112,7 +112,7 @@ impl AppState {
         request: &WriteRequest,
         decode: impl FnOnce(&WriteRequest) -> Result<(Operation, Render), ApiError>,
     ) -> Result<Response, ApiError> {
-        let snapshot = self.store.snapshot();
+        let snapshot = self.store.read();
         let mut _claim = None;
         let mut idempotency = None;
         if let Some(key) = &conditions.idempotency_key {
@@ -173,7 +173,7 @@ impl AppState {
             conditions,
             self.settings.max_wait,
             self.store.subscribe(),
-            || self.store.snapshot().tag.to_string(),
+            || self.store.read().tag.to_string(),
         )
         .await;
     }

@@ -7,6 +7,11 @@ use clap::Parser;
 use floe::config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: markedly fewer cycles per allocation than glibc's malloc under a multi-threaded
+/// request load (measured in BENCHMARKS.md), for every request floe serves.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -294,9 +294,16 @@ impl Store {
         Ok((store, StoreGuard { writer, sweeper }))
     }
 
-    /// The current configuration. Cheap; never waits for writers.
+    /// The current configuration, to keep. Cheap; never waits for writers.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The current configuration, to read right away: cheaper than [`Store::snapshot`] (no
+    /// reference count shared by every reader is touched), but not to be held across an
+    /// `.await`.
+    pub fn read(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
     }
 
     /// Notified with the new revision after every published change of the configuration.

@@ -128,7 +128,7 @@ async fn list_containers(
     headers: HeaderMap,
 ) -> Response {
     state.hold_for_configuration(&conditions, &headers).await;
-    let snapshot = state.store.snapshot();
+    let snapshot = state.store.read();
     let items: Vec<Value> = snapshot
         .configuration
         .containers()

@@ -100,7 +100,7 @@ async fn list_datasets(
     headers: HeaderMap,
 ) -> Response {
     state.hold_for_configuration(&conditions, &headers).await;
-    let snapshot = state.store.snapshot();
+    let snapshot = state.store.read();
     list_answer(
         &conditions,
         snapshot.tag.as_str(),
@@ -114,7 +114,7 @@ async fn get_dataset(
     conditions: Conditions,
     Segment(dataset_id): Segment,
 ) -> Result<Response, ApiError> {
-    let snapshot = state.store.snapshot();
+    let snapshot = state.store.read();
     let record = dataset_id_from_path(&dataset_id)
         .and_then(|id| snapshot.configuration.dataset(&id))
         .ok_or(ApiError::NotFound("Dataset not found."))?;

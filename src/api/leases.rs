@@ -56,7 +56,7 @@ async fn list_leases(
     headers: HeaderMap,
 ) -> Response {
     state.hold_for_configuration(&conditions, &headers).await;
-    let snapshot = state.store.snapshot();
+    let snapshot = state.store.read();
     let version = ResourceVersion {
         etag: snapshot.tag.as_str(),
         last_modified: None,

@@ -155,7 +155,7 @@ async fn list_mathematicians(
     headers: HeaderMap,
 ) -> Response {
     state.hold_for_configuration(&conditions, &headers).await;
-    let snapshot = state.store.snapshot();
+    let snapshot = state.store.read();
     let base = base_url(&headers);
     list_answer(
         &conditions,
@@ -178,7 +178,7 @@ async fn get_mathematician(
     headers: HeaderMap,
     Segment(unique): Segment,
 ) -> Result<Response, ApiError> {
-    let snapshot = state.store.snapshot();
+    let snapshot = state.store.read();
     let record = parse_unique(&unique)
         .and_then(|unique| snapshot.configuration.mathematician(&unique))
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
