@@ -476,10 +476,9 @@ impl SqliteStore {
             for key in &batch.forgotten {
                 forget.execute([key])?;
             }
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'revision'",
-                [batch.revision as i64],
-            )?;
+            // Cached: a statement parsed for every batch showed up in the writer's profile.
+            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'revision'")?
+                .execute([batch.revision as i64])?;
         }
         tx.commit()?;
         self.dataset_rows.extend(added);
