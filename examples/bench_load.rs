@@ -7,6 +7,7 @@
 //! bench_load movable --base URL --count N [--concurrency C] --a UUID --b UUID --out FILE
 //! bench_load reset   --base URL --out FILE
 //! bench_load etcd    --base URL --count N [--concurrency C] --out FILE
+//! bench_load waiters --base URL --count N --settle S --idle S
 //! ```
 //!
 //! `create` makes N datasets (primary A, two metadata keys each). `movable` does the same and
@@ -15,6 +16,10 @@
 //! `reset --out FILE` moves every dataset of a `movable` FILE that is on B back to A.
 //! `etcd` puts N keys `bench/NNNNNNNN` with value `A` through the v3 JSON gateway and writes
 //! `{a=, b=, keys={...}}` (base64) for the etcd scripts. Each prints how long it took.
+//! `waiters` opens N connections, each a GET of the dataset list that waits for a change
+//! (`If-None-Match` + `Prefer: wait`); after `--settle` + `--idle` seconds (the harness
+//! measures floe's CPU during the idle part) it makes one change and reports how long it took
+//! until every waiter had its 200.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -296,6 +301,12 @@ async fn main() -> Result<(), Error> {
             lua += "} }\n";
             std::fs::write(&out, lua)?;
         }
+        "waiters" => {
+            let settle = flags_seconds(rest, "settle")?;
+            let idle = flags_seconds(rest, "idle")?;
+            waiters(&base, count, a, settle, idle).await?;
+            return Ok(());
+        }
         other => return Err(format!("unknown mode {other}").into()),
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -306,6 +317,86 @@ async fn main() -> Result<(), Error> {
     println!(
         "LOADED mode={mode} count={count} requests={requests} seconds={elapsed:.2} rate={:.0}/s",
         requests as f64 / elapsed
+    );
+    Ok(())
+}
+
+/// A `--NAME SECONDS` flag of `args`.
+fn flags_seconds(args: &[String], name: &str) -> Result<f64, Error> {
+    let flag = format!("--{name}");
+    let value = args
+        .iter()
+        .position(|arg| *arg == flag)
+        .and_then(|at| args.get(at + 1))
+        .ok_or(format!("{flag} is required"))?;
+    Ok(value.parse()?)
+}
+
+/// N waiting list requests; then one change; reports when all were released.
+async fn waiters(base: &str, count: usize, a: Uuid, settle: f64, idle: f64) -> Result<(), Error> {
+    let url = format!("{base}/v1/configuration/datasets");
+    // One connection per waiter: HTTP/1.1 holds a connection for each request in flight.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(std::time::Duration::from_secs_f64(settle + idle + 60.0))
+        .build()?;
+    let listed = client.get(&url).send().await?;
+    let etag = listed
+        .headers()
+        .get("etag")
+        .ok_or("the list has no ETag")?
+        .to_str()?
+        .to_string();
+    let wait = (settle + idle + 30.0).ceil() as u64;
+    let released = Arc::new(std::sync::Mutex::new(Vec::with_capacity(count)));
+    let mut tasks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (client, url, etag, released) = (
+            client.clone(),
+            url.clone(),
+            etag.clone(),
+            Arc::clone(&released),
+        );
+        tasks.push(tokio::spawn(async move {
+            let response = client
+                .get(&url)
+                .header("If-None-Match", etag)
+                .header("Prefer", format!("wait={wait}"))
+                .send()
+                .await?;
+            let status = response.status().as_u16();
+            response.bytes().await?;
+            released.lock().unwrap().push((Instant::now(), status));
+            Ok::<_, reqwest::Error>(())
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs_f64(settle + idle)).await;
+    let early = released.lock().unwrap().len();
+    let changed_at = Instant::now();
+    let body = json!({"primary": a, "metadata": {"name": "wake-up"}});
+    client
+        .post(&url)
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut failed = 0;
+    for task in tasks {
+        if task.await.is_err() {
+            failed += 1;
+        }
+    }
+    let released = released.lock().unwrap();
+    let ok = released.iter().filter(|(_, status)| *status == 200).count();
+    let last = released
+        .iter()
+        .map(|(at, _)| at.saturating_duration_since(changed_at))
+        .max()
+        .unwrap_or_default();
+    println!(
+        "WAITERS count={count} released_before_change={early} released_200={ok} failed={failed} wake_seconds={:.3}",
+        last.as_secs_f64()
     );
     Ok(())
 }

@@ -42,11 +42,24 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: &floe::ServeConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = listen(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     floe::run(config, listener, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Binds `address` with a deep accept queue: clients that wait for changes hold thousands of
+/// connections, and when many (re)connect at once (an agent fleet after a restart) a short
+/// queue drops their SYNs and makes them retry seconds later.
+fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(8192)
 }
 
 /// Completes on SIGINT or SIGTERM; the server then finishes what is in flight.
