@@ -636,3 +636,77 @@ async fn x509_v1_certificates_signed_by_an_rsa_ca_are_accepted() {
         assert_eq!(status, StatusCode::OK, "{version:?}: {body}");
     }
 }
+
+/// Polls `GET /v1/state/nodes` as alice until `node` is reported, for up to 15 s.
+async fn wait_for_node(alice: &reqwest::Client, url: &str, node: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, nodes) = answer(alice.get(url)).await;
+        assert_eq!(status, StatusCode::OK);
+        if let Some(found) = nodes.as_array().unwrap().iter().find(|n| n["uuid"] == node) {
+            return found.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {node} never reported: {nodes}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_agent_reports_over_tls_with_its_node_certificate() {
+    let pki = pki();
+    // A Flocker-minted (v1) node certificate works for the agent too.
+    issue_v1(
+        pki.path(),
+        pki.path(),
+        NODE_1,
+        &format!("node-{NODE_1}"),
+        "491231235959Z",
+    );
+    let data = TempDir::new().unwrap();
+    let p = |name: &str| pki.path().join(name).to_str().unwrap().to_string();
+    let server = common::ChildServer::start(
+        data.path(),
+        &[
+            "--tls-cert",
+            &p("control-127.0.0.1.crt"),
+            "--tls-key",
+            &p("control-127.0.0.1.key"),
+            "--tls-client-ca",
+            &p("cluster.crt"),
+        ],
+    );
+    let control = format!("https://{}", server.addr);
+    let alice = client(pki.path(), Some((pki.path(), "alice")), server.addr);
+    for node in [NODE_0, NODE_1] {
+        let state_dir = TempDir::new().unwrap();
+        let root = TempDir::new().unwrap();
+        let mut agent = Command::new(floe_binary())
+            .args(["agent", "--control", &control, "--host", "127.0.0.1"])
+            .args([
+                "--tls-cert",
+                &p(&format!("{node}.crt")),
+                "--tls-key",
+                &p(&format!("{node}.key")),
+            ])
+            .args(["--tls-ca", &p("cluster.crt"), "--report-interval", "1"])
+            .arg("--state-dir")
+            .arg(state_dir.path())
+            .arg("--root")
+            .arg(root.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("floe agent starts");
+        let reported = wait_for_node(&alice, &format!("{control}/v1/state/nodes"), node).await;
+        let _ = agent.kill();
+        let _ = agent.wait();
+        assert_eq!(reported["host"], "127.0.0.1");
+        // The node's identity came from its certificate.
+        let kept = std::fs::read_to_string(state_dir.path().join("node_uuid")).unwrap();
+        assert_eq!(kept.trim(), node);
+    }
+}
