@@ -97,14 +97,11 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         None => builder.with_no_client_auth(),
         Some(path) => {
             let anchors = read_certificates(path, "the client CA certificate")?;
-            let mut roots = RootCertStore::empty();
-            for anchor in &anchors {
-                roots.add(anchor.clone()).map_err(|e| TlsError::Pem {
-                    what: "the client CA certificate",
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            }
+            let roots = root_store(&anchors).map_err(|reason| TlsError::Pem {
+                what: "the client CA certificate",
+                path: path.clone(),
+                reason,
+            })?;
             let webpki =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
                     .build()
@@ -122,31 +119,47 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
-/// A client configuration presenting `chain` (leaf first) with `key` and trusting only
-/// `anchors`. The certificate is used as it is: unlike rustls' own `with_client_auth_cert`,
-/// this does not parse it with webpki, so Flocker's X.509 v1 node certificates work.
+/// Trust anchors from CA certificates. webpki refuses v1 certificates that carry extensions,
+/// the form of Flocker's `cluster.crt`; floe reads those itself (see [`x509`]).
+pub fn root_store(anchors: &[CertificateDer<'static>]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for anchor in anchors {
+        if let Err(error) = roots.add(anchor.clone()) {
+            let parsed = x509::Certificate::parse(anchor)
+                .map_err(|_| format!("a CA certificate is not usable: {error}"))?;
+            roots.roots.push(parsed.trust_anchor());
+        }
+    }
+    Ok(roots)
+}
+
+/// A client configuration trusting only `anchors` and, when given, presenting `identity`
+/// (chain, leaf first, and key). The certificate is used as it is: unlike rustls' own
+/// `with_client_auth_cert`, this does not parse it with webpki, so Flocker's X.509 v1 node
+/// certificates work.
 pub fn client_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     anchors: &[CertificateDer<'static>],
 ) -> Result<rustls::ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = RootCertStore::empty();
-    for anchor in anchors {
-        roots
-            .add(anchor.clone())
-            .map_err(|e| TlsError::Rustls(format!("a CA certificate is not usable: {e}")))?;
-    }
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| TlsError::Rustls(format!("the private key is not usable: {e}")))?;
-    let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let roots = root_store(anchors).map_err(TlsError::Rustls)?;
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let signing_key = provider
+                .key_provider
+                .load_private_key(key)
+                .map_err(|e| TlsError::Rustls(format!("the private key is not usable: {e}")))?;
+            let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
+            builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+                certified,
+            )))
+        }
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

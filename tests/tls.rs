@@ -377,26 +377,20 @@ fn sequence(elements: &[&[u8]]) -> Vec<u8> {
     der(0x30, &elements.concat())
 }
 
-/// An X.509 **v1** certificate carrying a v3 extension (extendedKeyUsage clientAuth), the form
-/// Flocker's flocker-ca (pyOpenSSL without `set_version(2)`) produced: no version field at
-/// all, yet an `[3]` extensions block. Signed with ECDSA P-256/SHA-256 by the CA in `ca_dir`;
-/// written to `dir/file.crt/.key`.
-fn issue_v1(ca_dir: &Path, dir: &Path, file: &str, common_name: &str, not_after: &str) {
+/// An X.509 **v1** certificate (no version field) signed by `signer`, in the form Flocker's
+/// flocker-ca (pyOpenSSL without `set_version(2)`) produced: v3 `extensions` may still follow.
+fn v1_certificate(
+    issuer: &[u8],
+    subject: &[u8],
+    subject_key: &rcgen::KeyPair,
+    extensions: &[&[u8]],
+    not_after: &str,
+    signer: &rcgen::KeyPair,
+) -> Vec<u8> {
     use rcgen::{PublicKeyData, SigningKey};
-    let ca_pem = std::fs::read(ca_dir.join("cluster.crt")).unwrap();
-    let ca_der = {
-        use rustls::pki_types::{CertificateDer, pem::PemObject};
-        CertificateDer::from_pem_slice(&ca_pem).unwrap()
-    };
-    let ca = floe::tls::x509::Certificate::parse(&ca_der).unwrap();
-    let ca_key =
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("cluster.key")).unwrap())
-            .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-
-    // The CA's signature algorithm: sha256WithRSAEncryption (with its NULL parameters) for an
-    // RSA CA like Flocker's, ecdsa-with-SHA256 for floe's.
-    let signature_algorithm = if ca_key.algorithm() == &rcgen::PKCS_RSA_SHA256 {
+    // sha256WithRSAEncryption (with its NULL parameters) for an RSA signer like Flocker's,
+    // ecdsa-with-SHA256 for floe's.
+    let signature_algorithm = if signer.algorithm() == &rcgen::PKCS_RSA_SHA256 {
         sequence(&[
             &der(
                 0x06,
@@ -410,54 +404,94 @@ fn issue_v1(ca_dir: &Path, dir: &Path, file: &str, common_name: &str, not_after:
             &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02],
         )])
     };
-    let common_name_attribute = sequence(&[
-        &der(0x06, &[0x55, 0x04, 0x03]),
-        &der(0x0c, common_name.as_bytes()),
-    ]);
-    let subject = sequence(&[&der(0x31, &common_name_attribute)]);
     let validity = sequence(&[
         &der(0x17, b"200101000000Z"),
         &der(0x17, not_after.as_bytes()),
     ]);
-    let client_auth = sequence(&[&der(
-        0x06,
-        &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02],
-    )]);
-    let extended_key_usage = sequence(&[&der(0x06, &[0x55, 0x1d, 0x25]), &der(0x04, &client_auth)]);
-    let extensions = der(0xa3, &sequence(&[&extended_key_usage]));
+    let extensions = if extensions.is_empty() {
+        Vec::new()
+    } else {
+        der(0xa3, &sequence(extensions))
+    };
     let tbs = sequence(&[
         &der(0x02, &[0x01, 0x23, 0x45]),
         &signature_algorithm,
-        ca.subject,
+        issuer,
         &validity,
-        &subject,
-        &key.subject_public_key_info(),
+        subject,
+        &subject_key.subject_public_key_info(),
         &extensions,
     ]);
-    let signature = ca_key.sign(&tbs).unwrap();
+    let signature = signer.sign(&tbs).unwrap();
     let certificate = sequence(&[
         &tbs,
         &signature_algorithm,
         &der(0x03, &[&[0u8][..], &signature].concat()),
     ]);
-
     let parsed = floe::tls::x509::Certificate::parse(&certificate).unwrap();
     assert_eq!(
         parsed.version,
         floe::tls::x509::V1,
         "the test certificate is v1"
     );
+    certificate
+}
+
+/// A `Name` with a UTF8String CN and, if given, an OU.
+fn name(common_name: &str, unit: Option<&str>) -> Vec<u8> {
+    let attribute = |oid: &[u8], value: &str| {
+        der(
+            0x31,
+            &sequence(&[&der(0x06, oid), &der(0x0c, value.as_bytes())]),
+        )
+    };
+    let mut rdns = attribute(&[0x55, 0x04, 0x03], common_name);
+    if let Some(unit) = unit {
+        rdns.extend(attribute(&[0x55, 0x04, 0x0b], unit));
+    }
+    der(0x30, &rdns)
+}
+
+/// PEM of a certificate's DER.
+fn pem(certificate: &[u8]) -> String {
     let lines: Vec<String> = BASE64_STANDARD
-        .encode(&certificate)
+        .encode(certificate)
         .as_bytes()
         .chunks(64)
         .map(|chunk| String::from_utf8(chunk.to_vec()).unwrap())
         .collect();
-    let pem = format!(
+    format!(
         "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
         lines.join("\n")
+    )
+}
+
+/// Issues a v1 client certificate carrying a v3 extension (extendedKeyUsage clientAuth) with
+/// the CA in `ca_dir`, into `dir/file.crt/.key`.
+fn issue_v1(ca_dir: &Path, dir: &Path, file: &str, common_name: &str, not_after: &str) {
+    let ca_der = {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        CertificateDer::from_pem_file(ca_dir.join("cluster.crt")).unwrap()
+    };
+    let ca = floe::tls::x509::Certificate::parse(&ca_der).unwrap();
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("cluster.key")).unwrap())
+            .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let client_auth = sequence(&[&der(
+        0x06,
+        &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02],
+    )]);
+    let extended_key_usage = sequence(&[&der(0x06, &[0x55, 0x1d, 0x25]), &der(0x04, &client_auth)]);
+    let certificate = v1_certificate(
+        ca.subject,
+        &name(common_name, None),
+        &key,
+        &[&extended_key_usage],
+        not_after,
+        &ca_key,
     );
-    std::fs::write(dir.join(format!("{file}.crt")), &pem).unwrap();
+    std::fs::write(dir.join(format!("{file}.crt")), pem(&certificate)).unwrap();
     std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
 }
 
@@ -478,12 +512,11 @@ fn client_as_is_over(
     let chain = vec![CertificateDer::from_pem_file(dir.join(format!("{file}.crt"))).unwrap()];
     let key = PrivateKeyDer::from_pem_file(dir.join(format!("{file}.key"))).unwrap();
     let anchors = floe::tls::read_certificates(&pki.join("cluster.crt"), "CA").unwrap();
-    let mut config = floe::tls::client_config(chain, key, &anchors).unwrap();
+    let mut config = floe::tls::client_config(Some((chain, key)), &anchors).unwrap();
     if let Some(version) = version {
         // Same settings, one protocol version.
         let resolver = std::sync::Arc::clone(&config.client_auth_cert_resolver);
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(anchors);
+        let roots = floe::tls::root_store(&anchors).unwrap();
         config = rustls::ClientConfig::builder_with_protocol_versions(&[version])
             .with_root_certificates(roots)
             .with_client_cert_resolver(resolver);
@@ -656,8 +689,21 @@ async fn wait_for_node(alice: &reqwest::Client, url: &str, node: &str) -> Value 
 
 #[tokio::test]
 async fn the_agent_reports_over_tls_with_its_node_certificate() {
-    let pki = pki();
-    // A Flocker-minted (v1) node certificate works for the agent too.
+    agent_reports_over_tls(pki()).await;
+}
+
+#[tokio::test]
+async fn the_agent_reports_over_tls_under_a_flocker_v1_ca() {
+    let pki = flocker_v1_pki();
+    floe::ca::control(pki.path(), "127.0.0.1").unwrap();
+    floe::ca::user(pki.path(), "alice").unwrap();
+    floe::ca::node(pki.path(), Some(NODE_0.parse().unwrap())).unwrap();
+    agent_reports_over_tls(pki).await;
+}
+
+/// Two agents, one with a node certificate from `floe ca` (NODE_0, already in `pki`) and one
+/// with a Flocker-style v1 one (NODE_1), each report their node to a `floe serve` process.
+async fn agent_reports_over_tls(pki: TempDir) {
     issue_v1(
         pki.path(),
         pki.path(),
@@ -679,7 +725,7 @@ async fn the_agent_reports_over_tls_with_its_node_certificate() {
         ],
     );
     let control = format!("https://{}", server.addr);
-    let alice = client(pki.path(), Some((pki.path(), "alice")), server.addr);
+    let alice = client_as_is(pki.path(), pki.path(), "alice");
     for node in [NODE_0, NODE_1] {
         let state_dir = TempDir::new().unwrap();
         let root = TempDir::new().unwrap();
@@ -709,4 +755,60 @@ async fn the_agent_reports_over_tls_with_its_node_certificate() {
         let kept = std::fs::read_to_string(state_dir.path().join("node_uuid")).unwrap();
         assert_eq!(kept.trim(), node);
     }
+}
+
+/// A CA directory as a Flocker install has it: a self-signed **v1** RSA CA carrying
+/// basicConstraints (critical, CA, pathlen 0), CN the cluster name and OU the cluster UUID.
+fn flocker_v1_pki() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .unwrap();
+    let ca_name = name(
+        "flocker-cluster",
+        Some("0a5e5e4c-8b4e-4c43-9c3e-3f3b2b1a0a0a"),
+    );
+    let constraints = sequence(&[&der(0x01, &[0xff]), &der(0x02, &[0x00])]);
+    let basic_constraints = sequence(&[
+        &der(0x06, &[0x55, 0x1d, 0x13]),
+        &der(0x01, &[0xff]),
+        &der(0x04, &constraints),
+    ]);
+    let ca = v1_certificate(
+        &ca_name,
+        &ca_name,
+        &key,
+        &[&basic_constraints],
+        "491231235959Z",
+        &key,
+    );
+    std::fs::write(dir.path().join("cluster.crt"), pem(&ca)).unwrap();
+    std::fs::write(dir.path().join("cluster.key"), key.serialize_pem()).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_flocker_v1_ca_works_as_client_ca_and_for_floe_ca() {
+    let pki = flocker_v1_pki();
+    // floe ca issues from it (and reads the cluster UUID from its OU).
+    floe::ca::control(pki.path(), "127.0.0.1").unwrap();
+    floe::ca::user(pki.path(), "alice").unwrap();
+    let server = TlsServer::start(pki.path()).await;
+
+    issue_v1(
+        pki.path(),
+        pki.path(),
+        "legacy",
+        "user-legacy",
+        "491231235959Z",
+    );
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let legacy = client_as_is_over(pki.path(), pki.path(), "legacy", Some(version));
+        let (status, body) = answer(legacy.get(server.url("/v1/version"))).await;
+        assert_eq!(status, StatusCode::OK, "{version:?}: {body}");
+    }
+    // A v3 certificate floe ca issued from it chains to it. (reqwest's own root loading
+    // refuses this CA, as webpki does: floe's client configuration is used instead.)
+    let alice = client_as_is(pki.path(), pki.path(), "alice");
+    let (status, body) = answer(alice.get(server.url("/v1/version"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -66,59 +66,61 @@ struct ReportBody<'a> {
     containers: [serde_json::Value; 0],
 }
 
-/// The agent's TLS settings: a client configuration presenting the node certificate, or
-/// only the CA to trust, or neither (plain HTTP, or HTTPS against the system's roots).
+/// The agent's TLS settings: with `--tls-ca`, a client configuration trusting only that CA
+/// and presenting the node certificate if there is one; without, reqwest's defaults (plain
+/// HTTP, or HTTPS against the system's roots).
 #[derive(Default)]
 pub struct ClientTls {
-    with_certificate: Option<(rustls::ClientConfig, NodeId)>,
-    ca: Option<Vec<reqwest::Certificate>>,
+    config: Option<rustls::ClientConfig>,
+    node: Option<NodeId>,
 }
 
 impl ClientTls {
     /// Reads the files named by `--tls-cert`, `--tls-key` and `--tls-ca`.
     pub fn load(config: &crate::config::AgentConfig) -> anyhow::Result<Self> {
         use crate::tls::read_certificates;
-        let mut tls = ClientTls::default();
+        let Some(ca_path) = &config.tls_ca else {
+            if config.tls_cert.is_some() {
+                bail!("--tls-cert needs --tls-ca, the cluster's CA certificate");
+            }
+            return Ok(ClientTls::default());
+        };
+        let anchors = read_certificates(ca_path, "the CA certificate")?;
+        let mut node = None;
+        let mut identity = None;
         if let (Some(cert_path), Some(key_path)) = (&config.tls_cert, &config.tls_key) {
             let chain = read_certificates(cert_path, "the node certificate")?;
-            let node = chain
-                .first()
-                .and_then(|leaf| crate::tls::x509::Certificate::parse(leaf).ok()?.common_name())
-                .and_then(|name| match crate::api::auth::Identity::from_common_name(&name) {
-                    Some(crate::api::auth::Identity::Node(node)) => Some(node),
-                    _ => None,
-                })
-                .ok_or_else(|| {
-                    anyhow!(
-                        "{} is not a node certificate: its common name must be node-<uuid> (see `floe ca node`)",
-                        cert_path.display()
-                    )
-                })?;
+            node = Some(
+                chain
+                    .first()
+                    .and_then(|leaf| crate::tls::x509::Certificate::parse(leaf).ok()?.common_name())
+                    .and_then(|name| match crate::api::auth::Identity::from_common_name(&name) {
+                        Some(crate::api::auth::Identity::Node(node)) => Some(node),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{} is not a node certificate: its common name must be node-<uuid> (see `floe ca node`)",
+                            cert_path.display()
+                        )
+                    })?,
+            );
             let key =
                 rustls::pki_types::PrivateKeyDer::from_pem_file(key_path).with_context(|| {
                     format!("cannot read the node's key from {}", key_path.display())
                 })?;
-            let ca_path = config.tls_ca.as_ref().ok_or_else(|| {
-                anyhow!("--tls-cert needs --tls-ca, the cluster's CA certificate")
-            })?;
-            let anchors = read_certificates(ca_path, "the CA certificate")?;
-            let client = crate::tls::client_config(chain, key, &anchors)?;
-            tls.with_certificate = Some((client, node));
-        } else if let Some(ca) = &config.tls_ca {
-            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("cannot read CA certificates from {}", ca.display()))?;
-            if certs.is_empty() {
-                bail!("{} holds no PEM certificate", ca.display());
-            }
-            tls.ca = Some(certs);
+            identity = Some((chain, key));
         }
-        Ok(tls)
+        let config = crate::tls::client_config(identity, &anchors)?;
+        Ok(ClientTls {
+            config: Some(config),
+            node,
+        })
     }
 
     /// The node the certificate names, if there is one.
     pub fn node(&self) -> Option<NodeId> {
-        self.with_certificate.as_ref().map(|(_, node)| *node)
+        self.node
     }
 }
 
@@ -139,11 +141,8 @@ impl Control {
             // node's other traffic must not sit between the agent and it.
             .no_proxy()
             .connect_timeout(Duration::from_secs(5));
-        if let Some((config, _)) = &tls.with_certificate {
+        if let Some(config) = &tls.config {
             builder = builder.tls_backend_preconfigured(config.clone());
-        }
-        if let Some(ca) = &tls.ca {
-            builder = builder.tls_certs_only(ca.iter().cloned());
         }
         let client = builder.build().context("cannot build an HTTP client")?;
         Ok(Control {

@@ -7,6 +7,7 @@
 //! [`super::verifier`]). It checks the DER structure strictly and never panics on bad input.
 
 use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::TrustAnchor;
 
 /// Why a certificate could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -211,6 +212,22 @@ impl<'a> Certificate<'a> {
             }
         }
         None
+    }
+
+    /// This certificate as a trust anchor (subject and key; no name constraints). webpki makes
+    /// anchors of v3 certificates, and of v1 ones only without extensions; Flocker's v1 CA
+    /// certificates carry extensions, so floe makes their anchors here.
+    pub fn trust_anchor(&self) -> TrustAnchor<'static> {
+        let contents = |whole: &[u8]| {
+            next(&mut { whole })
+                .map(|element| element.contents.to_vec())
+                .unwrap_or_default()
+        };
+        TrustAnchor {
+            subject: contents(self.subject).into(),
+            subject_public_key_info: contents(self.spki).into(),
+            name_constraints: None,
+        }
     }
 
     /// Whether `issuer`'s key made this certificate's signature, with one of `algorithms`.
