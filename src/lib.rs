@@ -84,6 +84,9 @@ pub async fn run(
         "floe listening"
     );
     drop(snapshot);
+    if tls.is_none() && !address.ip().is_loopback() {
+        tracing::warn!(%address, "plain HTTP on a non-loopback address (--insecure): anyone who can reach it may change the configuration");
+    }
     if tls.is_some() && !clients_authenticated {
         tracing::warn!("HTTPS without --tls-client-ca: clients are not authenticated");
     }

@@ -41,12 +41,18 @@ struct TlsServer {
 impl TlsServer {
     /// Serves with the control certificate in `pki`, requiring client certificates from its CA.
     async fn start(pki: &Path) -> Self {
+        Self::start_with(pki, true).await
+    }
+
+    /// Serves with the control certificate in `pki`; requires client certificates from its CA
+    /// only if `client_ca`.
+    async fn start_with(pki: &Path, client_ca: bool) -> Self {
         let data = TempDir::new().unwrap();
         let mut config = ServeConfig::ephemeral();
         config.data_dir = data.path().to_path_buf();
         config.tls_cert = Some(pki.join("control-127.0.0.1.crt"));
         config.tls_key = Some(pki.join("control-127.0.0.1.key"));
-        config.tls_client_ca = Some(pki.join("cluster.crt"));
+        config.tls_client_ca = client_ca.then(|| pki.join("cluster.crt"));
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -811,4 +817,38 @@ async fn a_flocker_v1_ca_works_as_client_ca_and_for_floe_ca() {
     let alice = client_as_is(pki.path(), pki.path(), "alice");
     let (status, body) = answer(alice.get(server.url("/v1/version"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn without_a_client_ca_https_serves_anyone() {
+    let pki = pki();
+    let server = TlsServer::start_with(pki.path(), false).await;
+    let anonymous = client(pki.path(), None, server.addr);
+    let (status, body) = answer(
+        anonymous
+            .post(server.url(DATASETS))
+            .json(&json!({"primary": NODE_0})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[test]
+fn the_agent_takes_its_node_uuid_from_its_certificate_and_never_contradicts_the_state_dir() {
+    let state = TempDir::new().unwrap();
+    let node_0 = NODE_0.parse().unwrap();
+    let node_1 = NODE_1.parse().unwrap();
+    assert_eq!(
+        floe::agent::node_identity(state.path(), Some(node_0)).unwrap(),
+        node_0
+    );
+    assert_eq!(
+        floe::agent::node_identity(state.path(), None).unwrap(),
+        node_0
+    );
+    let error = floe::agent::node_identity(state.path(), Some(node_1)).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("its certificate names node"),
+        "{error:#}"
+    );
 }

@@ -132,6 +132,60 @@ mod tests {
         }
     }
 
+    /// A router whose one handler answers with the identity it finds in the request.
+    async fn identity_seen(
+        peer: Option<Identity>,
+        required: bool,
+        method: Method,
+        path: &str,
+    ) -> (u16, String) {
+        use axum::Extension;
+        use axum::body::Body;
+        use tower::ServiceExt;
+        let router = axum::Router::new()
+            .fallback(
+                |Extension(identity): Extension<Identity>| async move { format!("{identity:?}") },
+            )
+            .layer(axum::middleware::from_fn_with_state(required, authorize));
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(ConnectInfo(Peer {
+            remote: ([127, 0, 0, 1], 1).into(),
+            identity: peer,
+        }));
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn handlers_find_the_identity_in_the_request() {
+        let alice = Some(Identity::User("alice".into()));
+        assert_eq!(
+            identity_seen(alice, true, Method::POST, "/v1/configuration/datasets").await,
+            (200, r#"User("alice")"#.to_string())
+        );
+        assert_eq!(
+            identity_seen(None, false, Method::GET, "/").await,
+            (200, "Anonymous".to_string())
+        );
+        let (status, body) = identity_seen(None, true, Method::GET, "/").await;
+        assert_eq!(status, 403);
+        assert!(body.contains("description"), "{body}");
+        let node = Some(Identity::Node(NODE.parse().unwrap()));
+        let (status, body) =
+            identity_seen(node, true, Method::POST, "/v1/configuration/datasets").await;
+        assert_eq!(status, 403);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(body["description"].as_str().unwrap().contains(NODE));
+    }
+
     #[test]
     fn a_node_reports_only_itself() {
         let node = Identity::Node(NODE.parse().unwrap());
