@@ -54,16 +54,18 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Runs the agent until `shutdown` completes, then says goodbye to the control service.
 /// Fails only at start-up (state directory, dataset root, HTTP client).
 pub async fn run(config: &AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let node = node_identity(&config.state_dir)?;
+    let tls = control::ClientTls::load(config)?;
+    let node = node_identity(&config.state_dir, tls.node())?;
     let backend = Backend::open(&config.root)?;
     let here = backend.scan()?;
     let era = Uuid::new_v4();
-    let control = Control::new(config.control.as_str(), node)?;
+    let control = Control::new(config.control.as_str(), node, &tls)?;
     tracing::info!(
         node_uuid = %node,
         era = %era,
         host = %config.host,
         control = %config.control,
+        client_certificate = tls.node().is_some(),
         root = %backend.root().display(),
         mounted = here.len(),
         "agent started"
@@ -97,15 +99,21 @@ pub async fn run(config: &AgentConfig, shutdown: impl Future<Output = ()>) -> an
 }
 
 /// The node's UUID, kept in `<state_dir>/node_uuid`: generated (version 4) on the first start
-/// and the same on every later one, as a node's identity must be.
-pub fn node_identity(state_dir: &Path) -> anyhow::Result<NodeId> {
+/// and the same on every later one, as a node's identity must be. With a node certificate the
+/// UUID is the one its common name carries (as in Flocker), and must agree with the file.
+pub fn node_identity(state_dir: &Path, certified: Option<NodeId>) -> anyhow::Result<NodeId> {
     let file = state_dir.join(NODE_UUID_FILE);
     match std::fs::read_to_string(&file) {
         Ok(text) => {
             let node = Uuid::try_parse(text.trim())
                 .ok()
-                .filter(|uuid| uuid.get_version_num() == 4);
+                .filter(|uuid| uuid.get_version_num() == 4 || Some(*uuid) == certified);
             match node {
+                Some(node) if certified.is_some_and(|certified| certified != node) => bail!(
+                    "{} says this node is {node} but its certificate names node {}; use the certificate issued for this node, or remove the file to take the certificate's identity",
+                    file.display(),
+                    certified.unwrap_or_default()
+                ),
                 Some(node) => Ok(node),
                 // Never replace an identity silently: the cluster knows the node by it.
                 None => bail!(
@@ -118,7 +126,7 @@ pub fn node_identity(state_dir: &Path) -> anyhow::Result<NodeId> {
             std::fs::create_dir_all(state_dir).with_context(|| {
                 format!("cannot create the state directory {}", state_dir.display())
             })?;
-            let node = Uuid::new_v4();
+            let node = certified.unwrap_or_else(Uuid::new_v4);
             // Written aside and renamed, so that a crash never leaves half an identity.
             let partial = state_dir.join(format!("{NODE_UUID_FILE}.partial"));
             let write = || -> std::io::Result<()> {

@@ -3,6 +3,7 @@
 //! routes and wrong methods, and the one write path every handler goes through.
 
 pub mod answer;
+pub mod auth;
 pub mod body;
 pub mod conditional;
 pub mod containers;

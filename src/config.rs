@@ -28,14 +28,76 @@ pub enum Command {
     /// Run the reference node agent: keep this node's datasets where the configuration wants
     /// them (one directory per dataset) and report the node to the control service.
     Agent(AgentConfig),
+    /// Manage the cluster's certificate authority and issue certificates, like Flocker's
+    /// flocker-ca and in its file layout.
+    Ca(CaArgs),
+}
+
+/// Settings of `floe ca`.
+#[derive(Debug, Clone, Args)]
+pub struct CaArgs {
+    /// The directory holding `cluster.crt`/`cluster.key`, where new files are written.
+    #[arg(long, env = "FLOE_CA_DIR", default_value = ".", global = true)]
+    pub dir: PathBuf,
+
+    /// What to make.
+    #[command(subcommand)]
+    pub command: CaCommand,
+}
+
+/// The `floe ca` subcommands. Keys are written with mode 0600; no file is ever overwritten.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CaCommand {
+    /// Create a new CA: `cluster.crt` and `cluster.key` (CN = NAME, OU = a new cluster UUID).
+    Init {
+        /// The cluster's name.
+        name: String,
+    },
+    /// Issue the control service's certificate: `control-HOSTNAME.crt/.key`, valid for
+    /// `control-service` and HOSTNAME (a DNS name or an IP address).
+    Control {
+        /// The name or IP address clients use to reach the control service.
+        hostname: String,
+    },
+    /// Issue a node agent's certificate: `UUID.crt/.key` with CN `node-UUID`.
+    Node {
+        /// The node's UUID; a new one when omitted.
+        uuid: Option<uuid::Uuid>,
+    },
+    /// Issue an API user's certificate: `NAME.crt/.key` with CN `user-NAME`.
+    User {
+        /// The user's name.
+        name: String,
+    },
 }
 
 /// Settings of `floe serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
-    /// Address and port to listen on (plain HTTP). Port 0 picks a free port.
+    /// Address and port to listen on. Port 0 picks a free port. Plain HTTP (no --tls-cert)
+    /// is refused on any address but loopback unless --insecure is given.
     #[arg(long, env = "FLOE_LISTEN", default_value = "127.0.0.1:4523")]
     pub listen: SocketAddr,
+
+    /// Serve HTTPS with this certificate chain (PEM, leaf first), e.g. the
+    /// `control-HOST.crt` made by `floe ca control HOST`.
+    #[arg(long, env = "FLOE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "FLOE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by this CA (PEM, e.g. `cluster.crt`). The subject
+    /// common name decides who the client is: `user-NAME` is an API user, `node-UUID` is the
+    /// agent of that node (which may only report that node); any other is refused.
+    #[arg(long, env = "FLOE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Allow plain HTTP on a non-loopback address (anyone who can reach it can change the
+    /// configuration).
+    #[arg(long, env = "FLOE_INSECURE")]
+    pub insecure: bool,
 
     /// Directory holding the configuration database (created if missing).
     #[arg(long, env = "FLOE_DATA_DIR", default_value = "./floe-data")]
@@ -87,7 +149,7 @@ pub struct ServeConfig {
 /// Settings of `floe agent`.
 #[derive(Debug, Clone, Args)]
 pub struct AgentConfig {
-    /// The control service's base URL, e.g. `http://127.0.0.1:4523`.
+    /// The control service's base URL, e.g. `https://control.example:4523`.
     #[arg(long, env = "FLOE_AGENT_CONTROL", value_parser = parse_control_url)]
     pub control: reqwest::Url,
 
@@ -109,6 +171,21 @@ pub struct AgentConfig {
     #[arg(long, env = "FLOE_AGENT_REPORT_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub report_interval: u64,
 
+    /// This node's certificate (PEM), presented to the control service, e.g. the `UUID.crt`
+    /// made by `floe ca node`. Its common name `node-UUID` is the node's identity. Needs
+    /// --tls-ca.
+    #[arg(long, env = "FLOE_AGENT_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "FLOE_AGENT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Trust only this CA (PEM, e.g. `cluster.crt`) for the control service's certificate,
+    /// instead of the system's roots.
+    #[arg(long, env = "FLOE_AGENT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
     /// Log line format on standard error. The level is set with RUST_LOG (default `info`).
     #[arg(long, env = "FLOE_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -119,7 +196,7 @@ fn parse_control_url(text: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
     match url.scheme() {
         "http" | "https" if url.has_host() => Ok(url),
-        _ => Err("expected an http:// URL of the control service".into()),
+        _ => Err("expected an http:// or https:// URL of the control service".into()),
     }
 }
 
@@ -146,6 +223,10 @@ impl ServeConfig {
     pub fn ephemeral() -> Self {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            insecure: false,
             data_dir: PathBuf::from("./floe-data"),
             store: StoreKind::Memory,
             log_format: LogFormat::Text,
@@ -157,6 +238,15 @@ impl ServeConfig {
             meta_created_field: "_created".into(),
             meta_updated_field: "_updated".into(),
         }
+    }
+
+    /// The TLS files, when HTTPS is configured.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// The store settings these select.

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use floe::config::{Cli, Command, LogFormat};
+use floe::config::{CaArgs, CaCommand, Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: markedly fewer cycles per allocation than glibc's malloc under a multi-threaded
@@ -38,7 +38,31 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ca(args) => match ca(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("floe ca: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// Runs a `floe ca` subcommand and says what it wrote.
+fn ca(args: &CaArgs) -> Result<(), floe::ca::CaError> {
+    let written = match &args.command {
+        CaCommand::Init { name } => floe::ca::init(&args.dir, name)?,
+        CaCommand::Control { hostname } => floe::ca::control(&args.dir, hostname)?,
+        CaCommand::Node { uuid } => {
+            let (node, written) = floe::ca::node(&args.dir, *uuid)?;
+            println!("node UUID: {node}");
+            written
+        }
+        CaCommand::User { name } => floe::ca::user(&args.dir, name)?,
+    };
+    println!("wrote {}", written.cert.display());
+    println!("wrote {} (keep it secret)", written.key.display());
+    Ok(())
 }
 
 async fn serve(config: &floe::ServeConfig) -> anyhow::Result<()> {

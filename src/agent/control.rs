@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 use reqwest::{Client, StatusCode};
+use rustls::pki_types::pem::PemObject;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -65,6 +66,64 @@ struct ReportBody<'a> {
     containers: [serde_json::Value; 0],
 }
 
+/// The agent's TLS settings: with `--tls-ca`, a client configuration trusting only that CA
+/// and presenting the node certificate if there is one; without, reqwest's defaults (plain
+/// HTTP, or HTTPS against the system's roots).
+#[derive(Default)]
+pub struct ClientTls {
+    config: Option<rustls::ClientConfig>,
+    node: Option<NodeId>,
+}
+
+impl ClientTls {
+    /// Reads the files named by `--tls-cert`, `--tls-key` and `--tls-ca`.
+    pub fn load(config: &crate::config::AgentConfig) -> anyhow::Result<Self> {
+        use crate::tls::read_certificates;
+        let Some(ca_path) = &config.tls_ca else {
+            if config.tls_cert.is_some() {
+                bail!("--tls-cert needs --tls-ca, the cluster's CA certificate");
+            }
+            return Ok(ClientTls::default());
+        };
+        let anchors = read_certificates(ca_path, "the CA certificate")?;
+        let mut node = None;
+        let mut identity = None;
+        if let (Some(cert_path), Some(key_path)) = (&config.tls_cert, &config.tls_key) {
+            let chain = read_certificates(cert_path, "the node certificate")?;
+            node = Some(
+                chain
+                    .first()
+                    .and_then(|leaf| crate::tls::x509::Certificate::parse(leaf).ok()?.common_name())
+                    .and_then(|name| match crate::api::auth::Identity::from_common_name(&name) {
+                        Some(crate::api::auth::Identity::Node(node)) => Some(node),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{} is not a node certificate: its common name must be node-<uuid> (see `floe ca node`)",
+                            cert_path.display()
+                        )
+                    })?,
+            );
+            let key =
+                rustls::pki_types::PrivateKeyDer::from_pem_file(key_path).with_context(|| {
+                    format!("cannot read the node's key from {}", key_path.display())
+                })?;
+            identity = Some((chain, key));
+        }
+        let config = crate::tls::client_config(identity, &anchors)?;
+        Ok(ClientTls {
+            config: Some(config),
+            node,
+        })
+    }
+
+    /// The node the certificate names, if there is one.
+    pub fn node(&self) -> Option<NodeId> {
+        self.node
+    }
+}
+
 /// A client for one control service, speaking for one node.
 #[derive(Debug, Clone)]
 pub struct Control {
@@ -74,15 +133,18 @@ pub struct Control {
 }
 
 impl Control {
-    /// A client for the service at `base` (`http://host:port`, possibly with a path prefix).
-    pub fn new(base: &str, node: NodeId) -> anyhow::Result<Self> {
-        let client = Client::builder()
+    /// A client for the service at `base` (`http[s]://host:port`, possibly with a path
+    /// prefix), presenting `tls`'s certificate and trusting its CA when it has them.
+    pub fn new(base: &str, node: NodeId, tls: &ClientTls) -> anyhow::Result<Self> {
+        let mut builder = Client::builder()
             // The control service is on the cluster's own network: an HTTP proxy set for the
             // node's other traffic must not sit between the agent and it.
             .no_proxy()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("cannot build an HTTP client")?;
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(config) = &tls.config {
+            builder = builder.tls_backend_preconfigured(config.clone());
+        }
+        let client = builder.build().context("cannot build an HTTP client")?;
         Ok(Control {
             client,
             base: base.trim_end_matches('/').to_string(),

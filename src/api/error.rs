@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The route exists but not with this method; axum adds `Allow`.
     #[error("The method is not allowed for this resource.")]
     MethodNotAllowed,
+    /// The client's identity may not make this request.
+    #[error("{0}")]
+    Forbidden(String),
     /// A request with this idempotency key is still being processed.
     #[error("A request with this Idempotency-Key is still being processed; retry later.")]
     IdempotencyKeyInFlight,
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             ApiError::Store(error) => match error {
                 StoreError::TagMismatch { .. } | StoreError::ResourceChanged { .. } => {

@@ -1,0 +1,262 @@
+//! HTTPS for `floe serve`: the rustls server configuration built from PEM files, the
+//! listener that performs TLS handshakes off the accept loop, and the [`Peer`] each
+//! connection carries into its requests (its address and the [`Identity`] its client
+//! certificate names).
+//!
+//! Only the aws-lc-rs crypto provider is used (see `rust_style_and_crates.md`).
+
+pub mod verifier;
+pub mod x509;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::api::auth::Identity;
+use verifier::ClientVerifier;
+
+/// How long a client may take to complete the TLS handshake before it is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or holds nothing usable.
+    #[error("cannot read {what} from {path}: {reason}")]
+    Pem {
+        /// What the file should hold.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it failed.
+        reason: String,
+    },
+    /// rustls refused the certificates or key.
+    #[error("the TLS settings are not usable: {0}")]
+    Rustls(String),
+}
+
+/// The files that make up the server's TLS settings.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server's certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+    /// The CA certificate(s) client certificates must chain to (PEM); without it clients are
+    /// not authenticated.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Reads every certificate in a PEM file; an empty file is an error.
+pub fn read_certificates(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let error = |reason: String| TlsError::Pem {
+        what,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(error("no PEM certificate in the file".into()));
+    }
+    Ok(certs)
+}
+
+/// Builds the server configuration: the server's certificate and key and, with a client CA,
+/// mandatory client certificates checked by [`ClientVerifier`].
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = read_certificates(&files.cert, "the server certificate")?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Pem {
+        what: "the server's private key",
+        path: files.key.clone(),
+        reason: e.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let anchors = read_certificates(path, "the client CA certificate")?;
+            let roots = root_store(&anchors).map_err(|reason| TlsError::Pem {
+                what: "the client CA certificate",
+                path: path.clone(),
+                reason,
+            })?;
+            let webpki =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                    .build()
+                    .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            let verifier =
+                ClientVerifier::new(webpki, anchors, provider.signature_verification_algorithms);
+            builder.with_client_cert_verifier(Arc::new(verifier))
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    // axum serves HTTP/1.1 only (its http2 feature is off).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Trust anchors from CA certificates. webpki refuses v1 certificates that carry extensions,
+/// the form of Flocker's `cluster.crt`; floe reads those itself (see [`x509`]).
+pub fn root_store(anchors: &[CertificateDer<'static>]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for anchor in anchors {
+        if let Err(error) = roots.add(anchor.clone()) {
+            let parsed = x509::Certificate::parse(anchor)
+                .map_err(|_| format!("a CA certificate is not usable: {error}"))?;
+            roots.roots.push(parsed.trust_anchor());
+        }
+    }
+    Ok(roots)
+}
+
+/// A client configuration trusting only `anchors` and, when given, presenting `identity`
+/// (chain, leaf first, and key). The certificate is used as it is: unlike rustls' own
+/// `with_client_auth_cert`, this does not parse it with webpki, so Flocker's X.509 v1 node
+/// certificates work.
+pub fn client_config(
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    anchors: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let roots = root_store(anchors).map_err(TlsError::Rustls)?;
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let signing_key = provider
+                .key_provider
+                .load_private_key(key)
+                .map_err(|e| TlsError::Rustls(format!("the private key is not usable: {e}")))?;
+            let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
+            builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+                certified,
+            )))
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A connection's far end: where it comes from and whom its client certificate names.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The identity of the client certificate, if one was presented and names one.
+    pub identity: Option<Identity>,
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// A TCP listener whose connections come out TLS-established. Handshakes run as their own
+/// tasks, so a slow or silent client delays nobody else.
+pub struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    handshakes: JoinSet<Option<(TlsStream<TcpStream>, Peer)>>,
+}
+
+impl TlsListener {
+    /// Serves TLS with `config` on `tcp`.
+    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> Self {
+        TlsListener {
+            tcp,
+            acceptor: TlsAcceptor::from(config),
+            handshakes: JoinSet::new(),
+        }
+    }
+}
+
+/// Completes one handshake; failures are logged and the connection dropped.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    remote: SocketAddr,
+) -> Option<(TlsStream<TcpStream>, Peer)> {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::info!(%remote, %error, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::info!(%remote, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let identity = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|leaf| x509::Certificate::parse(leaf).ok()?.common_name())
+        .and_then(|name| Identity::from_common_name(&name));
+    tracing::debug!(%remote, ?identity, "TLS connection established");
+    Some((stream, Peer { remote, identity }))
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = Peer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            tokio::select! {
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, remote)) => {
+                        self.handshakes.spawn(handshake(self.acceptor.clone(), stream, remote));
+                    }
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait instead of spinning, as
+                        // axum's own listener does.
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    if let Ok(Some(established)) = done {
+                        return established;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(Peer {
+            remote: self.tcp.local_addr()?,
+            identity: None,
+        })
+    }
+}
