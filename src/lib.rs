@@ -107,12 +107,9 @@ pub async fn run(
             .await
         }
         None => {
-            axum::serve(
-                listener,
-                router.layer(axum::middleware::from_fn(api::auth::anonymous)),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
         }
     };
     expiry.abort();

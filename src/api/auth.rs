@@ -3,7 +3,7 @@
 //!
 //! There is no permission system yet: every API user may do everything. A node's agent may
 //! report its own node and read what it needs to converge, nothing else. Handlers that need
-//! finer rules later read the identity with `Extension<Identity>`.
+//! finer rules later take the identity as an argument (it is an extractor).
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
@@ -26,7 +26,7 @@ const NODE_READABLE: [&str; 3] = [
     "/v1/state/datasets",
 ];
 
-/// Who sent a request; one is in every request's extensions.
+/// Who sent a request (extract it as a handler argument).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     /// An API user, named by a `user-<name>` certificate.
@@ -64,11 +64,22 @@ impl Identity {
     }
 }
 
-/// Middleware for plain HTTP or TLS without client authentication: every request is
-/// [`Identity::Anonymous`].
-pub async fn anonymous(mut request: Request, next: Next) -> Response {
-    request.extensions_mut().insert(Identity::Anonymous);
-    next.run(request).await
+/// Handlers read the identity as an extractor: the one the TLS layer put into the request,
+/// or [`Identity::Anonymous`] where nothing authenticates clients (plain HTTP adds no layer,
+/// so that it costs nothing per request).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Identity {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .unwrap_or(Identity::Anonymous))
+    }
 }
 
 /// Middleware for TLS: puts the connection's identity into the request and refuses (403)
@@ -113,6 +124,22 @@ pub async fn authorize(
 
 #[cfg(test)]
 mod tests {
+    use axum::extract::FromRequestParts;
+
+    #[tokio::test]
+    async fn the_identity_is_anonymous_unless_a_layer_set_one() {
+        let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+        assert_eq!(
+            Identity::from_request_parts(&mut parts, &()).await.unwrap(),
+            Identity::Anonymous
+        );
+        parts.extensions.insert(Identity::User("alice".into()));
+        assert_eq!(
+            Identity::from_request_parts(&mut parts, &()).await.unwrap(),
+            Identity::User("alice".into())
+        );
+    }
+
     use super::*;
 
     const NODE: &str = "cf0f0346-17b2-4812-beca-1434997d6c3f";
