@@ -11,6 +11,7 @@ pub mod error;
 pub mod leases;
 pub mod mathematicians;
 pub mod meta;
+pub mod packages;
 pub mod segment;
 pub mod state;
 pub mod version;
@@ -248,10 +249,12 @@ pub fn router(state: AppState) -> Router {
         .merge(datasets::router())
         .merge(leases::router())
         .merge(mathematicians::router())
+        .merge(packages::router())
         .merge(containers::router())
         .merge(state::router())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(packages::cors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     // Requests are traced only when debug logging is on (`RUST_LOG=floe=debug`): the layer
     // times every request and wraps every body, a cost not worth paying to log nothing.

@@ -41,6 +41,12 @@ pub enum ApiError {
     /// The route exists but not with this method; axum adds `Allow`.
     #[error("The method is not allowed for this resource.")]
     MethodNotAllowed,
+    /// The request body's `Content-Type` is not one the endpoint reads.
+    #[error("The Content-Type must be application/json or application/x-msgpack.")]
+    UnsupportedMediaType,
+    /// No media type the endpoint can answer in is acceptable to the client.
+    #[error("This resource can be answered only as application/json or application/x-msgpack.")]
+    NotAcceptable,
     /// A request with this idempotency key is still being processed.
     #[error("A request with this Idempotency-Key is still being processed; retry later.")]
     IdempotencyKeyInFlight,
@@ -58,6 +64,8 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             ApiError::Store(error) => match error {
                 StoreError::TagMismatch { .. } | StoreError::ResourceChanged { .. } => {
@@ -74,11 +82,14 @@ impl ApiError {
                     | Rejection::ExternalPortInUse
                     | Rejection::DuplicateLinkAlias
                     | Rejection::DuplicateLinkPort
-                    | Rejection::DatasetAttached => StatusCode::CONFLICT,
+                    | Rejection::DatasetAttached
+                    | Rejection::PackageNameInUse
+                    | Rejection::Metadata(_) => StatusCode::CONFLICT,
                     Rejection::DatasetNotFound
                     | Rejection::LeaseNotFound
                     | Rejection::MathematicianNotFound
-                    | Rejection::ContainerNotFound => StatusCode::NOT_FOUND,
+                    | Rejection::ContainerNotFound
+                    | Rejection::PackageNotFound => StatusCode::NOT_FOUND,
                     Rejection::DatasetDeleted => StatusCode::METHOD_NOT_ALLOWED,
                 },
                 StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -20,10 +20,12 @@ pub const NODE_0: &str = "cf0f0346-17b2-4812-beca-1434997d6c3f";
 /// Another node (Flocker's docs' NODE_1).
 pub const NODE_1: &str = "7ec3c4eb-6b1c-43da-8015-a163f7d15244";
 
-/// A client that never goes through a proxy.
+/// A client that never goes through a proxy and never follows redirects (a 303 is an answer
+/// the tests check).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()
         .expect("a reqwest client")
