@@ -781,3 +781,28 @@ async fn packages_survive_a_restart() {
         .assert_error(409, "A package with this name already exists.");
     assert_eq!(created(&server, &json!({ "name": "gone" })).await.len(), 36);
 }
+
+#[tokio::test]
+async fn a_list_read_with_its_etag_and_prefer_wait_is_held_until_a_change() {
+    let server = TestServer::start().await;
+    let list = get(&server, &format!("{}?full-list=true", packages("2"))).await;
+    let etag = list.headers["etag"].clone();
+    let started = std::time::Instant::now();
+    let held = server
+        .client
+        .get(server.url(&format!("{}?full-list=true", packages("2"))))
+        .header("if-none-match", etag.clone())
+        .header("prefer", "wait=10")
+        .send();
+    let change = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        created(&server, &small()).await
+    };
+    let (held, uuid) = tokio::join!(held, change);
+    let held = held.unwrap();
+    assert_eq!(held.status(), 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    assert_ne!(held.headers()["etag"], etag);
+    let body: Value = held.json().await.unwrap();
+    assert_eq!(body[0]["uuid"], uuid.as_str());
+}

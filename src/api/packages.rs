@@ -351,12 +351,20 @@ async fn list_packages(
         wants(&query, "full-list-fields", &headers, &FULL_LIST_FIELDS)
             .filter(|_| full)
             .map(|fields| fields.split(',').map(String::from).collect());
-    state.hold_for_configuration(&conditions, &headers).await;
-    let snapshot = state.store.read();
     // The list's ETag follows the configuration and the shape asked for.
-    let etag = tag_of_canonical(
-        format!("{}|{format:?}|{full}|{fields:?}", snapshot.tag.as_str()).as_bytes(),
-    );
+    let list_etag =
+        |tag: &str| tag_of_canonical(format!("{tag}|{format:?}|{full}|{fields:?}").as_bytes());
+    // `Prefer: wait=N` with the current ETag holds the request until the list changes.
+    super::waiting::hold_while_unchanged(
+        &headers,
+        &conditions,
+        state.settings.max_wait,
+        state.store.subscribe(),
+        || list_etag(state.store.read().tag.as_str()),
+    )
+    .await;
+    let snapshot = state.store.read();
+    let etag = list_etag(snapshot.tag.as_str());
     let version = crate::model::precondition::ResourceVersion {
         etag: &etag,
         last_modified: None,
