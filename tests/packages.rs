@@ -806,3 +806,58 @@ async fn a_list_read_with_its_etag_and_prefer_wait_is_held_until_a_change() {
     let body: Value = held.json().await.unwrap();
     assert_eq!(body[0]["uuid"], uuid.as_str());
 }
+
+#[tokio::test]
+async fn head_answers_without_a_body_and_deep_or_odd_bodies_never_fail_the_server() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let head = server
+        .client
+        .head(server.url(&one(&uuid)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().contains_key("etag"));
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    // Deeply nested metadata: stored or refused, never a 5xx.
+    let mut deep = json!("leaf");
+    for _ in 0..100 {
+        deep = json!({ "k": deep });
+    }
+    let answer = put_metadata(&server, &uuid, "/deep", &json!({ "v": deep })).await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    let nested = "[".repeat(100_000) + &"]".repeat(100_000);
+    let answer = send(
+        server
+            .client
+            .put(server.url(&format!("{}/metadata", one(&uuid))))
+            .header("content-type", "application/json")
+            .body(nested),
+    )
+    .await;
+    answer.assert_bad_request();
+    let mut msgpack = vec![0x91u8; 100_000];
+    msgpack.push(0xc0);
+    let answer = send(
+        server
+            .client
+            .put(server.url(&format!("{}/metadata", one(&uuid))))
+            .header("content-type", MSGPACK)
+            .body(msgpack),
+    )
+    .await;
+    answer.assert_bad_request();
+    // Binary and non-string keys in msgpack are not JSON: 400.
+    let answer = send(
+        server
+            .client
+            .put(server.url(&format!("{}/metadata", one(&uuid))))
+            .header("content-type", MSGPACK)
+            .body(vec![0x81, 0x01, 0x02]),
+    )
+    .await;
+    answer.assert_bad_request();
+    assert_eq!(get(&server, &one(&uuid)).await.status, 200);
+}

@@ -33,6 +33,9 @@ const NOT_FOUND: &str = "Package not found.";
 /// The msgpack media type FiFo speaks.
 pub const MSGPACK: &str = "application/x-msgpack";
 
+/// How deeply a msgpack body may nest (serde_json's limit for JSON bodies).
+const MAX_DEPTH: usize = 128;
+
 const FULL_LIST: HeaderName = HeaderName::from_static("x-full-list");
 const FULL_LIST_FIELDS: HeaderName = HeaderName::from_static("x-full-list-fields");
 
@@ -207,7 +210,13 @@ impl Format {
     fn decode(self, body: &[u8]) -> Result<Value, ApiError> {
         match self {
             Format::Json => serde_json::from_slice(body).map_err(|_| ApiError::UndecodableBody),
-            Format::MsgPack => rmp_serde::from_slice(body).map_err(|_| ApiError::UndecodableBody),
+            Format::MsgPack => {
+                // The same nesting limit as serde_json's: rmp_serde's own (1024) is deep
+                // enough to overflow a worker thread's stack.
+                let mut decoder = rmp_serde::Deserializer::from_read_ref(body);
+                decoder.set_max_depth(MAX_DEPTH);
+                Value::deserialize(&mut decoder).map_err(|_| ApiError::UndecodableBody)
+            }
         }
     }
 
