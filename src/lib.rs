@@ -22,9 +22,73 @@ use std::future::Future;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use config::AuthMode;
 pub use config::ServeConfig;
+use std::sync::Arc;
+use store::accounts::{Accounts, User, hash_password};
 use store::cluster::LiveCluster;
 use store::{OpenError, Store};
+
+/// The file in the data directory that receives the first administrator's token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Opens the accounts of the store; in an empty one, creates user `admin` with every
+/// permission and writes its token to a file only the owner can read, saying so once.
+fn open_accounts(config: &ServeConfig) -> Result<Accounts, ServeError> {
+    let accounts = match config.store {
+        config::StoreKind::Sqlite => {
+            Accounts::open(&config.data_dir).map_err(ServeError::Accounts)?
+        }
+        config::StoreKind::Memory => Accounts::in_memory(),
+    };
+    if !accounts.read().users.is_empty() {
+        return Ok(accounts);
+    }
+    // Nobody knows this password: the administrator signs in with the token, and may set one.
+    let password = uuid::Uuid::new_v4().to_string();
+    accounts
+        .create_user(User {
+            name: "admin".into(),
+            password: hash_password(&password),
+            permissions: vec![vec!["...".into()]],
+        })
+        .map_err(|e| ServeError::Accounts(e.to_string()))?;
+    let token = uuid::Uuid::new_v4().to_string();
+    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+    write_private(&path, &token)
+        .map_err(|e| ServeError::Accounts(format!("cannot write {}: {e}", path.display())))?;
+    // A century: the bootstrap token is revoked by DELETE /api/{v}/sessions/{token}.
+    accounts
+        .add_token(
+            &token,
+            "admin",
+            store::now_millis() + 100 * 365 * 24 * 3600 * 1000,
+        )
+        .map_err(|e| ServeError::Accounts(e.to_string()))?;
+    tracing::warn!(
+        token_file = %path.display(),
+        "created user admin with every permission; its token is in the token file (mode 0600)"
+    );
+    Ok(accounts)
+}
+
+/// Writes `text` to a new file that only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
 
 /// Why the service could not run.
 #[derive(Debug, thiserror::Error)]
@@ -32,14 +96,26 @@ pub enum ServeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] OpenError),
+    /// The settings are refused.
+    #[error("{0}")]
+    Config(String),
+    /// The accounts could not be opened or the first user not created.
+    #[error("accounts: {0}")]
+    Accounts(String),
     /// Serving failed.
     #[error("serving HTTP failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// The application router over an open store and the live cluster state.
-pub fn app(store: Store, cluster: LiveCluster, settings: api::ApiSettings) -> Router {
-    api::router(api::AppState::new(store, cluster, settings))
+/// The application router over an open store and the live cluster state; `accounts` is
+/// `None` when authentication is off.
+pub fn app(
+    store: Store,
+    cluster: LiveCluster,
+    settings: api::ApiSettings,
+    accounts: Option<Arc<Accounts>>,
+) -> Router {
+    api::router(api::AppState::new(store, cluster, settings, accounts))
 }
 
 /// Opens the store, serves the API on `listener` until `shutdown` completes, then lets
@@ -49,7 +125,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    if config.auth == AuthMode::None && !config.listen.ip().is_loopback() {
+        return Err(ServeError::Config(format!(
+            "--auth none is refused unless floe listens on loopback only (not {})",
+            config.listen
+        )));
+    }
     let (store, guard) = Store::open(&config.store_options())?;
+    let accounts = match config.auth {
+        AuthMode::None => None,
+        AuthMode::Token => Some(Arc::new(open_accounts(config)?)),
+    };
     let snapshot = store.snapshot();
     tracing::info!(
         address = %listener.local_addr()?,
@@ -63,9 +149,12 @@ pub async fn run(
     drop(snapshot);
     let cluster = LiveCluster::new(std::time::Duration::from_secs(config.node_expiry));
     let expiry = cluster.spawn_expiry();
-    let served = axum::serve(listener, app(store, cluster, config.api_settings()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = axum::serve(
+        listener,
+        app(store, cluster, config.api_settings(), accounts),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     expiry.abort();
     // The router, and with it every store handle, is gone: the writer drains and stops.
     guard.close().await;

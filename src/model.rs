@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod lease;
 pub mod mathematician;
 pub mod package;
+pub mod permission;
 pub mod precondition;
 pub mod schema;
 

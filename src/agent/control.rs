@@ -75,8 +75,15 @@ pub struct Control {
 
 impl Control {
     /// A client for the service at `base` (`http://host:port`, possibly with a path prefix).
-    pub fn new(base: &str, node: NodeId) -> anyhow::Result<Self> {
+    pub fn new(base: &str, node: NodeId, token: Option<&str>) -> anyhow::Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token is not a valid header value")?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let client = Client::builder()
+            .default_headers(headers)
             // The control service is on the cluster's own network: an HTTP proxy set for the
             // node's other traffic must not sit between the agent and it.
             .no_proxy()

@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::answer::Answer;
+use super::auth::Caller;
 use super::body::WriteRequest;
 use super::conditional::{Conditions, version_headers};
 use super::meta::MetaFields;
@@ -347,8 +348,11 @@ async fn list_packages(
     State(state): State<AppState>,
     conditions: Conditions,
     headers: HeaderMap,
+    caller: Option<axum::Extension<Caller>>,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let caller = caller.map_or(Caller::Anyone, |axum::Extension(caller)| caller);
+    let who = caller.key();
     let format = Format::of_answer(&headers)?;
     let Query(query) = query.map_err(|rejection| {
         ApiError::BadRequest(format!("Invalid query: {}.", rejection.body_text()))
@@ -360,9 +364,10 @@ async fn list_packages(
         wants(&query, "full-list-fields", &headers, &FULL_LIST_FIELDS)
             .filter(|_| full)
             .map(|fields| fields.split(',').map(String::from).collect());
-    // The list's ETag follows the configuration and the shape asked for.
-    let list_etag =
-        |tag: &str| tag_of_canonical(format!("{tag}|{format:?}|{full}|{fields:?}").as_bytes());
+    // The list's ETag follows the configuration, the shape asked for and who asks.
+    let list_etag = |tag: &str| {
+        tag_of_canonical(format!("{tag}|{format:?}|{full}|{fields:?}|{who}").as_bytes())
+    };
     // `Prefer: wait=N` with the current ETag holds the request until the list changes.
     super::waiting::hold_while_unchanged(
         &headers,
@@ -384,6 +389,11 @@ async fn list_packages(
     let items: Vec<Value> = snapshot
         .configuration
         .packages()
+        // Only the packages the caller may get, as FiFo filters its list.
+        .filter(|record| {
+            let uuid = record.value.uuid.to_string();
+            caller.may(&[String::from("packages"), uuid, String::from("get")])
+        })
         .map(|record| {
             if !full {
                 return json!(record.value.uuid);

@@ -65,6 +65,16 @@ const SCHEMA: &str = "
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
+    CREATE TABLE users (
+        name        TEXT PRIMARY KEY,
+        password    TEXT NOT NULL,
+        permissions TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE tokens (
+        digest     TEXT PRIMARY KEY,
+        user       TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
     CREATE TABLE idempotency (
         key         TEXT PRIMARY KEY,
         fingerprint TEXT NOT NULL,

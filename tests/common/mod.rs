@@ -48,6 +48,32 @@ impl TestServer {
         Self::start_in(TempDir::new().expect("a temp dir"), |_| {}).await
     }
 
+    /// Starts a server with authentication on, over a fresh durable store, and returns it with
+    /// the token of the `admin` user it created.
+    pub async fn start_with_auth() -> (Self, String) {
+        let server = Self::start_in(TempDir::new().expect("a temp dir"), |config| {
+            config.auth = floe::config::AuthMode::Token;
+        })
+        .await;
+        let token = server.admin_token().await;
+        (server, token)
+    }
+
+    /// The token in the data directory's `admin-token` file (auth on), once the starting
+    /// server has written it.
+    pub async fn admin_token(&self) -> String {
+        let path = self.data_dir().join(floe::ADMIN_TOKEN_FILE);
+        for _ in 0..200 {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && text.ends_with('\n')
+            {
+                return text.trim().to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no admin-token file in {}", path.display())
+    }
+
     /// Starts a server over `dir` after letting `adjust` change the settings.
     pub async fn start_in(dir: TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let mut config = ServeConfig::ephemeral();
@@ -138,6 +164,8 @@ impl ChildServer {
             .arg(data_dir)
             .args(args)
             .env("RUST_LOG", "info")
+            // The suite tests the API, not authentication: tests of auth set it with --auth.
+            .env("FLOE_AUTH", "none")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
