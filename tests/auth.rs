@@ -414,3 +414,65 @@ async fn nobody_grants_more_than_they_hold() {
         json!(["packages", "p1", "get"])
     );
 }
+
+/// Starts a real `floe serve --auth token` over `dir`, returns the log lines it wrote until
+/// it listened, and stops it.
+fn first_log_lines(dir: &std::path::Path) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(common::floe_binary())
+        .args(["serve", "--auth", "token", "--listen", "127.0.0.1:0"])
+        .args(["--log-format", "json", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let listening = line.contains("floe listening");
+        lines.push(line);
+        if listening {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+#[test]
+fn the_binary_says_once_that_it_created_admin_and_refuses_auth_none_off_loopback() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let said = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|line| line.contains("created user admin"))
+            .count()
+    };
+    let first = first_log_lines(dir.path());
+    assert_eq!(said(&first), 1, "{first:?}");
+    let path = dir.path().join(floe::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&path).unwrap();
+    let second = first_log_lines(dir.path());
+    assert_eq!(said(&second), 0, "{second:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), token);
+
+    let output = std::process::Command::new(common::floe_binary())
+        .args([
+            "serve",
+            "--auth",
+            "none",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--auth none"), "{stderr}");
+}
