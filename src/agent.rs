@@ -59,7 +59,7 @@ pub async fn run(config: &AgentConfig, shutdown: impl Future<Output = ()>) -> an
     let backend = Backend::open(&config.root)?;
     let here = backend.scan()?;
     let era = Uuid::new_v4();
-    let control = Control::new(config.control.as_str(), node, &tls)?;
+    let control = Control::new(config.control.as_str(), node, &tls, config.token.as_deref())?;
     tracing::info!(
         node_uuid = %node,
         era = %era,

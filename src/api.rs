@@ -9,9 +9,11 @@ pub mod conditional;
 pub mod containers;
 pub mod datasets;
 pub mod error;
+pub mod identity;
 pub mod leases;
 pub mod mathematicians;
 pub mod meta;
+pub mod packages;
 pub mod segment;
 pub mod state;
 pub mod version;
@@ -30,6 +32,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::model::Operation;
 use crate::model::precondition::ResourceVersion;
+use crate::store::accounts::Accounts;
 use crate::store::cluster::LiveCluster;
 use crate::store::{Command, Committed, ConfigTag, Idempotency, Reply, Store, StoreError};
 use answer::Answer;
@@ -74,6 +77,8 @@ pub struct Shared {
     pub cluster: LiveCluster,
     /// Settings.
     pub settings: ApiSettings,
+    /// Users and tokens; `None` when authentication is off (`--auth none`).
+    pub accounts: Option<Arc<Accounts>>,
     /// The dataset list, rendered once per revision.
     pub rendered: datasets::RenderedList,
     in_flight: Arc<Mutex<HashSet<String>>>,
@@ -91,12 +96,18 @@ impl std::ops::Deref for AppState {
 pub type Render = Box<dyn FnOnce(&Committed) -> Answer + Send>;
 
 impl AppState {
-    /// State over `store`.
-    pub fn new(store: Store, cluster: LiveCluster, settings: ApiSettings) -> Self {
+    /// State over `store`; `accounts` is `None` when authentication is off.
+    pub fn new(
+        store: Store,
+        cluster: LiveCluster,
+        settings: ApiSettings,
+        accounts: Option<Arc<Accounts>>,
+    ) -> Self {
         AppState(Arc::new(Shared {
             store,
             cluster,
             settings,
+            accounts,
             rendered: datasets::RenderedList::default(),
             in_flight: Arc::default(),
         }))
@@ -249,10 +260,24 @@ pub fn router(state: AppState) -> Router {
         .merge(datasets::router())
         .merge(leases::router())
         .merge(mathematicians::router())
+        .merge(packages::router())
+        .merge(auth::router())
         .merge(containers::router())
         .merge(state::router())
         .fallback(|| async { ApiError::NoRoute })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    // Authentication runs inside CORS, so that 401s and 403s carry FiFo's CORS headers. With
+    // authentication off there is no layer at all: every request is `Caller::Anyone`.
+    let router = if state.accounts.is_some() {
+        router.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+    } else {
+        router
+    };
+    let router = router
+        .layer(axum::middleware::from_fn(packages::cors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     // Requests are traced only when debug logging is on (`RUST_LOG=floe=debug`): the layer
     // times every request and wraps every body, a cost not worth paying to log nothing.

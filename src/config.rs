@@ -132,6 +132,12 @@ pub struct ServeConfig {
     #[arg(long, env = "FLOE_MAX_WAIT", default_value_t = 300)]
     pub max_wait: u64,
 
+    /// Authentication: `token` (users, permissions and tokens; on first start an `admin`
+    /// user is created and its token written to `admin-token` in --data-dir) or `none`
+    /// (everyone may do everything; refused unless --listen is a loopback address).
+    #[arg(long, env = "FLOE_AUTH", value_enum, default_value_t = AuthMode::Token)]
+    pub auth: AuthMode,
+
     /// Name of the body field that carries a resource's entity tag, in representations that
     /// carry meta fields.
     #[arg(long, env = "FLOE_META_ETAG_FIELD", default_value = "_etag")]
@@ -152,6 +158,11 @@ pub struct AgentConfig {
     /// The control service's base URL, e.g. `https://control.example:4523`.
     #[arg(long, env = "FLOE_AGENT_CONTROL", value_parser = parse_control_url)]
     pub control: reqwest::Url,
+
+    /// The token the agent presents (as `Authorization: Bearer`) when the control service
+    /// authenticates; its user needs `nodes->_->report` and read permissions.
+    #[arg(long, env = "FLOE_AGENT_TOKEN")]
+    pub token: Option<String>,
 
     /// The IP address this node reports as its host (an IP literal, not a name).
     #[arg(long, env = "FLOE_AGENT_HOST")]
@@ -200,6 +211,15 @@ fn parse_control_url(text: &str) -> Result<reqwest::Url, String> {
     }
 }
 
+/// Whether callers must authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Tokens and permissions (the default).
+    Token,
+    /// No authentication: only for loopback.
+    None,
+}
+
 /// Where the configuration is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
@@ -219,7 +239,8 @@ pub enum LogFormat {
 }
 
 impl ServeConfig {
-    /// Settings for tests and embedding: loopback on a free port, in-memory store.
+    /// Settings for tests and embedding: loopback on a free port, in-memory store,
+    /// authentication off.
     pub fn ephemeral() -> Self {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -234,6 +255,7 @@ impl ServeConfig {
             idempotency_ttl: 86_400,
             node_expiry: 120,
             max_wait: 300,
+            auth: AuthMode::None,
             meta_etag_field: "_etag".into(),
             meta_created_field: "_created".into(),
             meta_updated_field: "_updated".into(),

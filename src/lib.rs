@@ -26,9 +26,73 @@ use std::future::Future;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use config::AuthMode;
 pub use config::ServeConfig;
+use std::sync::Arc;
+use store::accounts::{Accounts, User, hash_password};
 use store::cluster::LiveCluster;
 use store::{OpenError, Store};
+
+/// The file in the data directory that receives the first administrator's token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Opens the accounts of the store; in an empty one, creates user `admin` with every
+/// permission and writes its token to a file only the owner can read, saying so once.
+fn open_accounts(config: &ServeConfig) -> Result<Accounts, ServeError> {
+    let accounts = match config.store {
+        config::StoreKind::Sqlite => {
+            Accounts::open(&config.data_dir).map_err(ServeError::Accounts)?
+        }
+        config::StoreKind::Memory => Accounts::in_memory(),
+    };
+    if !accounts.read().users.is_empty() {
+        return Ok(accounts);
+    }
+    // Nobody knows this password: the administrator signs in with the token, and may set one.
+    let password = uuid::Uuid::new_v4().to_string();
+    accounts
+        .create_user(User {
+            name: "admin".into(),
+            password: hash_password(&password),
+            permissions: vec![vec!["...".into()]],
+        })
+        .map_err(|e| ServeError::Accounts(e.to_string()))?;
+    let token = uuid::Uuid::new_v4().to_string();
+    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+    write_private(&path, &token)
+        .map_err(|e| ServeError::Accounts(format!("cannot write {}: {e}", path.display())))?;
+    // A century: the bootstrap token is revoked by DELETE /api/{v}/sessions/{token}.
+    accounts
+        .add_token(
+            &token,
+            "admin",
+            store::now_millis() + 100 * 365 * 24 * 3600 * 1000,
+        )
+        .map_err(|e| ServeError::Accounts(e.to_string()))?;
+    tracing::warn!(
+        token_file = %path.display(),
+        "created user admin with every permission; its token is in the token file (mode 0600)"
+    );
+    Ok(accounts)
+}
+
+/// Writes `text` to a new file that only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
 
 /// Why the service could not run.
 #[derive(Debug, thiserror::Error)]
@@ -44,14 +108,26 @@ pub enum ServeError {
         "refusing to serve plain HTTP on {0}, which is not a loopback address: give --tls-cert and --tls-key (see `floe ca`), or --insecure to accept that anyone who can reach it may change the configuration"
     )]
     PlainHttpRefused(std::net::SocketAddr),
+    /// The settings are refused.
+    #[error("{0}")]
+    Config(String),
+    /// The accounts could not be opened or the first user not created.
+    #[error("accounts: {0}")]
+    Accounts(String),
     /// Serving failed.
     #[error("serving HTTP failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// The application router over an open store and the live cluster state.
-pub fn app(store: Store, cluster: LiveCluster, settings: api::ApiSettings) -> Router {
-    api::router(api::AppState::new(store, cluster, settings))
+/// The application router over an open store and the live cluster state; `accounts` is
+/// `None` when authentication is off.
+pub fn app(
+    store: Store,
+    cluster: LiveCluster,
+    settings: api::ApiSettings,
+    accounts: Option<Arc<Accounts>>,
+) -> Router {
+    api::router(api::AppState::new(store, cluster, settings, accounts))
 }
 
 /// Opens the store, serves the API on `listener` until `shutdown` completes, then lets
@@ -62,6 +138,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let address = listener.local_addr()?;
+    // Without tokens, only loopback or client certificates keep strangers out.
+    let certificates_required = config.tls_files().is_some() && config.tls_client_ca.is_some();
+    let loopback_only = address.ip().is_loopback() && config.listen.ip().is_loopback();
+    if config.auth == AuthMode::None && !loopback_only && !certificates_required {
+        return Err(ServeError::Config(format!(
+            "--auth none is refused unless floe listens on loopback only (not {address}) or requires client certificates (--tls-client-ca)"
+        )));
+    }
     let tls = match config.tls_files() {
         Some(files) => Some(tls::server_config(&files)?),
         None if !address.ip().is_loopback() && !config.insecure => {
@@ -71,6 +155,10 @@ pub async fn run(
     };
     let clients_authenticated = config.tls_client_ca.is_some() && tls.is_some();
     let (store, guard) = Store::open(&config.store_options())?;
+    let accounts = match config.auth {
+        AuthMode::None => None,
+        AuthMode::Token => Some(Arc::new(open_accounts(config)?)),
+    };
     let snapshot = store.snapshot();
     tracing::info!(
         %address,
@@ -92,12 +180,12 @@ pub async fn run(
     }
     let cluster = LiveCluster::new(std::time::Duration::from_secs(config.node_expiry));
     let expiry = cluster.spawn_expiry();
-    let router = app(store, cluster, config.api_settings());
+    let router = app(store, cluster, config.api_settings(), accounts);
     let served = match tls {
         Some(tls) => {
             let router = router.layer(axum::middleware::from_fn_with_state(
                 clients_authenticated,
-                api::auth::authorize,
+                api::identity::authorize,
             ));
             axum::serve(
                 tls::TlsListener::new(listener, tls),

@@ -8,6 +8,8 @@ pub mod container;
 pub mod dataset;
 pub mod lease;
 pub mod mathematician;
+pub mod package;
+pub mod permission;
 pub mod precondition;
 pub mod schema;
 

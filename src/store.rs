@@ -7,6 +7,7 @@
 //! durable, and a check (a configuration tag, an existing id) is always made against exactly
 //! the state the write lands on.
 
+pub mod accounts;
 pub mod cluster;
 mod memory;
 mod snapshot;

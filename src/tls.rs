@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::api::auth::Identity;
+use crate::api::identity::Identity;
 use verifier::ClientVerifier;
 
 /// How long a client may take to complete the TLS handshake before it is dropped.

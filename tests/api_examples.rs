@@ -43,6 +43,17 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/configuration/containers"),
     ("POST", "/v1/configuration/containers/{id}"),
     ("DELETE", "/v1/configuration/containers/{id}"),
+    ("GET", "/api/{id}/packages"),
+    ("POST", "/api/{id}/packages"),
+    ("OPTIONS", "/api/{id}/packages"),
+    ("GET", "/api/{id}/packages/new"),
+    ("GET", "/api/{id}/packages/{id}"),
+    ("PUT", "/api/{id}/packages/{id}"),
+    ("DELETE", "/api/{id}/packages/{id}"),
+    ("PUT", "/api/{id}/packages/{id}/metadata"),
+    ("DELETE", "/api/{id}/packages/{id}/metadata"),
+    ("PUT", "/api/{id}/packages/{id}/metadata/{id}"),
+    ("DELETE", "/api/{id}/packages/{id}/metadata/{id}"),
 ];
 
 /// One documented exchange.
@@ -286,7 +297,12 @@ async fn run_example(
         .map_err(|e| fail(format!("bad method {:?}: {e}", request.method)))?;
     let path = bindings.substitute_str(&request.path).map_err(&fail)?;
     let mut builder = server.client.request(method, server.url(&path));
-    if request.body.is_some() || request.raw.is_some() {
+    // JSON unless the example names another type (to show a 415, for one).
+    let names_type = request
+        .headers
+        .keys()
+        .any(|name| name.eq_ignore_ascii_case("content-type"));
+    if (request.body.is_some() || request.raw.is_some()) && !names_type {
         builder = builder.header("content-type", "application/json");
     }
     for (name, value) in &request.headers {

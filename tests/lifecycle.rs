@@ -518,6 +518,7 @@ async fn floe_store_environment_variable_selects_the_memory_store() {
         .arg("--data-dir")
         .arg(&dir)
         .env("FLOE_STORE", "memory")
+        .env("FLOE_AUTH", "none")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -94,8 +94,8 @@ impl ClientTls {
                 chain
                     .first()
                     .and_then(|leaf| crate::tls::x509::Certificate::parse(leaf).ok()?.common_name())
-                    .and_then(|name| match crate::api::auth::Identity::from_common_name(&name) {
-                        Some(crate::api::auth::Identity::Node(node)) => Some(node),
+                    .and_then(|name| match crate::api::identity::Identity::from_common_name(&name) {
+                        Some(crate::api::identity::Identity::Node(node)) => Some(node),
                         _ => None,
                     })
                     .ok_or_else(|| {
@@ -134,9 +134,22 @@ pub struct Control {
 
 impl Control {
     /// A client for the service at `base` (`http[s]://host:port`, possibly with a path
-    /// prefix), presenting `tls`'s certificate and trusting its CA when it has them.
-    pub fn new(base: &str, node: NodeId, tls: &ClientTls) -> anyhow::Result<Self> {
+    /// prefix), presenting `tls`'s certificate and trusting its CA when it has them, and
+    /// `token` as a bearer token when authentication is on.
+    pub fn new(
+        base: &str,
+        node: NodeId,
+        tls: &ClientTls,
+        token: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token is not a valid header value")?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let mut builder = Client::builder()
+            .default_headers(headers)
             // The control service is on the cluster's own network: an HTTP proxy set for the
             // node's other traffic must not sit between the agent and it.
             .no_proxy()

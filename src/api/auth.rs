@@ -1,230 +1,679 @@
-//! Who is asking: the [`Identity`] a request carries (from its TLS client certificate) and the
-//! rules on what each kind of identity may do, applied before routing.
+//! Authentication and permissions, Project FiFo's way, for the whole service.
 //!
-//! There is no permission system yet: every API user may do everything. A node's agent may
-//! report its own node and read what it needs to converge, nothing else. Handlers that need
-//! finer rules later take the identity as an argument (it is an extractor).
+//! A caller presents a token as `x-snarl-token` (echoed back), `Authorization: Bearer` or the
+//! `x-snarl-token` cookie. Every route names the permission it needs ([`required`]); one
+//! middleware decides before any handler runs, so no credentials is 401, a credential without
+//! the permission is 403, and both come before 404. Tokens come from `POST /api/{v}/sessions`
+//! (login, 303) or `POST /api/{v}/oauth/token` (OAuth2 password grant). Users and their grants
+//! are managed under `/api/{v}/users` by callers with the matching permissions.
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::Method;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde_json::{Value, json};
 
-use super::ApiError;
-use crate::model::NodeId;
-use crate::tls::Peer;
+use super::answer::Answer;
+use super::identity::Identity;
+use super::{ApiError, AppState};
+use crate::model::permission::{Permission, allowed, permission};
+use crate::store::accounts::{AccountsError, User, hash_password, verify_password};
+use crate::store::now_millis;
 
-/// The prefix of an API user's certificate common name (Flocker's convention).
-pub const USER_PREFIX: &str = "user-";
-/// The prefix of a node agent's certificate common name (Flocker's convention).
-pub const NODE_PREFIX: &str = "node-";
+/// FiFo's token header.
+pub const SNARL_TOKEN: HeaderName = HeaderName::from_static("x-snarl-token");
 
-/// Paths a node's agent may read (GET): what it needs to converge its node.
-const NODE_READABLE: [&str; 3] = [
-    "/v1/configuration/datasets",
-    "/v1/configuration/leases",
-    "/v1/state/datasets",
-];
+/// How long a token lives: FiFo's cookie lasted 364 days.
+pub const TOKEN_LIFETIME_SECONDS: i64 = 364 * 24 * 60 * 60;
 
-/// Who sent a request (extract it as a handler argument).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    /// An API user, named by a `user-<name>` certificate.
-    User(String),
-    /// The agent of a node, named by a `node-<uuid>` certificate.
-    Node(NodeId),
-    /// Nobody in particular: the service does not authenticate clients (plain HTTP, or TLS
-    /// without `--tls-client-ca`).
-    Anonymous,
+/// Who is asking, as the handlers see it.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Authentication is off: everyone may do everything.
+    Anyone,
+    /// An authenticated user.
+    User {
+        /// The user's name.
+        name: String,
+        /// The user's grants.
+        grants: Arc<Vec<Permission>>,
+        /// The token presented.
+        token: String,
+    },
 }
 
-impl Identity {
-    /// The identity a certificate's common name names, or `None` if it names none floe knows.
-    pub fn from_common_name(common_name: &str) -> Option<Identity> {
-        if let Some(name) = common_name.strip_prefix(USER_PREFIX) {
-            return (!name.is_empty()).then(|| Identity::User(name.to_string()));
-        }
-        let uuid = common_name.strip_prefix(NODE_PREFIX)?;
-        uuid::Uuid::try_parse(uuid).ok().map(Identity::Node)
-    }
-
-    /// Whether this identity may make `method` on `path`.
-    pub fn may(&self, method: &Method, path: &str) -> bool {
+impl Caller {
+    /// Whether the caller holds `required`.
+    pub fn may(&self, required: &[String]) -> bool {
         match self {
-            Identity::User(_) | Identity::Anonymous => true,
-            Identity::Node(node) => {
-                let own = path
-                    .strip_prefix("/v1/agent/nodes/")
-                    .and_then(|id| uuid::Uuid::try_parse(id).ok())
-                    == Some(*node);
-                (own && (method == Method::PUT || method == Method::DELETE))
-                    || (method == Method::GET && NODE_READABLE.contains(&path))
-            }
+            Caller::Anyone => true,
+            Caller::User { grants, .. } => allowed(required, grants),
+        }
+    }
+
+    /// Who the caller is and what they may do, for keys that depend on it (list ETags).
+    pub fn key(&self) -> String {
+        match self {
+            Caller::Anyone => String::new(),
+            Caller::User { name, grants, .. } => format!("{name}{grants:?}"),
         }
     }
 }
 
-/// Handlers read the identity as an extractor: the one the TLS layer put into the request,
-/// or [`Identity::Anonymous`] where nothing authenticates clients (plain HTTP adds no layer,
-/// so that it costs nothing per request).
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Identity {
-    type Rejection = std::convert::Infallible;
+/// What a request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// Nothing: anyone may call it.
+    Public,
+    /// A valid token, nothing more (the handler checks the rest, or the route does not exist).
+    Token,
+    /// A valid token whose user holds this permission.
+    Permission(Permission),
+}
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<Identity>()
-            .cloned()
-            .unwrap_or(Identity::Anonymous))
+/// The permission each request needs (the table in the README). HEAD is GET.
+pub fn required(method: &Method, path: &str) -> Rule {
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let p = |segments: &[&str]| Rule::Permission(permission(segments));
+    match (method, segments.as_slice()) {
+        (_, ["v1", "version"]) => Rule::Public,
+        ("GET", ["v1", "configuration", "datasets"]) => p(&["cloud", "datasets", "list"]),
+        ("POST", ["v1", "configuration", "datasets"]) => p(&["cloud", "datasets", "create"]),
+        ("GET", ["v1", "configuration", "datasets", id]) => p(&["datasets", id, "get"]),
+        ("POST", ["v1", "configuration", "datasets", id]) => p(&["datasets", id, "edit"]),
+        ("DELETE", ["v1", "configuration", "datasets", id]) => p(&["datasets", id, "delete"]),
+        ("GET", ["v1", "configuration", "leases"]) => p(&["cloud", "leases", "list"]),
+        ("POST", ["v1", "configuration", "leases"]) => p(&["cloud", "leases", "create"]),
+        ("DELETE", ["v1", "configuration", "leases", id]) => p(&["leases", id, "delete"]),
+        ("GET", ["v1", "configuration", "containers"]) => p(&["cloud", "containers", "list"]),
+        ("POST", ["v1", "configuration", "containers"]) => p(&["cloud", "containers", "create"]),
+        ("POST", ["v1", "configuration", "containers", name]) => p(&["containers", name, "edit"]),
+        ("DELETE", ["v1", "configuration", "containers", name]) => {
+            p(&["containers", name, "delete"])
+        }
+        ("GET", ["v1", "state", ..]) => p(&["cloud", "state", "get"]),
+        (_, ["v1", "agent", "nodes", id]) => p(&["nodes", id, "report"]),
+        ("GET", ["api", "mathematicians"]) => p(&["cloud", "mathematicians", "list"]),
+        ("GET", ["api", "mathematicians", "new"]) | ("POST", ["api", "mathematicians"]) => {
+            p(&["cloud", "mathematicians", "create"])
+        }
+        ("GET", ["api", "mathematicians", id]) => p(&["mathematicians", id, "get"]),
+        ("PUT", ["api", "mathematicians", id]) => p(&["mathematicians", id, "edit"]),
+        ("GET", ["api", _, "packages"]) => p(&["cloud", "packages", "list"]),
+        ("POST", ["api", _, "packages"]) | ("GET", ["api", _, "packages", "new"]) => {
+            p(&["cloud", "packages", "create"])
+        }
+        ("GET", ["api", _, "packages", id]) => p(&["packages", id, "get"]),
+        ("PUT", ["api", _, "packages", _]) => p(&["cloud", "packages", "create"]),
+        ("DELETE", ["api", _, "packages", id]) => p(&["packages", id, "delete"]),
+        ("PUT" | "DELETE", ["api", _, "packages", id, "metadata", ..]) => {
+            p(&["packages", id, "edit"])
+        }
+        ("POST", ["api", _, "sessions"]) | ("POST", ["api", _, "oauth", "token"]) => Rule::Public,
+        (_, ["api", _, "oauth", "token"]) => Rule::Public,
+        ("GET", ["api", _, "users"]) => p(&["cloud", "users", "list"]),
+        ("POST", ["api", _, "users"]) => p(&["cloud", "users", "create"]),
+        ("GET", ["api", _, "users", name]) => p(&["users", name, "get"]),
+        ("PUT", ["api", _, "users", name]) => p(&["users", name, "passwd"]),
+        ("DELETE", ["api", _, "users", name]) => p(&["users", name, "delete"]),
+        ("PUT", ["api", _, "users", name, "permissions", ..]) => p(&["users", name, "grant"]),
+        ("DELETE", ["api", _, "users", name, "permissions", ..]) => p(&["users", name, "revoke"]),
+        _ => Rule::Token,
     }
 }
 
-/// Middleware for TLS: puts the connection's identity into the request and refuses (403)
-/// what that identity may not do. `required` says whether a client certificate is required;
-/// the handshake already refused clients without an acceptable one, so a request without an
-/// identity then is refused here only as a second line.
-pub async fn authorize(
-    State(required): State<bool>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
+/// The token a request presents: `x-snarl-token`, then `Authorization: Bearer`, then the
+/// cookie. The flag says whether it came in the header (FiFo echoes it back then).
+fn presented_token(headers: &HeaderMap) -> Option<(String, bool)> {
+    if let Some(token) = headers.get(SNARL_TOKEN).and_then(|v| v.to_str().ok()) {
+        return Some((token.trim().to_string(), true));
+    }
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+    {
+        return Some((token.to_string(), false));
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == "x-snarl-token")
+        .map(|(_, token)| (token.to_string(), false))
+}
+
+/// Decides, before any handler, whether the request may go on; passes the [`Caller`] on.
+pub async fn authenticate(
+    State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let identity = match peer.identity {
-        Some(identity) => identity,
-        None if !required => Identity::Anonymous,
-        None => {
-            return ApiError::Forbidden(
-                "A client certificate naming a user or a node is required.".into(),
-            )
-            .into_response();
+    let Some(accounts) = &state.accounts else {
+        request.extensions_mut().insert(Caller::Anyone);
+        return next.run(request).await;
+    };
+    if request.method() == Method::OPTIONS {
+        return next.run(request).await;
+    }
+    let rule = required(request.method(), request.uri().path());
+    if rule == Rule::Public {
+        return next.run(request).await;
+    }
+    let accounts = accounts.read();
+    let presented = presented_token(request.headers());
+    // A TLS client certificate is a credential too: `user-<name>` stands for the user <name>
+    // (with that user's permissions); `node-<uuid>` was already confined to its own node's
+    // reports by the TLS layer, which is all it needs.
+    let certified = request.extensions().get::<Identity>().cloned();
+    let (user, token, echo) = match (presented, certified) {
+        (Some((token, echo)), _) => match accounts.user_of_token(&token, now_millis()) {
+            Some(user) => (user, Some(token), echo),
+            None => return ApiError::Forbidden.into_response(),
+        },
+        (None, Some(Identity::User(name))) => match accounts.users.get(&name) {
+            Some(user) => (user, None, false),
+            None => return ApiError::Forbidden.into_response(),
+        },
+        (None, Some(Identity::Node(_))) => {
+            drop(accounts);
+            request.extensions_mut().insert(Caller::Anyone);
+            return next.run(request).await;
+        }
+        (None, _) => return ApiError::Unauthenticated.into_response(),
+    };
+    if let Rule::Permission(needed) = &rule
+        && !allowed(needed, &user.permissions)
+    {
+        return ApiError::Forbidden.into_response();
+    }
+    let caller = Caller::User {
+        name: user.name.clone(),
+        grants: Arc::new(user.permissions.clone()),
+        token: token.clone().unwrap_or_default(),
+    };
+    drop(accounts);
+    request.extensions_mut().insert(caller);
+    let mut response = next.run(request).await;
+    if echo
+        && let Some(token) = token
+        && let Ok(value) = HeaderValue::from_str(&token)
+    {
+        response.headers_mut().insert(SNARL_TOKEN, value);
+    }
+    response
+}
+
+/// The routes of sessions, OAuth2 tokens and users.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/{version}/sessions", post(login).get(current_session))
+        .route(
+            "/api/{version}/sessions/{token}",
+            get(get_session).delete(delete_session),
+        )
+        .route("/api/{version}/oauth/token", post(oauth_token))
+        .route("/api/{version}/users", get(list_users).post(create_user))
+        .route(
+            "/api/{version}/users/{name}",
+            get(get_user).put(set_password).delete(delete_user),
+        )
+        .route(
+            "/api/{version}/users/{name}/permissions/{*permission}",
+            put(grant).delete(revoke),
+        )
+}
+
+fn accounts_of(state: &AppState) -> Result<&crate::store::accounts::Accounts, ApiError> {
+    state.accounts.as_deref().ok_or(ApiError::BadRequest(
+        "Authentication is off (--auth none).".into(),
+    ))
+}
+
+fn caller_of(request_caller: Option<axum::Extension<Caller>>) -> Caller {
+    request_caller.map_or(Caller::Anyone, |axum::Extension(caller)| caller)
+}
+
+/// Checks a user name and password, and mints a token for the user. Argon2 is slow on
+/// purpose, so the check runs on the blocking pool, not on a request worker.
+async fn issue_token(
+    state: &AppState,
+    user: &str,
+    password: &str,
+) -> Result<Option<String>, ApiError> {
+    let (state, user, password) = (state.clone(), user.to_string(), password.to_string());
+    tokio::task::spawn_blocking(move || issue_token_now(&state, &user, &password))
+        .await
+        .map_err(|_| ApiError::Accounts(AccountsError::Unavailable("login task failed".into())))?
+}
+
+fn issue_token_now(
+    state: &AppState,
+    user: &str,
+    password: &str,
+) -> Result<Option<String>, ApiError> {
+    let accounts = accounts_of(state)?;
+    let snapshot = accounts.read();
+    let Some(record) = snapshot.users.get(user) else {
+        return Ok(None);
+    };
+    if !verify_password(password, &record.password) {
+        return Ok(None);
+    }
+    let token = uuid::Uuid::new_v4().to_string();
+    accounts
+        .add_token(&token, user, now_millis() + TOKEN_LIFETIME_SECONDS * 1000)
+        .map_err(ApiError::Accounts)?;
+    Ok(Some(token))
+}
+
+/// `POST /api/{v}/sessions` `{"user", "password"}`: 303 to the session, with the token in
+/// `x-snarl-token` and the cookie, as FiFo 0.1.0 answers.
+async fn login(
+    State(state): State<AppState>,
+    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (Some(user), Some(password)) = (value["user"].as_str(), value["password"].as_str()) else {
+        return Err(ApiError::BadRequest(
+            "Missing JSON keys: user, password required.".into(),
+        ));
+    };
+    let Some(token) = issue_token(&state, user, password).await? else {
+        return Err(ApiError::BadCredentials);
+    };
+    let version = params.get("version").cloned().unwrap_or_default();
+    let mut answer = Answer {
+        status: StatusCode::SEE_OTHER,
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    };
+    let headers = &mut answer.headers;
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/{version}/sessions/{token}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if let Ok(value) = HeaderValue::from_str(&token) {
+        headers.insert(SNARL_TOKEN, value);
+    }
+    if let Ok(cookie) = HeaderValue::from_str(&format!(
+        "x-snarl-token={token}; Max-Age={TOKEN_LIFETIME_SECONDS}; Path=/; HttpOnly"
+    )) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    Ok(answer.into_response())
+}
+
+/// A user as the API shows it: never the password.
+fn user_json(user: &User) -> Value {
+    json!({ "name": user.name, "permissions": user.permissions })
+}
+
+/// `GET /api/{v}/sessions`: the caller's own user.
+async fn current_session(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+) -> Result<Response, ApiError> {
+    let accounts = accounts_of(&state)?;
+    let Caller::User { name, token, .. } = caller_of(caller) else {
+        return Err(ApiError::Unauthenticated);
+    };
+    let snapshot = accounts.read();
+    let user = snapshot.users.get(&name).ok_or(ApiError::Forbidden)?;
+    let mut body = user_json(user);
+    body["session"] = json!(token);
+    Ok(Answer::json(StatusCode::OK, body.to_string()).into_response())
+}
+
+/// `GET /api/{v}/sessions/{token}`: the session's user, for its own holder or a caller who
+/// may read that user.
+async fn get_session(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    axum::extract::Path(params): Params,
+) -> Result<Response, ApiError> {
+    let token = params.get("token").cloned().unwrap_or_default();
+    let accounts = accounts_of(&state)?;
+    let caller = caller_of(caller);
+    let snapshot = accounts.read();
+    let user = snapshot
+        .user_of_token(&token, now_millis())
+        .ok_or(ApiError::NotFound("Session not found."))?;
+    if !own_or_may(&caller, &token, &permission(&["users", &user.name, "get"])) {
+        return Err(ApiError::Forbidden);
+    }
+    let mut body = user_json(user);
+    body["session"] = json!(token);
+    Ok(Answer::json(StatusCode::OK, body.to_string()).into_response())
+}
+
+fn own_or_may(caller: &Caller, token: &str, permission: &[String]) -> bool {
+    match caller {
+        Caller::User { token: own, .. } if own == token => true,
+        caller => caller.may(permission),
+    }
+}
+
+/// `DELETE /api/{v}/sessions/{token}`: revokes the token at once (log out).
+async fn delete_session(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    axum::extract::Path(params): Params,
+) -> Result<Response, ApiError> {
+    let token = params.get("token").cloned().unwrap_or_default();
+    let accounts = accounts_of(&state)?;
+    let caller = caller_of(caller);
+    let owner = accounts
+        .read()
+        .user_of_token(&token, now_millis())
+        .map(|user| user.name.clone())
+        .ok_or(ApiError::NotFound("Session not found."))?;
+    if !own_or_may(&caller, &token, &permission(&["users", &owner, "edit"])) {
+        return Err(ApiError::Forbidden);
+    }
+    accounts.revoke_token(&token).map_err(ApiError::Accounts)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// An OAuth2 error answer (RFC 6749 §5.2).
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut answer = Answer::json(
+        status,
+        json!({ "error": error, "error_description": description }).to_string(),
+    );
+    answer
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    answer.into_response()
+}
+
+/// `POST /api/{v}/oauth/token`: the password grant. The body is read as a form whatever the
+/// `Content-Type` says (pyfi sends a form labelled JSON).
+async fn oauth_token(State(state): State<AppState>, body: Bytes) -> Response {
+    let form: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(&body).into_owned().collect();
+    let Some(grant) = form.get("grant_type") else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is required.",
+        );
+    };
+    if grant != "password" {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Only the password grant is supported.",
+        );
+    }
+    let (Some(user), Some(password)) = (form.get("username"), form.get("password")) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "username and password are required.",
+        );
+    };
+    match issue_token(&state, user, password).await {
+        Ok(Some(token)) => {
+            let body = json!({
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": TOKEN_LIFETIME_SECONDS,
+                "scope": form.get("scope").cloned().unwrap_or_else(|| "*".into()),
+            });
+            let mut answer = Answer::json(StatusCode::OK, body.to_string());
+            answer
+                .headers
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            answer.into_response()
+        }
+        Ok(None) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "access_denied",
+            "Wrong user name or password.",
+        ),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn list_users(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let names: Vec<String> = accounts_of(&state)?.read().users.keys().cloned().collect();
+    Ok(Answer::json(StatusCode::OK, json!(names).to_string()).into_response())
+}
+
+/// A user name is a plain path segment.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
+/// Reads a permission (an array of non-empty strings).
+fn parse_permission(value: &Value) -> Option<Permission> {
+    let items = value.as_array()?;
+    let permission: Option<Permission> = items
+        .iter()
+        .map(|item| item.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+        .collect();
+    permission.filter(|p| !p.is_empty())
+}
+
+/// `POST /api/{v}/users` `{"user", "password", "permissions"?: [[…], …]}` → 303.
+async fn create_user(
+    State(state): State<AppState>,
+    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let accounts = accounts_of(&state)?;
+    let value: Value = serde_json::from_slice(&body).map_err(|_| ApiError::UndecodableBody)?;
+    let (Some(name), Some(password)) = (value["user"].as_str(), value["password"].as_str()) else {
+        return Err(ApiError::BadRequest(
+            "Missing JSON keys: user, password required.".into(),
+        ));
+    };
+    if !valid_name(name) {
+        return Err(ApiError::BadRequest(
+            "A user name is 1 to 128 letters, digits or - _ . @.".into(),
+        ));
+    }
+    let permissions = match &value["permissions"] {
+        Value::Null => Vec::new(),
+        Value::Array(items) => items
+            .iter()
+            .map(parse_permission)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "permissions is an array of arrays of non-empty strings.".into(),
+                )
+            })?,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "permissions is an array of arrays of non-empty strings.".into(),
+            ));
         }
     };
-    if !identity.may(request.method(), request.uri().path()) {
-        tracing::warn!(
-            identity = ?identity,
-            remote = %peer.remote,
-            method = %request.method(),
-            path = %request.uri().path(),
-            "request refused: not allowed for this identity"
-        );
-        let description = match &identity {
-            Identity::Node(node) => format!(
-                "The certificate of node {node} may only report that node's state (PUT or DELETE /v1/agent/nodes/{node})."
-            ),
-            _ => "This identity may not make this request.".into(),
-        };
-        return ApiError::Forbidden(description).into_response();
+    accounts
+        .create_user(User {
+            name: name.to_string(),
+            password: hash_password(password),
+            permissions,
+        })
+        .map_err(ApiError::Accounts)?;
+    let version = params.get("version").cloned().unwrap_or_default();
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/{version}/users/{name}")) {
+        response.headers_mut().insert(header::LOCATION, location);
     }
-    request.extensions_mut().insert(identity);
-    next.run(request).await
+    Ok(response)
+}
+
+/// The path parameters of a user route.
+fn user_params(params: &std::collections::HashMap<String, String>) -> (String, Option<Permission>) {
+    let name = params.get("name").cloned().unwrap_or_default();
+    let permission = params.get("permission").map(|path| {
+        path.split('/')
+            .filter(|segment| !segment.is_empty())
+            .map(str::to_string)
+            .collect::<Permission>()
+    });
+    (name, permission)
+}
+
+type Params = axum::extract::Path<std::collections::HashMap<String, String>>;
+
+async fn get_user(
+    State(state): State<AppState>,
+    axum::extract::Path(params): Params,
+) -> Result<Response, ApiError> {
+    let (name, _) = user_params(&params);
+    let snapshot = accounts_of(&state)?.read();
+    let user = snapshot
+        .users
+        .get(&name)
+        .ok_or(ApiError::Accounts(AccountsError::UserNotFound))?;
+    Ok(Answer::json(StatusCode::OK, user_json(user).to_string()).into_response())
+}
+
+/// `PUT /api/{v}/users/{name}` `{"password"}`: a new password.
+async fn set_password(
+    State(state): State<AppState>,
+    axum::extract::Path(params): Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (name, _) = user_params(&params);
+    let value: Value = serde_json::from_slice(&body).map_err(|_| ApiError::UndecodableBody)?;
+    let Some(password) = value["password"].as_str() else {
+        return Err(ApiError::BadRequest("Missing JSON key: password.".into()));
+    };
+    let hash = hash_password(password);
+    accounts_of(&state)?
+        .edit_user(&name, |user| {
+            user.password = hash;
+            true
+        })
+        .map_err(ApiError::Accounts)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    axum::extract::Path(params): Params,
+) -> Result<Response, ApiError> {
+    let (name, _) = user_params(&params);
+    accounts_of(&state)?
+        .delete_user(&name)
+        .map_err(ApiError::Accounts)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PUT /api/{v}/users/{name}/permissions/p1/…/pn`: grants `p1->…->pn`. Besides
+/// `users->name->grant`, the caller must hold what they grant (read as a literal path), so
+/// that nobody hands out more than they have.
+async fn grant(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    axum::extract::Path(params): Params,
+) -> Result<Response, ApiError> {
+    let (name, permission) = user_params(&params);
+    let permission = permission
+        .filter(|p| !p.is_empty())
+        .ok_or(ApiError::BadRequest("Name a permission to grant.".into()))?;
+    if !caller_of(caller).may(&permission) {
+        return Err(ApiError::Forbidden);
+    }
+    accounts_of(&state)?
+        .edit_user(&name, |user| {
+            if user.permissions.contains(&permission) {
+                return false;
+            }
+            user.permissions.push(permission);
+            true
+        })
+        .map_err(ApiError::Accounts)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /api/{v}/users/{name}/permissions/p1/…/pn`: revokes that exact grant.
+async fn revoke(
+    State(state): State<AppState>,
+    axum::extract::Path(params): Params,
+) -> Result<Response, ApiError> {
+    let (name, permission) = user_params(&params);
+    let permission = permission.unwrap_or_default();
+    accounts_of(&state)?
+        .edit_user(&name, |user| {
+            let before = user.permissions.len();
+            user.permissions.retain(|granted| granted != &permission);
+            user.permissions.len() != before
+        })
+        .map_err(ApiError::Accounts)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[cfg(test)]
 mod tests {
-    use axum::extract::FromRequestParts;
-
-    #[tokio::test]
-    async fn the_identity_is_anonymous_unless_a_layer_set_one() {
-        let (mut parts, ()) = axum::http::Request::new(()).into_parts();
-        assert_eq!(
-            Identity::from_request_parts(&mut parts, &()).await.unwrap(),
-            Identity::Anonymous
-        );
-        parts.extensions.insert(Identity::User("alice".into()));
-        assert_eq!(
-            Identity::from_request_parts(&mut parts, &()).await.unwrap(),
-            Identity::User("alice".into())
-        );
-    }
-
     use super::*;
 
-    const NODE: &str = "cf0f0346-17b2-4812-beca-1434997d6c3f";
-
-    #[test]
-    fn common_names() {
-        assert_eq!(
-            Identity::from_common_name("user-alice"),
-            Some(Identity::User("alice".into()))
-        );
-        assert_eq!(
-            Identity::from_common_name(&format!("node-{NODE}")),
-            Some(Identity::Node(NODE.parse().unwrap()))
-        );
-        for refused in ["user-", "node-x", "alice", "control-service", ""] {
-            assert_eq!(Identity::from_common_name(refused), None, "{refused}");
-        }
+    fn rule(method: Method, path: &str) -> Rule {
+        required(&method, path)
     }
 
-    /// A router whose one handler answers with the identity it finds in the request.
-    async fn identity_seen(
-        peer: Option<Identity>,
-        required: bool,
-        method: Method,
-        path: &str,
-    ) -> (u16, String) {
-        use axum::Extension;
-        use axum::body::Body;
-        use tower::ServiceExt;
-        let router = axum::Router::new()
-            .fallback(
-                |Extension(identity): Extension<Identity>| async move { format!("{identity:?}") },
-            )
-            .layer(axum::middleware::from_fn_with_state(required, authorize));
-        let mut request = axum::http::Request::builder()
-            .method(method)
-            .uri(path)
-            .body(Body::empty())
-            .unwrap();
-        request.extensions_mut().insert(ConnectInfo(Peer {
-            remote: ([127, 0, 0, 1], 1).into(),
-            identity: peer,
-        }));
-        let response = router.oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .unwrap();
-        (status, String::from_utf8(body.to_vec()).unwrap())
-    }
-
-    #[tokio::test]
-    async fn handlers_find_the_identity_in_the_request() {
-        let alice = Some(Identity::User("alice".into()));
-        assert_eq!(
-            identity_seen(alice, true, Method::POST, "/v1/configuration/datasets").await,
-            (200, r#"User("alice")"#.to_string())
-        );
-        assert_eq!(
-            identity_seen(None, false, Method::GET, "/").await,
-            (200, "Anonymous".to_string())
-        );
-        let (status, body) = identity_seen(None, true, Method::GET, "/").await;
-        assert_eq!(status, 403);
-        assert!(body.contains("description"), "{body}");
-        let node = Some(Identity::Node(NODE.parse().unwrap()));
-        let (status, body) =
-            identity_seen(node, true, Method::POST, "/v1/configuration/datasets").await;
-        assert_eq!(status, 403);
-        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert!(body["description"].as_str().unwrap().contains(NODE));
+    fn perm(text: &str) -> Rule {
+        Rule::Permission(text.split(' ').map(str::to_string).collect())
     }
 
     #[test]
-    fn a_node_reports_only_itself() {
-        let node = Identity::Node(NODE.parse().unwrap());
-        let own = format!("/v1/agent/nodes/{NODE}");
-        assert!(node.may(&Method::PUT, &own));
-        assert!(node.may(&Method::DELETE, &own));
-        assert!(node.may(&Method::GET, "/v1/configuration/datasets"));
-        assert!(!node.may(&Method::GET, &own));
-        assert!(!node.may(&Method::POST, "/v1/configuration/datasets"));
-        assert!(!node.may(
-            &Method::PUT,
-            "/v1/agent/nodes/7ec3c4eb-6b1c-43da-8015-a163f7d15244"
-        ));
+    fn fifo_package_permissions() {
+        assert_eq!(
+            rule(Method::GET, "/api/2/packages"),
+            perm("cloud packages list")
+        );
+        assert_eq!(
+            rule(Method::POST, "/api/2/packages"),
+            perm("cloud packages create")
+        );
+        assert_eq!(
+            rule(Method::GET, "/api/2/packages/U"),
+            perm("packages U get")
+        );
+        assert_eq!(
+            rule(Method::HEAD, "/api/2/packages/U"),
+            perm("packages U get")
+        );
+        assert_eq!(
+            rule(Method::DELETE, "/api/2/packages/U"),
+            perm("packages U delete")
+        );
+        assert_eq!(
+            rule(Method::PUT, "/api/2/packages/U"),
+            perm("cloud packages create")
+        );
+        assert_eq!(
+            rule(Method::PUT, "/api/0.1.0/packages/U/metadata/a/b"),
+            perm("packages U edit")
+        );
+        assert_eq!(rule(Method::POST, "/api/2/sessions"), Rule::Public);
+        assert_eq!(rule(Method::GET, "/api/2/sessions/T"), Rule::Token);
+        assert_eq!(rule(Method::POST, "/api/2/oauth/token"), Rule::Public);
+        assert_eq!(rule(Method::GET, "/v1/version"), Rule::Public);
+        assert_eq!(rule(Method::PATCH, "/nowhere"), Rule::Token);
     }
 }

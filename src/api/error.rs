@@ -9,6 +9,7 @@ use super::answer::Answer;
 use super::conditional::etag_value;
 use crate::model::Rejection;
 use crate::store::StoreError;
+use crate::store::accounts::AccountsError;
 
 /// Flocker's exact text for an undecodable body, embedded newline included.
 pub const UNDECODABLE_BODY: &str =
@@ -43,7 +44,27 @@ pub enum ApiError {
     MethodNotAllowed,
     /// The client's identity may not make this request.
     #[error("{0}")]
-    Forbidden(String),
+    IdentityForbidden(String),
+    /// The request body's `Content-Type` is not one the endpoint reads.
+    #[error("The Content-Type must be application/json or application/x-msgpack.")]
+    UnsupportedMediaType,
+    /// No media type the endpoint can answer in is acceptable to the client.
+    #[error("This resource can be answered only as application/json or application/x-msgpack.")]
+    NotAcceptable,
+    /// No credentials: authentication is on and the request presented no token.
+    #[error(
+        "Authentication required: send a token as x-snarl-token, Authorization: Bearer or the x-snarl-token cookie."
+    )]
+    Unauthenticated,
+    /// The token is unknown or revoked, or its user lacks the permission the request needs.
+    #[error("Forbidden.")]
+    Forbidden,
+    /// A login with a wrong user name or password.
+    #[error("Forbidden!")]
+    BadCredentials,
+    /// The accounts store refused or failed.
+    #[error(transparent)]
+    Accounts(AccountsError),
     /// A request with this idempotency key is still being processed.
     #[error("A request with this Idempotency-Key is still being processed; retry later.")]
     IdempotencyKeyInFlight,
@@ -61,7 +82,16 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::IdentityForbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthenticated | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Accounts(error) => match error {
+                AccountsError::UserNotFound => StatusCode::NOT_FOUND,
+                AccountsError::UserExists => StatusCode::CONFLICT,
+                AccountsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             ApiError::Store(error) => match error {
                 StoreError::TagMismatch { .. } | StoreError::ResourceChanged { .. } => {
@@ -78,11 +108,14 @@ impl ApiError {
                     | Rejection::ExternalPortInUse
                     | Rejection::DuplicateLinkAlias
                     | Rejection::DuplicateLinkPort
-                    | Rejection::DatasetAttached => StatusCode::CONFLICT,
+                    | Rejection::DatasetAttached
+                    | Rejection::PackageNameInUse
+                    | Rejection::Metadata(_) => StatusCode::CONFLICT,
                     Rejection::DatasetNotFound
                     | Rejection::LeaseNotFound
                     | Rejection::MathematicianNotFound
-                    | Rejection::ContainerNotFound => StatusCode::NOT_FOUND,
+                    | Rejection::ContainerNotFound
+                    | Rejection::PackageNotFound => StatusCode::NOT_FOUND,
                     Rejection::DatasetDeleted => StatusCode::METHOD_NOT_ALLOWED,
                 },
                 StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -97,6 +130,10 @@ impl ApiError {
     pub fn answer(&self) -> Answer {
         let body = match self {
             ApiError::Schema(errors) => json!({ "description": SCHEMA_MISMATCH, "errors": errors }),
+            ApiError::Accounts(AccountsError::Unavailable(reason)) => {
+                tracing::error!(%reason, "account store unavailable");
+                json!({ "description": "The account store is unavailable; nothing was changed. Try again." })
+            }
             ApiError::Store(StoreError::Unavailable(reason)) => {
                 // The cause is for the operator's log, not the client.
                 tracing::error!(%reason, "store unavailable");
@@ -113,6 +150,14 @@ impl ApiError {
             }) => {
                 let mut answer = answer;
                 answer.headers.insert(header::ETAG, etag_value(etag, false));
+                answer
+            }
+            ApiError::Unauthenticated => {
+                let mut answer = answer;
+                answer.headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("x-snarl-token"),
+                );
                 answer
             }
             _ => answer,

@@ -12,6 +12,7 @@ use imbl::OrdMap;
 use super::container::Container;
 use super::lease::{Timestamp, expiry_after};
 use super::mathematician::{Mathematician, VersionHash};
+use super::package::{MetadataError, Package};
 use super::precondition::ResourceVersion;
 use super::{Dataset, DatasetId, Lease, Metadata, NodeId, canonical_json, tag_of_canonical};
 use bytes::Bytes;
@@ -67,6 +68,8 @@ pub enum Target {
     Mathematician(Uuid),
     /// A container, by name.
     Container(String),
+    /// A package.
+    Package(Uuid),
 }
 
 /// The desired configuration of the cluster.
@@ -76,6 +79,9 @@ pub struct Configuration {
     leases: OrdMap<DatasetId, Lease>,
     mathematicians: OrdMap<Uuid, Arc<Versioned<Mathematician>>>,
     containers: OrdMap<String, Arc<Versioned<Container>>>,
+    packages: OrdMap<Uuid, Arc<Versioned<Package>>>,
+    /// Package names to ids: names are unique, and creation checks them in O(log n).
+    package_names: OrdMap<String, Uuid>,
 }
 
 /// What a configuration is rebuilt from at start-up.
@@ -89,6 +95,8 @@ pub struct Records {
     pub mathematicians: Vec<Arc<Versioned<Mathematician>>>,
     /// Every container.
     pub containers: Vec<Arc<Versioned<Container>>>,
+    /// Every package.
+    pub packages: Vec<Arc<Versioned<Package>>>,
 }
 
 /// A request to change the configuration. Anything random (a generated id) or time-dependent
@@ -153,6 +161,30 @@ pub enum Operation {
     },
     /// Set a mathematician's name on top of the versions the client saw.
     NameMathematician(NameChange),
+    /// Create a package, unless one with its id exists (then nothing changes: a retried
+    /// create by a client-held id is a replay).
+    CreatePackage(Package),
+    /// Remove a package.
+    DeletePackage {
+        /// The package.
+        uuid: Uuid,
+    },
+    /// Set a value in a package's metadata (deep merge for objects).
+    SetPackageMetadata {
+        /// The package.
+        uuid: Uuid,
+        /// Where, never empty.
+        path: Vec<String>,
+        /// What.
+        value: serde_json::Value,
+    },
+    /// Remove a value from a package's metadata; a path that leads nowhere changes nothing.
+    RemovePackageMetadata {
+        /// The package.
+        uuid: Uuid,
+        /// Where, never empty.
+        path: Vec<String>,
+    },
 }
 
 /// A name a client asks for, on top of the versions it saw.
@@ -189,6 +221,10 @@ impl Operation {
             Operation::MoveContainer { name, .. } | Operation::DeleteContainer { name } => {
                 Some(Target::Container(name.clone()))
             }
+            Operation::CreatePackage(package) => Some(Target::Package(package.uuid)),
+            Operation::DeletePackage { uuid }
+            | Operation::SetPackageMetadata { uuid, .. }
+            | Operation::RemovePackageMetadata { uuid, .. } => Some(Target::Package(*uuid)),
         }
     }
 }
@@ -230,6 +266,8 @@ pub enum Outcome {
     Mathematician(Arc<Versioned<Mathematician>>),
     /// The container as it is after the operation (or was, before a delete).
     Container(Arc<Versioned<Container>>),
+    /// The package as it is after the operation (or was, before a delete).
+    Package(Arc<Versioned<Package>>),
 }
 
 /// One persisted effect of an operation. An operation that changes nothing yields none,
@@ -248,6 +286,10 @@ pub enum Change {
     PutContainer(Arc<Versioned<Container>>),
     /// Remove a container.
     RemoveContainer(String),
+    /// Insert or replace a package.
+    PutPackage(Arc<Versioned<Package>>),
+    /// Remove a package.
+    RemovePackage(Uuid),
 }
 
 /// Why an operation was refused. The configuration is unchanged.
@@ -295,6 +337,15 @@ pub enum Rejection {
     /// Moving a dataset on its own would leave its container without it.
     #[error("The dataset is attached to a container; move the container instead.")]
     DatasetAttached,
+    /// No package has that id.
+    #[error("Package not found.")]
+    PackageNotFound,
+    /// Another package has that name.
+    #[error("A package with this name already exists.")]
+    PackageNameInUse,
+    /// A metadata path goes below a value that is not an object.
+    #[error("{0}")]
+    Metadata(#[from] MetadataError),
 }
 
 impl Configuration {
@@ -321,6 +372,16 @@ impl Configuration {
                 .into_iter()
                 .map(|c| (c.value.name.clone(), c))
                 .collect(),
+            package_names: records
+                .packages
+                .iter()
+                .map(|p| (p.value.name.clone(), p.value.uuid))
+                .collect(),
+            packages: records
+                .packages
+                .into_iter()
+                .map(|p| (p.value.uuid, p))
+                .collect(),
         }
     }
 
@@ -342,6 +403,16 @@ impl Configuration {
     /// One mathematician by id.
     pub fn mathematician(&self, unique: &Uuid) -> Option<&Arc<Versioned<Mathematician>>> {
         self.mathematicians.get(unique)
+    }
+
+    /// Every package, ordered by id.
+    pub fn packages(&self) -> impl ExactSizeIterator<Item = &Arc<Versioned<Package>>> {
+        self.packages.values()
+    }
+
+    /// One package by id.
+    pub fn package(&self, uuid: &Uuid) -> Option<&Arc<Versioned<Package>>> {
+        self.packages.get(uuid)
     }
 
     /// Every container, ordered by name.
@@ -377,6 +448,10 @@ impl Configuration {
                 last_modified: None,
             }),
             Target::Container(name) => self.containers.get(&name).map(|record| OwnedVersion {
+                etag: record.etag.clone(),
+                last_modified: Some(record.updated),
+            }),
+            Target::Package(uuid) => self.packages.get(&uuid).map(|record| OwnedVersion {
                 etag: record.etag.clone(),
                 last_modified: Some(record.updated),
             }),
@@ -553,6 +628,39 @@ impl Configuration {
                     vec![Change::RemoveContainer(name)],
                 ))
             }
+            Operation::CreatePackage(package) => {
+                if let Some(existing) = self.packages.get(&package.uuid) {
+                    return Ok((Outcome::Package(Arc::clone(existing)), Vec::new()));
+                }
+                if self.package_names.contains_key(&package.name) {
+                    return Err(Rejection::PackageNameInUse);
+                }
+                Ok(self.put_package(Versioned::new(package, now, now)))
+            }
+            Operation::DeletePackage { uuid } => {
+                let removed = self
+                    .packages
+                    .remove(&uuid)
+                    .ok_or(Rejection::PackageNotFound)?;
+                self.package_names.remove(&removed.value.name);
+                Ok((Outcome::Package(removed), vec![Change::RemovePackage(uuid)]))
+            }
+            Operation::SetPackageMetadata { uuid, path, value } => {
+                let current = self.existing_package(&uuid)?;
+                let mut package = current.value.clone();
+                if !package.set_metadata(&path, value)? {
+                    return Ok((Outcome::Package(current), Vec::new()));
+                }
+                Ok(self.put_package(Versioned::new(package, current.created, now)))
+            }
+            Operation::RemovePackageMetadata { uuid, path } => {
+                let current = self.existing_package(&uuid)?;
+                let mut package = current.value.clone();
+                if !package.remove_metadata(&path) {
+                    return Ok((Outcome::Package(current), Vec::new()));
+                }
+                Ok(self.put_package(Versioned::new(package, current.created, now)))
+            }
             Operation::ExpireLeases => {
                 let expired: Vec<DatasetId> = self
                     .leases
@@ -636,6 +744,24 @@ impl Configuration {
             Outcome::Container(Arc::clone(&record)),
             vec![Change::PutContainer(record)],
         ))
+    }
+
+    fn existing_package(&self, uuid: &Uuid) -> Result<Arc<Versioned<Package>>, Rejection> {
+        self.packages
+            .get(uuid)
+            .cloned()
+            .ok_or(Rejection::PackageNotFound)
+    }
+
+    /// Inserts or replaces a package (its name never changes once created).
+    fn put_package(&mut self, record: Arc<Versioned<Package>>) -> (Outcome, Vec<Change>) {
+        self.package_names
+            .insert(record.value.name.clone(), record.value.uuid);
+        self.packages.insert(record.value.uuid, Arc::clone(&record));
+        (
+            Outcome::Package(Arc::clone(&record)),
+            vec![Change::PutPackage(record)],
+        )
     }
 
     fn put_mathematician(

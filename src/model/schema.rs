@@ -89,6 +89,14 @@ pub static MATHEMATICIAN: LazyLock<RequestSchema> = LazyLock::new(|| {
     RequestSchema::compile("mathematician", include_str!("schemas/mathematician.json"))
 });
 
+/// `POST /api/{version}/packages`.
+pub static PACKAGE_CREATE: LazyLock<RequestSchema> = LazyLock::new(|| {
+    RequestSchema::compile(
+        "package_create",
+        include_str!("schemas/package_create.json"),
+    )
+});
+
 /// `POST /v1/configuration/containers`.
 pub static CONTAINER_CREATE: LazyLock<RequestSchema> = LazyLock::new(|| {
     RequestSchema::compile(
@@ -111,7 +119,7 @@ pub static AGENT_REPORT: LazyLock<RequestSchema> = LazyLock::new(|| {
 });
 
 /// Every request schema, for documentation and tests.
-pub fn all() -> [&'static RequestSchema; 7] {
+pub fn all() -> [&'static RequestSchema; 8] {
     [
         &DATASET_CREATE,
         &DATASET_UPDATE,
@@ -120,6 +128,7 @@ pub fn all() -> [&'static RequestSchema; 7] {
         &CONTAINER_CREATE,
         &CONTAINER_MOVE,
         &AGENT_REPORT,
+        &PACKAGE_CREATE,
     ]
 }
 

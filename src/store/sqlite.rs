@@ -1,6 +1,6 @@
 //! The embedded backend: SQLite in WAL mode with `synchronous=FULL`.
 //!
-//! One row per dataset and per lease, plus a `meta` table holding the store's random id and
+//! One row per dataset, lease, container, mathematician and package, plus a `meta` table holding the store's random id and
 //! the revision. Each batch is one transaction, and a commit in WAL mode with
 //! `synchronous=FULL` is fsynced before it returns. The file is plain SQLite: inspect it with
 //! the `sqlite3` tool, back it up online with its `.backup` command.
@@ -18,6 +18,7 @@ use std::sync::Arc;
 use super::{Batch, IdempotencyRecord, Loaded, OpenError, Persistence, RecordedAnswer};
 use crate::model::container::Container;
 use crate::model::mathematician::{Mathematician, NameVersion};
+use crate::model::package::Package;
 use crate::model::{Change, Dataset, DatasetId, Lease, Metadata, Records, Versioned};
 
 /// The database file's name inside the data directory.
@@ -57,6 +58,22 @@ const SCHEMA: &str = "
         document   TEXT NOT NULL,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE packages (
+        uuid       TEXT PRIMARY KEY,
+        document   TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE users (
+        name        TEXT PRIMARY KEY,
+        password    TEXT NOT NULL,
+        permissions TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE tokens (
+        digest     TEXT PRIMARY KEY,
+        user       TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     CREATE TABLE idempotency (
         key         TEXT PRIMARY KEY,
@@ -271,6 +288,7 @@ impl SqliteStore {
             leases: self.load_leases()?,
             mathematicians: self.load_mathematicians()?,
             containers: self.load_containers()?,
+            packages: self.load_packages()?,
         })
     }
 
@@ -281,6 +299,17 @@ impl SqliteStore {
         let rows = statement.query_map([], |row| {
             let container = parse_column(row, 0, |s| serde_json::from_str::<Container>(s))?;
             Ok(Versioned::new(container, row.get(1)?, row.get(2)?))
+        })?;
+        rows.collect()
+    }
+
+    fn load_packages(&self) -> rusqlite::Result<Vec<Arc<Versioned<Package>>>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT document, created_at, updated_at FROM packages")?;
+        let rows = statement.query_map([], |row| {
+            let package = parse_column(row, 0, |s| serde_json::from_str::<Package>(s))?;
+            Ok(Versioned::new(package, row.get(1)?, row.get(2)?))
         })?;
         rows.collect()
     }
@@ -384,6 +413,11 @@ impl SqliteStore {
             )?;
             let mut remove_container =
                 tx.prepare_cached("DELETE FROM containers WHERE name = ?1")?;
+            let mut put_package = tx.prepare_cached(
+                "INSERT OR REPLACE INTO packages (uuid, document, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut remove_package = tx.prepare_cached("DELETE FROM packages WHERE uuid = ?1")?;
             let mut put_mathematician = tx.prepare_cached(
                 "INSERT OR REPLACE INTO mathematicians (uniq, versions, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -445,6 +479,17 @@ impl SqliteStore {
                     }
                     Change::RemoveContainer(name) => {
                         remove_container.execute([name])?;
+                    }
+                    Change::PutPackage(record) => {
+                        put_package.execute(params![
+                            record.value.uuid.to_string(),
+                            serde_json::to_string(&record.value).expect("packages serialise"),
+                            record.created,
+                            record.updated,
+                        ])?;
+                    }
+                    Change::RemovePackage(uuid) => {
+                        remove_package.execute([uuid.to_string()])?;
                     }
                     Change::PutMathematician(record) => {
                         put_mathematician.execute(params![

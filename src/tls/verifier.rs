@@ -17,7 +17,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
 use super::x509::{self, Certificate};
-use crate::api::auth::Identity;
+use crate::api::identity::Identity;
 
 /// Verifies client certificates against the configured CA certificates.
 #[derive(Debug)]

@@ -20,10 +20,12 @@ pub const NODE_0: &str = "cf0f0346-17b2-4812-beca-1434997d6c3f";
 /// Another node (Flocker's docs' NODE_1).
 pub const NODE_1: &str = "7ec3c4eb-6b1c-43da-8015-a163f7d15244";
 
-/// A client that never goes through a proxy.
+/// A client that never goes through a proxy and never follows redirects (a 303 is an answer
+/// the tests check).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()
         .expect("a reqwest client")
@@ -44,6 +46,32 @@ impl TestServer {
     /// Starts a server with a durable store in a fresh temporary directory.
     pub async fn start() -> Self {
         Self::start_in(TempDir::new().expect("a temp dir"), |_| {}).await
+    }
+
+    /// Starts a server with authentication on, over a fresh durable store, and returns it with
+    /// the token of the `admin` user it created.
+    pub async fn start_with_auth() -> (Self, String) {
+        let server = Self::start_in(TempDir::new().expect("a temp dir"), |config| {
+            config.auth = floe::config::AuthMode::Token;
+        })
+        .await;
+        let token = server.admin_token().await;
+        (server, token)
+    }
+
+    /// The token in the data directory's `admin-token` file (auth on), once the starting
+    /// server has written it.
+    pub async fn admin_token(&self) -> String {
+        let path = self.data_dir().join(floe::ADMIN_TOKEN_FILE);
+        for _ in 0..200 {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && text.ends_with('\n')
+            {
+                return text.trim().to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no admin-token file in {}", path.display())
     }
 
     /// Starts a server over `dir` after letting `adjust` change the settings.
@@ -136,6 +164,8 @@ impl ChildServer {
             .arg(data_dir)
             .args(args)
             .env("RUST_LOG", "info")
+            // The suite tests the API, not authentication: tests of auth set it with --auth.
+            .env("FLOE_AUTH", "none")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,684 @@
+//! `/api/{version}/packages`: Project FiFo's packages API (wiggle), for any version string
+//! (`0.1.0`, `2`, …). Lists, creates (303 See Other), reads and deletes packages and changes
+//! their metadata path by path with FiFo's deep-merge rules. Bodies are JSON or msgpack, by
+//! `Content-Type` and `Accept`. Writes go through [`AppState::write`], so preconditions,
+//! `Idempotency-Key` and the configuration tag work here as everywhere; creation is also safe
+//! to retry by a client-held `uuid` from `GET .../packages/new`.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::answer::Answer;
+use super::auth::Caller;
+use super::body::WriteRequest;
+use super::conditional::{Conditions, version_headers};
+use super::meta::MetaFields;
+use super::{ApiError, AppState, Render};
+use crate::model::package::{Package, sorted};
+use crate::model::{Operation, Outcome, Versioned, schema, tag_of_canonical};
+use crate::store::Committed;
+
+const NOT_FOUND: &str = "Package not found.";
+
+/// The msgpack media type FiFo speaks.
+pub const MSGPACK: &str = "application/x-msgpack";
+
+/// How deeply a msgpack body may nest (serde_json's limit for JSON bodies).
+const MAX_DEPTH: usize = 128;
+
+const FULL_LIST: HeaderName = HeaderName::from_static("x-full-list");
+const FULL_LIST_FIELDS: HeaderName = HeaderName::from_static("x-full-list-fields");
+
+/// The routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/{version}/packages",
+            get(list_packages)
+                .post(create_package)
+                .options(|| options("HEAD, OPTIONS, GET, POST")),
+        )
+        // A literal segment wins over the parameter, so `new` is never taken for an id.
+        .route(
+            "/api/{version}/packages/new",
+            get(new_package).options(|| options("HEAD, OPTIONS, GET")),
+        )
+        .route(
+            "/api/{version}/packages/{uuid}",
+            get(get_package)
+                .put(put_package)
+                .delete(delete_package)
+                .options(|| options("HEAD, OPTIONS, GET, PUT, DELETE")),
+        )
+        .route(
+            "/api/{version}/packages/{uuid}/metadata",
+            put(set_metadata)
+                .delete(delete_metadata)
+                .options(|| options("HEAD, OPTIONS, PUT, DELETE")),
+        )
+        .route(
+            "/api/{version}/packages/{uuid}/metadata/{*path}",
+            put(set_metadata)
+                .delete(delete_metadata)
+                .options(|| options("HEAD, OPTIONS, PUT, DELETE")),
+        )
+}
+
+/// Adds FiFo's CORS headers and `Vary: Accept` (two media types) to every answer under
+/// `/api/{version}/packages`, the 404s and 405s of the router's fallbacks included, which is
+/// why this wraps the whole router rather than these routes.
+pub async fn cors(request: Request, next: Next) -> Response {
+    let ours = is_packages_path(request.uri().path());
+    let mut response = next.run(request).await;
+    if ours {
+        let headers = response.headers_mut();
+        for (name, value) in [
+            ("access-control-allow-origin", "*"),
+            (
+                "access-control-allow-headers",
+                "Authorization, content-type, x-snarl-token, x-full-list, x-full-list-fields",
+            ),
+            (
+                "access-control-expose-headers",
+                "x-snarl-token, x-full-list, x-full-list-fields",
+            ),
+            ("access-control-allow-credentials", "true"),
+            ("vary", "accept"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+    }
+    response
+}
+
+/// Whether `path` is `/api/<version>/packages` or below it.
+fn is_packages_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/api/") else {
+        return false;
+    };
+    let Some((_version, rest)) = rest.split_once('/') else {
+        return false;
+    };
+    rest == "packages" || rest.starts_with("packages/")
+}
+
+async fn options(methods: &'static str) -> Response {
+    let mut answer = empty(StatusCode::OK);
+    answer.headers.insert(
+        HeaderName::from_static("access-control-allow-methods"),
+        HeaderValue::from_static(methods),
+    );
+    answer.into_response()
+}
+
+/// The two media types of this API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/json`, the default.
+    Json,
+    /// `application/x-msgpack`.
+    MsgPack,
+}
+
+impl Format {
+    fn media_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::MsgPack => MSGPACK,
+        }
+    }
+
+    /// The format a request body is in, from its `Content-Type` (parameters ignored); any
+    /// other type, or none, is a 415.
+    pub fn of_request(headers: &HeaderMap) -> Result<Format, ApiError> {
+        let essence = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| {
+                value
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        match essence.as_deref() {
+            Some("application/json") => Ok(Format::Json),
+            Some("application/x-msgpack") | Some("application/msgpack") => Ok(Format::MsgPack),
+            _ => Err(ApiError::UnsupportedMediaType),
+        }
+    }
+
+    /// The format to answer in, from `Accept`: the acceptable type with the highest quality,
+    /// where the most specific matching range decides a type's quality; JSON on a tie and when
+    /// there is no `Accept` (FiFo answered msgpack to `*/*`; JSON is what curl users expect).
+    /// Nothing acceptable is a 406.
+    pub fn of_answer(headers: &HeaderMap) -> Result<Format, ApiError> {
+        let ranges: Vec<(String, f32)> = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(parse_range)
+            .collect();
+        if ranges.is_empty() {
+            return Ok(Format::Json);
+        }
+        let quality = |format: Format| {
+            let (kind, _) = format.media_type().split_once('/').expect("a media type");
+            ranges
+                .iter()
+                .filter_map(|(range, q)| {
+                    let specificity = if range == format.media_type() {
+                        2
+                    } else if range == &format!("{kind}/*") {
+                        1
+                    } else if range == "*/*" {
+                        0
+                    } else {
+                        return None;
+                    };
+                    Some((specificity, *q))
+                })
+                .max_by_key(|(specificity, _)| *specificity)
+                .map_or(0.0, |(_, q)| q)
+        };
+        let (json, msgpack) = (quality(Format::Json), quality(Format::MsgPack));
+        if json <= 0.0 && msgpack <= 0.0 {
+            Err(ApiError::NotAcceptable)
+        } else if msgpack > json {
+            Ok(Format::MsgPack)
+        } else {
+            Ok(Format::Json)
+        }
+    }
+
+    /// Decodes a body in this format into a JSON value.
+    fn decode(self, body: &[u8]) -> Result<Value, ApiError> {
+        match self {
+            Format::Json => serde_json::from_slice(body).map_err(|_| ApiError::UndecodableBody),
+            Format::MsgPack => {
+                // The same nesting limit as serde_json's: rmp_serde's own (1024) is deep
+                // enough to overflow a worker thread's stack.
+                let mut decoder = rmp_serde::Deserializer::from_read_ref(body);
+                decoder.set_max_depth(MAX_DEPTH);
+                Value::deserialize(&mut decoder).map_err(|_| ApiError::UndecodableBody)
+            }
+        }
+    }
+
+    /// An answer with `value` in this format.
+    fn answer(self, status: StatusCode, value: &Value) -> Answer {
+        let body = match self {
+            Format::Json => serde_json::to_vec(value).expect("JSON"),
+            Format::MsgPack => rmp_serde::to_vec_named(value).expect("msgpack"),
+        };
+        let mut answer = Answer::json(status, body);
+        answer.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.media_type()),
+        );
+        answer
+    }
+}
+
+/// One media range of `Accept` (parameters other than `q` ignored) with its quality.
+fn parse_range(text: &str) -> Option<(String, f32)> {
+    let mut parts = text.split(';');
+    let range = parts.next()?.trim().to_ascii_lowercase();
+    if range.is_empty() {
+        return None;
+    }
+    let mut quality = 1.0;
+    for parameter in parts {
+        if let Some((name, value)) = parameter.split_once('=')
+            && name.trim().eq_ignore_ascii_case("q")
+        {
+            quality = value.trim().parse::<f32>().unwrap_or(0.0);
+        }
+    }
+    Some((range, quality))
+}
+
+/// An answer without a body.
+fn empty(status: StatusCode) -> Answer {
+    Answer {
+        status,
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    }
+}
+
+/// The path parameters of this API's routes.
+struct PackagePath {
+    version: String,
+    /// The package id; `None` when the segment is not a UUID, which finds no package.
+    uuid: Option<Uuid>,
+    /// The metadata path after `/metadata` (empty for `/metadata` itself).
+    metadata: Vec<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PackagePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(mut params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::BadRequest(format!("Invalid URL: {}.", rejection.body_text()))
+            })?;
+        let version = params.remove("version").unwrap_or_default();
+        let uuid = params
+            .get("uuid")
+            .and_then(|uuid| Uuid::try_parse(uuid).ok());
+        let metadata = match params.get("path") {
+            Some(path) => {
+                let segments: Vec<String> = path
+                    .trim_end_matches('/')
+                    .split('/')
+                    .map(String::from)
+                    .collect();
+                if segments.iter().any(String::is_empty) {
+                    return Err(ApiError::BadRequest(
+                        "A metadata path has no empty segments.".into(),
+                    ));
+                }
+                segments
+            }
+            None => Vec::new(),
+        };
+        Ok(PackagePath {
+            version,
+            uuid,
+            metadata,
+        })
+    }
+}
+
+fn location(version: &str, uuid: &Uuid) -> String {
+    format!("/api/{version}/packages/{uuid}")
+}
+
+/// The representation: FiFo's object with its keys sorted, plus the meta fields.
+fn representation(record: &Versioned<Package>, meta: &MetaFields) -> Map<String, Value> {
+    let Value::Object(mut object) = serde_json::to_value(&record.value).expect("packages are JSON")
+    else {
+        unreachable!("a package serialises to an object")
+    };
+    meta.annotate(&mut object, record);
+    object.sort_keys();
+    object
+}
+
+/// A list option: the query parameter (API 2) wins over FiFo's older header.
+fn wants(
+    query: &[(String, String)],
+    name: &str,
+    headers: &HeaderMap,
+    header: &HeaderName,
+) -> Option<String> {
+    query
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.clone())
+        .or_else(|| {
+            headers
+                .get(header)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        })
+}
+
+/// UUIDs, or full objects (optionally reduced to some top-level keys, matched exactly).
+async fn list_packages(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+    caller: Option<axum::Extension<Caller>>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let caller = caller.map_or(Caller::Anyone, |axum::Extension(caller)| caller);
+    let who = caller.key();
+    let format = Format::of_answer(&headers)?;
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::BadRequest(format!("Invalid query: {}.", rejection.body_text()))
+    })?;
+    // Only `true` and `True` mean yes, as in FiFo.
+    let full = wants(&query, "full-list", &headers, &FULL_LIST)
+        .is_some_and(|value| value == "true" || value == "True");
+    let fields: Option<Vec<String>> =
+        wants(&query, "full-list-fields", &headers, &FULL_LIST_FIELDS)
+            .filter(|_| full)
+            .map(|fields| fields.split(',').map(String::from).collect());
+    // The list's ETag follows the configuration, the shape asked for and who asks.
+    let list_etag = |tag: &str| {
+        tag_of_canonical(format!("{tag}|{format:?}|{full}|{fields:?}|{who}").as_bytes())
+    };
+    // `Prefer: wait=N` with the current ETag holds the request until the list changes.
+    super::waiting::hold_while_unchanged(
+        &headers,
+        &conditions,
+        state.settings.max_wait,
+        state.store.subscribe(),
+        || list_etag(state.store.read().tag.as_str()),
+    )
+    .await;
+    let snapshot = state.store.read();
+    let etag = list_etag(snapshot.tag.as_str());
+    let version = crate::model::precondition::ResourceVersion {
+        etag: &etag,
+        last_modified: None,
+    };
+    if let Some(answer) = conditions.check_read(Some(version)) {
+        return Ok(answer);
+    }
+    let items: Vec<Value> = snapshot
+        .configuration
+        .packages()
+        // Only the packages the caller may get, as FiFo filters its list.
+        .filter(|record| {
+            let uuid = record.value.uuid.to_string();
+            caller.may(&[String::from("packages"), uuid, String::from("get")])
+        })
+        .map(|record| {
+            if !full {
+                return json!(record.value.uuid);
+            }
+            let object = representation(record, &state.settings.meta);
+            match &fields {
+                None => Value::Object(object),
+                Some(fields) => Value::Object(
+                    object
+                        .into_iter()
+                        .filter(|(key, _)| fields.contains(key))
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    let mut answer = format
+        .answer(StatusCode::OK, &Value::Array(items))
+        .with_tag(&snapshot.tag);
+    conditions.add_validators(&mut answer.headers, version);
+    Ok(answer.into_response())
+}
+
+/// A fresh id and an empty template; stores nothing.
+async fn new_package(headers: HeaderMap, path: PackagePath) -> Result<Response, ApiError> {
+    let format = Format::of_answer(&headers)?;
+    let uuid = Uuid::new_v4();
+    let template = json!({
+        "compression": "off",
+        "metadata": {},
+        "name": "",
+        "requirements": [],
+        "uuid": uuid,
+    });
+    let mut answer = format.answer(StatusCode::OK, &template);
+    // Every call mints a new id: never cache it.
+    answer
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(href) = HeaderValue::from_str(&location(&path.version, &uuid)) {
+        answer.headers.insert(header::CONTENT_LOCATION, href);
+    }
+    Ok(answer.into_response())
+}
+
+async fn get_package(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+    path: PackagePath,
+) -> Result<Response, ApiError> {
+    let format = Format::of_answer(&headers)?;
+    let snapshot = state.store.read();
+    let record = path
+        .uuid
+        .and_then(|uuid| snapshot.configuration.package(&uuid))
+        .ok_or(ApiError::NotFound(NOT_FOUND))?;
+    if let Some(answer) = conditions.check_read(Some(record.version())) {
+        return Ok(answer);
+    }
+    let body = Value::Object(representation(record, &state.settings.meta));
+    let mut answer = format.answer(StatusCode::OK, &body).with_tag(&snapshot.tag);
+    conditions.add_validators(&mut answer.headers, record.version());
+    Ok(answer.into_response())
+}
+
+/// The body of a create: FiFo's settable fields, checked by the `package_create` schema.
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    uuid: Option<Uuid>,
+    name: String,
+    ram: Option<u64>,
+    quota: Option<u64>,
+    cpu_cap: Option<u64>,
+    max_swap: Option<u64>,
+    zfs_io_priority: Option<u64>,
+    blocksize: Option<u64>,
+    compression: Option<String>,
+    #[serde(default)]
+    requirements: Vec<Value>,
+    #[serde(default)]
+    metadata: Map<String, Value>,
+}
+
+impl CreateBody {
+    fn into_package(self) -> Package {
+        let mut package = Package::new(self.uuid.unwrap_or_else(Uuid::new_v4), self.name);
+        package.ram = self.ram;
+        package.quota = self.quota;
+        package.cpu_cap = self.cpu_cap;
+        package.max_swap = self.max_swap;
+        package.zfs_io_priority = self.zfs_io_priority;
+        package.blocksize = self.blocksize;
+        if let Some(compression) = self.compression {
+            package.compression = compression;
+        }
+        package.set_requirements(self.requirements);
+        if let Value::Object(metadata) = sorted(Value::Object(self.metadata)) {
+            package.metadata = metadata;
+        }
+        package
+    }
+}
+
+/// Decodes a body in `format` and checks it against `schema`, before anything is stored.
+fn decode_checked<T: serde::de::DeserializeOwned>(
+    format: Format,
+    body: &[u8],
+    schema: &schema::RequestSchema,
+) -> Result<T, ApiError> {
+    let value = format.decode(body)?;
+    schema.check(&value).map_err(ApiError::Schema)?;
+    serde_json::from_value(value).map_err(|error| ApiError::Schema(vec![error.to_string()]))
+}
+
+/// Creates a package and answers 303 See Other to it, as FiFo does. With a `uuid` the client
+/// got from `GET .../new`, a retry finds the package and answers the same 303.
+async fn create_package(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+    path: PackagePath,
+    request: WriteRequest,
+) -> Result<Response, ApiError> {
+    Format::of_answer(&headers)?;
+    let format = Format::of_request(&headers)?;
+    let etags = conditions.etags;
+    state
+        .write(conditions, &request, move |request| {
+            let body: CreateBody = decode_checked(format, &request.body, &schema::PACKAGE_CREATE)?;
+            Ok((
+                Operation::CreatePackage(body.into_package()),
+                package_answer(StatusCode::SEE_OTHER, Some(path.version), etags),
+            ))
+        })
+        .await
+}
+
+/// FiFo has no in-place update of a package's fields.
+async fn put_package(path: PackagePath) -> ApiError {
+    ApiError::BadRequest(format!(
+        "A package's fields cannot be changed; only its metadata (PUT /api/{}/packages/{{uuid}}/metadata/...).",
+        path.version
+    ))
+}
+
+async fn delete_package(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+    path: PackagePath,
+    request: WriteRequest,
+) -> Result<Response, ApiError> {
+    Format::of_answer(&headers)?;
+    let uuid = path.uuid.ok_or(ApiError::NotFound(NOT_FOUND))?;
+    state
+        .write(conditions, &request, move |_| {
+            Ok((
+                Operation::DeletePackage { uuid },
+                package_answer(StatusCode::NO_CONTENT, None, false),
+            ))
+        })
+        .await
+}
+
+/// `PUT .../metadata[/p1/…]` with `{"k": v}` sets `p1.….k` to `v`, merging objects.
+async fn set_metadata(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+    path: PackagePath,
+    request: WriteRequest,
+) -> Result<Response, ApiError> {
+    Format::of_answer(&headers)?;
+    let format = Format::of_request(&headers)?;
+    let uuid = path.uuid.ok_or(ApiError::NotFound(NOT_FOUND))?;
+    let etags = conditions.etags;
+    state
+        .write(conditions, &request, move |request| {
+            let value = format.decode(&request.body)?;
+            let Value::Object(object) = value else {
+                return Err(one_key());
+            };
+            if object.len() != 1 {
+                return Err(one_key());
+            }
+            let (key, value) = object.into_iter().next().expect("one key");
+            let mut metadata = path.metadata;
+            metadata.push(key);
+            Ok((
+                Operation::SetPackageMetadata {
+                    uuid,
+                    path: metadata,
+                    value,
+                },
+                package_answer(StatusCode::NO_CONTENT, None, etags),
+            ))
+        })
+        .await
+}
+
+fn one_key() -> ApiError {
+    ApiError::BadRequest("The body must be an object with exactly one key.".into())
+}
+
+/// `DELETE .../metadata/p1/…` removes that value; a path that leads nowhere is still a 204.
+async fn delete_metadata(
+    State(state): State<AppState>,
+    conditions: Conditions,
+    headers: HeaderMap,
+    path: PackagePath,
+    request: WriteRequest,
+) -> Result<Response, ApiError> {
+    Format::of_answer(&headers)?;
+    if path.metadata.is_empty() {
+        return Err(ApiError::BadRequest(
+            "Name the metadata to delete: DELETE .../metadata/<key>[/<key>…].".into(),
+        ));
+    }
+    let uuid = path.uuid.ok_or(ApiError::NotFound(NOT_FOUND))?;
+    let etags = conditions.etags;
+    state
+        .write(conditions, &request, move |_| {
+            Ok((
+                Operation::RemovePackageMetadata {
+                    uuid,
+                    path: path.metadata,
+                },
+                package_answer(StatusCode::NO_CONTENT, None, etags),
+            ))
+        })
+        .await
+}
+
+/// Renders a package write: no body, the configuration tag, the package's new ETag (not after
+/// a delete) and, on a create, `Location` (relative, as FiFo sends it).
+fn package_answer(status: StatusCode, created_under: Option<String>, etags: bool) -> Render {
+    Box::new(move |committed: &Committed| {
+        let Outcome::Package(record) = &committed.outcome else {
+            unreachable!("package operations answer with a package")
+        };
+        tracing::debug!(uuid = %record.value.uuid, revision = committed.revision, "package written");
+        let mut answer = empty(status).with_tag(&committed.tag);
+        if let Some(version) = created_under
+            && let Ok(href) = HeaderValue::from_str(&location(&version, &record.value.uuid))
+        {
+            answer.headers.insert(header::LOCATION, href);
+        }
+        if etags {
+            version_headers(&mut answer.headers, record.version());
+        }
+        answer
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Format::of_answer(&HeaderMap::new()).unwrap(), Format::Json);
+        assert_eq!(Format::of_answer(&accept("*/*")).unwrap(), Format::Json);
+        assert_eq!(
+            Format::of_answer(&accept("application/x-msgpack")).unwrap(),
+            Format::MsgPack
+        );
+        assert_eq!(
+            Format::of_answer(&accept("application/json;q=0.5, application/x-msgpack")).unwrap(),
+            Format::MsgPack
+        );
+        assert_eq!(
+            Format::of_answer(&accept("application/json; charset=utf-8")).unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            Format::of_answer(&accept("*/*, application/json;q=0")).unwrap(),
+            Format::MsgPack
+        );
+        assert!(Format::of_answer(&accept("text/html")).is_err());
+    }
+}

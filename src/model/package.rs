@@ -1,0 +1,246 @@
+//! Project FiFo's packages: named resource templates (RAM, quota, CPU cap, …) with free-form
+//! metadata that is changed path by path with FiFo's deep-merge rules.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// A package. Optional numeric fields are absent when unset; `cpu_shares` exists in FiFo's
+/// type but cannot be set through the API, so it is kept only for completeness of the shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    /// The package's id.
+    pub uuid: Uuid,
+    /// Its name, unique across packages.
+    pub name: String,
+    /// Memory in MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ram: Option<u64>,
+    /// Disk quota in GB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
+    /// CPU cap in percent (100 = one core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_cap: Option<u64>,
+    /// CPU shares (not settable through the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u64>,
+    /// Swap in MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_swap: Option<u64>,
+    /// ZFS I/O priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zfs_io_priority: Option<u64>,
+    /// ZFS block size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocksize: Option<u64>,
+    /// ZFS compression (`off` unless set).
+    pub compression: String,
+    /// Placement requirements: a set, kept sorted by canonical form without duplicates.
+    pub requirements: Vec<Value>,
+    /// Free-form metadata, keys sorted at every level.
+    pub metadata: Map<String, Value>,
+}
+
+/// Why a metadata change cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    /// The path goes below a value that is not an object.
+    #[error("The metadata path {0:?} goes below a value that is not an object.")]
+    NotAnObject(String),
+}
+
+impl Package {
+    /// A package with FiFo's defaults: compression `off`, no requirements, empty metadata.
+    pub fn new(uuid: Uuid, name: String) -> Self {
+        Package {
+            uuid,
+            name,
+            ram: None,
+            quota: None,
+            cpu_cap: None,
+            cpu_shares: None,
+            max_swap: None,
+            zfs_io_priority: None,
+            blocksize: None,
+            compression: "off".into(),
+            requirements: Vec::new(),
+            metadata: Map::new(),
+        }
+    }
+
+    /// Sets the requirements with set semantics: duplicates collapse, order is canonical.
+    pub fn set_requirements(&mut self, requirements: Vec<Value>) {
+        let mut keyed: Vec<(String, Value)> = requirements
+            .into_iter()
+            .map(|value| {
+                let value = sorted(value);
+                (value.to_string(), value)
+            })
+            .collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        keyed.dedup_by(|a, b| a.0 == b.0);
+        self.requirements = keyed.into_iter().map(|(_, value)| value).collect();
+    }
+
+    /// Sets `value` at `path` (never empty) in the metadata, FiFo's way: a non-empty object
+    /// is merged leaf by leaf into what is there (siblings at every level are kept), an empty
+    /// object makes sure an object exists, anything else (arrays included) replaces the value.
+    /// Missing intermediate objects are created. Returns whether anything changed.
+    pub fn set_metadata(&mut self, path: &[String], value: Value) -> Result<bool, MetadataError> {
+        let before = self.metadata.clone();
+        set_at(&mut self.metadata, path, value, path)?;
+        Ok(self.metadata != before)
+    }
+
+    /// Removes the value (a whole subtree for an object) at `path`. A path that leads nowhere
+    /// is not an error: nothing changes. Returns whether anything changed.
+    pub fn remove_metadata(&mut self, path: &[String]) -> bool {
+        let Some((last, parents)) = path.split_last() else {
+            return false;
+        };
+        let mut object = &mut self.metadata;
+        for segment in parents {
+            match object.get_mut(segment) {
+                Some(Value::Object(inner)) => object = inner,
+                _ => return false,
+            }
+        }
+        object.remove(last).is_some()
+    }
+}
+
+/// Sets `value` at `path` under `object`; `full` is the whole path, for the error.
+fn set_at(
+    object: &mut Map<String, Value>,
+    path: &[String],
+    value: Value,
+    full: &[String],
+) -> Result<(), MetadataError> {
+    let (first, rest) = path.split_first().expect("metadata paths are never empty");
+    if rest.is_empty() {
+        match value {
+            Value::Object(fields) => {
+                let slot = object
+                    .entry(first.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !slot.is_object() {
+                    // A different type at the same key: plain replace (FiFo kept both).
+                    *slot = Value::Object(Map::new());
+                }
+                let Value::Object(inner) = slot else {
+                    unreachable!("made an object above")
+                };
+                for (key, leaf) in fields {
+                    set_at(inner, &[key], leaf, full)?;
+                }
+                sort_keys(inner);
+            }
+            other => {
+                object.insert(first.clone(), sorted(other));
+            }
+        }
+    } else {
+        let slot = object
+            .entry(first.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Value::Object(inner) = slot else {
+            return Err(MetadataError::NotAnObject(full.join(".")));
+        };
+        set_at(inner, rest, value, full)?;
+    }
+    sort_keys(object);
+    Ok(())
+}
+
+/// Orders an object's keys (the map keeps insertion order), so that equal metadata has one
+/// canonical form and one entity tag, and renders sorted as FiFo's did.
+fn sort_keys(object: &mut Map<String, Value>) {
+    object.sort_keys();
+}
+
+/// `value` with the keys of every object in it sorted.
+pub fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(object) => {
+            let mut object: Map<String, Value> =
+                object.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            object.sort_keys();
+            Value::Object(object)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn path(text: &str) -> Vec<String> {
+        text.split('.').map(str::to_string).collect()
+    }
+
+    fn package() -> Package {
+        Package::new(Uuid::nil(), "small".into())
+    }
+
+    #[test]
+    fn objects_merge_leaf_by_leaf_and_arrays_replace() {
+        let mut p = package();
+        assert!(
+            p.set_metadata(&path("jingles.notes"), json!(["a", "b"]))
+                .unwrap()
+        );
+        p.set_metadata(&path("jingles"), json!({ "color": "red" }))
+            .unwrap();
+        assert_eq!(
+            Value::Object(p.metadata.clone()),
+            json!({ "jingles": { "color": "red", "notes": ["a", "b"] } })
+        );
+        p.set_metadata(&path("jingles.notes"), json!(["c"]))
+            .unwrap();
+        assert_eq!(p.metadata["jingles"]["notes"], json!(["c"]));
+        assert!(
+            !p.set_metadata(&path("jingles"), json!({})).unwrap(),
+            "an empty object only makes sure an object is there"
+        );
+    }
+
+    #[test]
+    fn below_a_scalar_is_refused_and_type_changes_replace() {
+        let mut p = package();
+        p.set_metadata(&path("a"), json!("text")).unwrap();
+        assert_eq!(
+            p.set_metadata(&path("a.b"), json!(1)),
+            Err(MetadataError::NotAnObject("a.b".into()))
+        );
+        p.set_metadata(&path("a"), json!({ "b": 1 })).unwrap();
+        assert_eq!(p.metadata["a"], json!({ "b": 1 }));
+        p.set_metadata(&path("a"), json!(2)).unwrap();
+        assert_eq!(p.metadata["a"], json!(2));
+    }
+
+    #[test]
+    fn removal_takes_subtrees_and_ignores_missing_paths() {
+        let mut p = package();
+        p.set_metadata(&path("a"), json!({ "b": { "c": 1 }, "d": 2 }))
+            .unwrap();
+        assert!(!p.remove_metadata(&path("a.x.y")));
+        assert!(!p.remove_metadata(&path("a.d.e")));
+        assert!(p.remove_metadata(&path("a.b")));
+        assert_eq!(
+            Value::Object(p.metadata.clone()),
+            json!({ "a": { "d": 2 } })
+        );
+    }
+
+    #[test]
+    fn requirements_are_a_set() {
+        let mut p = package();
+        let r = json!({ "weight": "must", "attribute": "a", "condition": ">=", "value": 1 });
+        p.set_requirements(vec![r.clone(), r.clone()]);
+        assert_eq!(p.requirements.len(), 1);
+    }
+}

@@ -1,0 +1,478 @@
+//! Authentication and permissions over HTTP (spec A.2, A.3, A.9 items 2–7): the first admin
+//! and its token file, the three ways to present a token, login by session and by OAuth2,
+//! revocation, 401/403 before 404, the per-item list filter, users and grants managed through
+//! the API, durability across a restart, and `--auth none` refused off loopback.
+mod common;
+
+use common::TestServer;
+use common::http::{Answer, send};
+use serde_json::{Value, json};
+
+async fn as_user(server: &TestServer, token: &str, method: reqwest::Method, path: &str) -> Answer {
+    send(
+        server
+            .client
+            .request(method, server.url(path))
+            .header("authorization", format!("Bearer {token}")),
+    )
+    .await
+}
+
+/// Creates a user with `permissions` (as admin) and logs them in; returns their token.
+async fn user_with(server: &TestServer, admin: &str, name: &str, permissions: Value) -> String {
+    let answer = send(
+        server
+            .client
+            .post(server.url("/api/2/users"))
+            .header("x-snarl-token", admin)
+            .json(&json!({ "user": name, "password": "secret", "permissions": permissions })),
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    login(server, name, "secret").await
+}
+
+async fn login(server: &TestServer, user: &str, password: &str) -> String {
+    let answer = send(
+        server
+            .client
+            .post(server.url("/api/0.1.0/sessions"))
+            .json(&json!({ "user": user, "password": password })),
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    answer.headers["x-snarl-token"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn first_start_creates_admin_with_a_private_token_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let (server, token) = TestServer::start_with_auth().await;
+    let path = server.data_dir().join(floe::ADMIN_TOKEN_FILE);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let answer = as_user(
+        &server,
+        &token,
+        reqwest::Method::GET,
+        "/v1/configuration/datasets",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    // A restart keeps the admin and the token, and writes no new file.
+    std::fs::remove_file(&path).unwrap();
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |c| c.auth = floe::config::AuthMode::Token).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let answer = as_user(&server, &token, reqwest::Method::GET, "/api/2/packages").await;
+    assert_eq!(answer.status, 200);
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn no_credentials_401_unknown_token_403_and_three_ways_to_present_one() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let answer = send(server.client.get(server.url("/api/2/packages"))).await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.headers["www-authenticate"], "x-snarl-token");
+    assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    let answer = send(server.client.get(server.url("/v1/configuration/datasets"))).await;
+    assert_eq!(answer.status, 401);
+    let answer = as_user(&server, "nope", reqwest::Method::GET, "/api/2/packages").await;
+    assert_eq!(answer.status, 403);
+
+    let by_header = send(
+        server
+            .client
+            .get(server.url("/api/0.1.0/packages"))
+            .header("x-snarl-token", &admin),
+    )
+    .await;
+    assert_eq!(by_header.status, 200);
+    assert_eq!(by_header.headers["x-snarl-token"].to_str().unwrap(), admin);
+    let by_cookie = send(
+        server
+            .client
+            .get(server.url("/api/2/packages"))
+            .header("cookie", format!("other=1; x-snarl-token={admin}")),
+    )
+    .await;
+    assert_eq!(by_cookie.status, 200);
+    // Public: the version, OPTIONS, login.
+    assert_eq!(
+        send(server.client.get(server.url("/v1/version")))
+            .await
+            .status,
+        200
+    );
+    let options = send(
+        server
+            .client
+            .request(reqwest::Method::OPTIONS, server.url("/api/2/packages")),
+    )
+    .await;
+    assert_eq!(options.status, 200);
+}
+
+#[tokio::test]
+async fn sessions_login_read_and_revoke() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    user_with(
+        &server,
+        &admin,
+        "alice",
+        json!([["cloud", "packages", "list"]]),
+    )
+    .await;
+    let answer = send(
+        server
+            .client
+            .post(server.url("/api/0.1.0/sessions"))
+            .json(&json!({ "user": "alice", "password": "secret" })),
+    )
+    .await;
+    assert_eq!(answer.status, 303);
+    let token = answer.headers["x-snarl-token"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        answer.headers["location"].to_str().unwrap(),
+        format!("/api/0.1.0/sessions/{token}")
+    );
+    assert!(
+        answer.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("x-snarl-token={token}"))
+    );
+    let wrong = send(
+        server
+            .client
+            .post(server.url("/api/0.1.0/sessions"))
+            .json(&json!({ "user": "alice", "password": "guess" })),
+    )
+    .await;
+    wrong.assert_error(401, "Forbidden!");
+    let missing = send(
+        server
+            .client
+            .post(server.url("/api/0.1.0/sessions"))
+            .json(&json!({ "user": "alice" })),
+    )
+    .await;
+    missing.assert_error(400, "Missing JSON keys: user, password required.");
+
+    // Reading a session needs a token (pyfi depends on a non-200 without one).
+    let path = format!("/api/0.1.0/sessions/{token}");
+    assert_eq!(send(server.client.get(server.url(&path))).await.status, 401);
+    let session = send(
+        server
+            .client
+            .get(server.url(&path))
+            .header("x-snarl-token", &token),
+    )
+    .await;
+    assert_eq!(session.status, 200);
+    assert_eq!(session.body["session"], token.as_str());
+    assert_eq!(session.body["name"], "alice");
+    assert!(session.body.get("password").is_none());
+
+    // Revoked: stops working at once.
+    let answer = as_user(&server, &token, reqwest::Method::DELETE, &path).await;
+    assert_eq!(answer.status, 204);
+    let answer = as_user(&server, &token, reqwest::Method::GET, "/api/2/packages").await;
+    assert_eq!(answer.status, 403);
+}
+
+#[tokio::test]
+async fn oauth_password_grant() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    user_with(
+        &server,
+        &admin,
+        "bob",
+        json!([["cloud", "packages", "list"]]),
+    )
+    .await;
+    let token = |body: &'static str| {
+        server
+            .client
+            .post(server.url("/api/2/oauth/token"))
+            // pyfi sends a form labelled JSON.
+            .header("content-type", "application/json;charset=UTF-8")
+            .body(body)
+    };
+    let answer = send(token("username=bob&password=secret&grant_type=password")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    assert_eq!(answer.body["token_type"], "bearer");
+    assert!(answer.body["expires_in"].as_i64().unwrap() > 0);
+    assert!(answer.body.get("scope").is_some());
+    let access = answer.body["access_token"].as_str().unwrap().to_string();
+    let list = as_user(&server, &access, reqwest::Method::GET, "/api/2/packages").await;
+    assert_eq!(list.status, 200);
+
+    let wrong = send(token("username=bob&password=nope&grant_type=password")).await;
+    assert_eq!(wrong.status, 400);
+    assert_eq!(wrong.body["error"], "access_denied");
+    let missing = send(token("grant_type=password")).await;
+    assert_eq!(missing.body["error"], "invalid_request");
+    let other = send(token("grant_type=client_credentials")).await;
+    assert_eq!(other.body["error"], "unsupported_grant_type");
+    let get = send(server.client.get(server.url("/api/2/oauth/token"))).await;
+    assert_eq!(get.status, 405);
+}
+
+#[tokio::test]
+async fn package_permissions_403_before_404_and_the_filtered_list() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let alice = user_with(
+        &server,
+        &admin,
+        "alice",
+        json!([
+            ["cloud", "packages", "list"],
+            ["cloud", "packages", "create"]
+        ]),
+    )
+    .await;
+    let created = send(
+        server
+            .client
+            .post(server.url("/api/2/packages"))
+            .header("authorization", format!("Bearer {alice}"))
+            .json(&json!({ "name": "small", "ram": 1024 })),
+    )
+    .await;
+    assert_eq!(created.status, 303);
+    let location = created.headers["location"].to_str().unwrap().to_string();
+    let uuid = location.rsplit('/').next().unwrap().to_string();
+
+    // Listing needs cloud->packages->list, and shows only what the caller may get.
+    let list = as_user(&server, &alice, reqwest::Method::GET, "/api/2/packages").await;
+    assert_eq!(list.body, json!([]));
+    let admin_list = as_user(&server, &admin, reqwest::Method::GET, "/api/2/packages").await;
+    assert_eq!(admin_list.body, json!([uuid]));
+    // 403 before 404, for an existing package and a missing one alike.
+    let missing = uuid::Uuid::new_v4();
+    for path in [location.clone(), format!("/api/2/packages/{missing}")] {
+        let answer = as_user(&server, &alice, reqwest::Method::GET, &path).await;
+        assert_eq!(answer.status, 403, "{path}");
+    }
+    // Grant packages->_->get through the API: the list and reads follow at once.
+    let grant = send(
+        server
+            .client
+            .put(server.url("/api/2/users/alice/permissions/packages/_/get"))
+            .header("x-snarl-token", &admin),
+    )
+    .await;
+    assert_eq!(grant.status, 204);
+    let list = as_user(&server, &alice, reqwest::Method::GET, "/api/2/packages").await;
+    assert_eq!(list.body, json!([uuid]));
+    let answer = as_user(
+        &server,
+        &alice,
+        reqwest::Method::GET,
+        &format!("/api/2/packages/{missing}"),
+    )
+    .await;
+    assert_eq!(answer.status, 404);
+    // Delete needs packages->U->delete, metadata needs packages->U->edit.
+    let answer = as_user(&server, &alice, reqwest::Method::DELETE, &location).await;
+    assert_eq!(answer.status, 403);
+    let answer = send(
+        server
+            .client
+            .put(server.url(&format!("{location}/metadata")))
+            .header("x-snarl-token", &alice)
+            .json(&json!({ "a": 1 })),
+    )
+    .await;
+    assert_eq!(answer.status, 403);
+    // Revoking the grant takes effect at once.
+    let revoke = send(
+        server
+            .client
+            .delete(server.url("/api/2/users/alice/permissions/packages/_/get"))
+            .header("x-snarl-token", &admin),
+    )
+    .await;
+    assert_eq!(revoke.status, 204);
+    let answer = as_user(&server, &alice, reqwest::Method::GET, &location).await;
+    assert_eq!(answer.status, 403);
+    // The /v1 APIs are guarded too.
+    let answer = as_user(
+        &server,
+        &alice,
+        reqwest::Method::GET,
+        "/v1/configuration/datasets",
+    )
+    .await;
+    assert_eq!(answer.status, 403);
+}
+
+#[tokio::test]
+async fn users_are_managed_by_callers_with_permission_and_survive_a_restart() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let carol = user_with(&server, &admin, "carol", json!([])).await;
+    // Without cloud->users->create, carol cannot create users.
+    let answer = send(
+        server
+            .client
+            .post(server.url("/api/2/users"))
+            .header("x-snarl-token", &carol)
+            .json(&json!({ "user": "mallory", "password": "x" })),
+    )
+    .await;
+    assert_eq!(answer.status, 403);
+    let duplicate = send(
+        server
+            .client
+            .post(server.url("/api/2/users"))
+            .header("x-snarl-token", &admin)
+            .json(&json!({ "user": "carol", "password": "x" })),
+    )
+    .await;
+    assert_eq!(duplicate.status, 409);
+    let users = as_user(&server, &admin, reqwest::Method::GET, "/api/2/users").await;
+    assert_eq!(users.body, json!(["admin", "carol"]));
+    let user = as_user(&server, &admin, reqwest::Method::GET, "/api/2/users/carol").await;
+    assert_eq!(user.body, json!({ "name": "carol", "permissions": [] }));
+
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |c| c.auth = floe::config::AuthMode::Token).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let answer = as_user(&server, &carol, reqwest::Method::GET, "/api/2/sessions").await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.body["name"], "carol");
+    // Deleting a user ends their tokens.
+    let answer = as_user(
+        &server,
+        &admin,
+        reqwest::Method::DELETE,
+        "/api/2/users/carol",
+    )
+    .await;
+    assert_eq!(answer.status, 204);
+    let answer = as_user(&server, &carol, reqwest::Method::GET, "/api/2/sessions").await;
+    assert_eq!(answer.status, 403);
+}
+
+#[tokio::test]
+async fn auth_none_is_refused_off_loopback() {
+    let mut config = floe::ServeConfig::ephemeral();
+    config.auth = floe::config::AuthMode::None;
+    config.listen = "0.0.0.0:0".parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let result = floe::run(&config, listener, async {}).await;
+    let error = result.expect_err("refused").to_string();
+    assert!(error.contains("--auth none"), "{error}");
+}
+
+#[tokio::test]
+async fn nobody_grants_more_than_they_hold() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let dave = user_with(
+        &server,
+        &admin,
+        "dave",
+        json!([["users", "dave", "grant"], ["packages", "_", "get"]]),
+    )
+    .await;
+    let grant = |path: &'static str| {
+        server
+            .client
+            .put(server.url(path))
+            .header("x-snarl-token", &dave)
+    };
+    assert_eq!(
+        send(grant("/api/2/users/dave/permissions/..."))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        send(grant("/api/2/users/dave/permissions/cloud/users/create"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        send(grant("/api/2/users/dave/permissions/packages/p1/get"))
+            .await
+            .status,
+        204
+    );
+    let user = as_user(&server, &admin, reqwest::Method::GET, "/api/2/users/dave").await;
+    assert_eq!(
+        user.body["permissions"][2],
+        json!(["packages", "p1", "get"])
+    );
+}
+
+/// Starts a real `floe serve --auth token` over `dir`, returns the log lines it wrote until
+/// it listened, and stops it.
+fn first_log_lines(dir: &std::path::Path) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(common::floe_binary())
+        .args(["serve", "--auth", "token", "--listen", "127.0.0.1:0"])
+        .args(["--log-format", "json", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let listening = line.contains("floe listening");
+        lines.push(line);
+        if listening {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+#[test]
+fn the_binary_says_once_that_it_created_admin_and_refuses_auth_none_off_loopback() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let said = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|line| line.contains("created user admin"))
+            .count()
+    };
+    let first = first_log_lines(dir.path());
+    assert_eq!(said(&first), 1, "{first:?}");
+    let path = dir.path().join(floe::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&path).unwrap();
+    let second = first_log_lines(dir.path());
+    assert_eq!(said(&second), 0, "{second:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), token);
+
+    let output = std::process::Command::new(common::floe_binary())
+        .args([
+            "serve",
+            "--auth",
+            "none",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--auth none"), "{stderr}");
+}

@@ -1,0 +1,863 @@
+//! The Project FiFo packages API over HTTP against an in-process floe: every packages item of
+//! /work/shared/spec/fifo_and_mathematicians.md A.9 that does not need authentication (1,
+//! 8–17), safe creation (`/new`, retried POSTs, `Idempotency-Key`), ETags and the If-Match
+//! policy, msgpack, and persistence across a restart.
+mod common;
+
+use common::TestServer;
+use common::http::{Answer, send};
+use floe::api::conditional::IfMatchPolicy;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+const MSGPACK: &str = "application/x-msgpack";
+
+fn packages(version: &str) -> String {
+    format!("/api/{version}/packages")
+}
+
+fn one(uuid: &str) -> String {
+    format!("/api/2/packages/{uuid}")
+}
+
+async fn create(server: &TestServer, body: &Value) -> Answer {
+    send(server.client.post(server.url(&packages("2"))).json(body)).await
+}
+
+/// Creates a package and returns its id (from `Location`).
+async fn created(server: &TestServer, body: &Value) -> String {
+    let answer = create(server, body).await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    let location = answer.headers["location"].to_str().unwrap().to_string();
+    location.rsplit('/').next().unwrap().to_string()
+}
+
+async fn get(server: &TestServer, path: &str) -> Answer {
+    send(server.client.get(server.url(path))).await
+}
+
+async fn put_metadata(server: &TestServer, uuid: &str, path: &str, body: &Value) -> Answer {
+    let url = server.url(&format!("{}/metadata{path}", one(uuid)));
+    send(server.client.put(url).json(body)).await
+}
+
+async fn delete(server: &TestServer, path: &str) -> Answer {
+    send(server.client.delete(server.url(path))).await
+}
+
+async fn metadata(server: &TestServer, uuid: &str) -> Value {
+    let answer = get(server, &one(uuid)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.body["metadata"].clone()
+}
+
+fn small() -> Value {
+    json!({ "name": "small", "ram": 1024, "quota": 40, "cpu_cap": 100 })
+}
+
+#[tokio::test]
+async fn any_version_string_reaches_the_same_packages() {
+    let server = TestServer::start().await;
+    let answer = send(
+        server
+            .client
+            .post(server.url(&packages("0.1.0")))
+            .json(&small()),
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    let location = answer.headers["location"].to_str().unwrap();
+    assert!(location.starts_with("/api/0.1.0/packages/"), "{location}");
+    let uuid = location.rsplit('/').next().unwrap();
+    for version in ["0.1.0", "2", "3"] {
+        let answer = get(&server, &format!("{}/{uuid}", packages(version))).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body["name"], "small");
+    }
+}
+
+#[tokio::test]
+async fn create_answers_303_and_the_package_has_fifos_shape() {
+    let server = TestServer::start().await;
+    let answer = create(&server, &small()).await;
+    assert_eq!(answer.status, 303);
+    assert!(answer.text.is_empty());
+    let location = answer.headers["location"].to_str().unwrap();
+    let uuid = location.strip_prefix("/api/2/packages/").unwrap();
+    let parsed = uuid::Uuid::parse_str(uuid).unwrap();
+    assert_eq!(parsed.get_version_num(), 4);
+    assert_eq!(uuid, uuid.to_lowercase());
+    assert!(answer.headers.contains_key("etag"));
+
+    let answer = get(&server, location).await;
+    assert_eq!(answer.status, 200);
+    answer.assert_json();
+    let etag = answer.body["_etag"].as_str().unwrap().to_string();
+    assert_eq!(
+        answer.headers["etag"].to_str().unwrap(),
+        format!("\"{etag}\"")
+    );
+    let created = answer.body["_created"].clone();
+    assert_eq!(
+        answer.body,
+        json!({
+            "_created": created,
+            "_etag": etag,
+            "_updated": created,
+            "compression": "off",
+            "cpu_cap": 100,
+            "metadata": {},
+            "name": "small",
+            "quota": 40,
+            "ram": 1024,
+            "requirements": [],
+            "uuid": uuid,
+        })
+    );
+    let keys: Vec<&String> = answer.body.as_object().unwrap().keys().collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "keys are emitted sorted");
+}
+
+#[tokio::test]
+async fn every_optional_field_and_requirement_shape_is_kept() {
+    let server = TestServer::start().await;
+    let rule = json!({ "weight": "must", "condition": ">=", "attribute": "resources.free-memory", "value": 5 });
+    let scale =
+        json!({ "weight": "scale", "attribute": "resources.free-memory", "low": 0, "high": 10 });
+    let random = json!({ "weight": "random", "low": 0, "high": 10 });
+    let weighted = json!({ "weight": 3, "condition": "element", "attribute": "a", "value": ["x"] });
+    let uuid = created(
+        &server,
+        &json!({
+            "name": "full", "ram": 1, "quota": 2, "cpu_cap": 3, "max_swap": 4,
+            "zfs_io_priority": 5, "blocksize": 6, "compression": "gzip-9",
+            "requirements": [rule, scale, random, weighted, rule],
+        }),
+    )
+    .await;
+    let answer = get(&server, &one(&uuid)).await;
+    for (key, value) in [
+        ("ram", json!(1)),
+        ("quota", json!(2)),
+        ("cpu_cap", json!(3)),
+        ("max_swap", json!(4)),
+        ("zfs_io_priority", json!(5)),
+        ("blocksize", json!(6)),
+        ("compression", json!("gzip-9")),
+    ] {
+        assert_eq!(answer.body[key], value, "{key}");
+    }
+    let requirements = answer.body["requirements"].as_array().unwrap();
+    assert_eq!(
+        requirements.len(),
+        4,
+        "duplicates collapse: {requirements:?}"
+    );
+    assert!(answer.body.get("cpu_shares").is_none());
+}
+
+#[tokio::test]
+async fn invalid_bodies_are_400_and_store_nothing() {
+    let server = TestServer::start().await;
+    let before = get(&server, &packages("2")).await.tag();
+    let bad = [
+        json!({}),
+        json!({ "name": 7 }),
+        json!({ "name": "" }),
+        json!({ "name": "x", "ram": 0 }),
+        json!({ "name": "x", "ram": -1 }),
+        json!({ "name": "x", "ram": 1024.5 }),
+        json!({ "name": "x", "ram": "1024" }),
+        json!({ "name": "x", "quota": 0 }),
+        json!({ "name": "x", "compression": "zip" }),
+        json!({ "name": "x", "cpu_shares": 10 }),
+        json!({ "name": "x", "junk": 1 }),
+        json!({ "name": "x", "uuid": "not-a-uuid" }),
+        json!({ "name": "x", "requirements": [{ "weight": "must" }] }),
+        json!({ "name": "x", "requirements": [{ "weight": "scale", "low": 1, "high": 2 }] }),
+        json!({ "name": "x", "requirements": [{ "condition": "~", "attribute": "a", "value": 1 }] }),
+        json!({ "name": "x", "requirements": "none" }),
+        json!(["small"]),
+    ];
+    for body in bad {
+        create(&server, &body).await.assert_schema_error();
+    }
+    let undecodable = send(
+        server
+            .client
+            .post(server.url(&packages("2")))
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    undecodable.assert_bad_request();
+    let list = get(&server, &packages("2")).await;
+    assert_eq!(list.body, json!([]));
+    assert_eq!(list.tag(), before, "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_duplicate_name_is_409() {
+    let server = TestServer::start().await;
+    created(&server, &small()).await;
+    let answer = create(&server, &json!({ "name": "small", "ram": 2048 })).await;
+    answer.assert_error(409, "A package with this name already exists.");
+    assert_eq!(
+        get(&server, &packages("2"))
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn new_mints_an_id_stores_nothing_and_a_post_by_it_is_safe_to_retry() {
+    let server = TestServer::start().await;
+    let tag = get(&server, &packages("2")).await.tag();
+    let first = get(&server, &format!("{}/new", packages("2"))).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.headers["cache-control"], "no-store");
+    let uuid = first.body["uuid"].as_str().unwrap().to_string();
+    assert_eq!(first.body["requirements"], json!([]));
+    let second = get(&server, &format!("{}/new", packages("2"))).await;
+    assert_ne!(second.body["uuid"], first.body["uuid"]);
+    assert_eq!(get(&server, &packages("2")).await.tag(), tag);
+    assert_eq!(get(&server, &one(&uuid)).await.status, 404);
+
+    let mut body = first.body.clone();
+    body["name"] = json!("small");
+    body["ram"] = json!(512);
+    let answer = create(&server, &body).await;
+    assert_eq!(answer.status, 303);
+    let location = answer.headers["location"].clone();
+    assert_eq!(location, format!("/api/2/packages/{uuid}").as_str());
+    let after_first = get(&server, &packages("2")).await.tag();
+    let retry = create(&server, &body).await;
+    assert_eq!(retry.status, 303);
+    assert_eq!(retry.headers["location"], location);
+    assert_eq!(retry.headers["etag"], answer.headers["etag"]);
+    let list = get(&server, &packages("2")).await;
+    assert_eq!(list.body, json!([uuid]));
+    assert_eq!(list.tag(), after_first, "the retry changed nothing");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_303() {
+    let server = TestServer::start().await;
+    let post = || {
+        server
+            .client
+            .post(server.url(&packages("2")))
+            .header("idempotency-key", "k-1")
+            .json(&small())
+    };
+    let first = send(post()).await;
+    assert_eq!(first.status, 303);
+    let again = send(post()).await;
+    assert_eq!(again.status, 303);
+    assert_eq!(again.headers["location"], first.headers["location"]);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(
+        get(&server, &packages("2"))
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn lists_are_ids_or_full_objects_with_selected_fields() {
+    let server = TestServer::start().await;
+    let a = created(&server, &small()).await;
+    let b = created(&server, &json!({ "name": "big", "ram": 4096 })).await;
+    let mut ids = vec![a.clone(), b.clone()];
+    ids.sort();
+
+    let list = get(&server, &packages("2")).await;
+    assert_eq!(list.status, 200);
+    assert!(list.headers.contains_key("etag"));
+    let mut got: Vec<String> = serde_json::from_value(list.body.clone()).unwrap();
+    got.sort();
+    assert_eq!(got, ids);
+
+    let full = get(&server, &format!("{}?full-list=true", packages("2"))).await;
+    let objects = full.body.as_array().unwrap();
+    assert_eq!(objects.len(), 2);
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["compression"] == "off" && o["uuid"].is_string())
+    );
+    assert_ne!(full.headers["etag"], list.headers["etag"]);
+
+    let fields = get(
+        &server,
+        &format!(
+            "{}?full-list=true&full-list-fields=name,ram,nope",
+            packages("2")
+        ),
+    )
+    .await;
+    for object in fields.body.as_array().unwrap() {
+        let keys: Vec<&String> = object.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["name", "ram"]);
+    }
+    // Exact names, no trimming: " ram" selects nothing.
+    let spaced = get(
+        &server,
+        &format!(
+            "{}?full-list=true&full-list-fields=name,%20ram",
+            packages("2")
+        ),
+    )
+    .await;
+    for object in spaced.body.as_array().unwrap() {
+        assert_eq!(object.as_object().unwrap().len(), 1, "{object}");
+    }
+    // Fields without a full list are ignored.
+    let ignored = get(&server, &format!("{}?full-list-fields=name", packages("2"))).await;
+    assert!(
+        ignored
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(Value::is_string)
+    );
+
+    // FiFo's headers: `True` counts, anything else does not; the query wins over them.
+    let by_header = send(
+        server
+            .client
+            .get(server.url(&packages("0.1.0")))
+            .header("x-full-list", "True")
+            .header("x-full-list-fields", "uuid"),
+    )
+    .await;
+    for object in by_header.body.as_array().unwrap() {
+        assert_eq!(object.as_object().unwrap().len(), 1);
+    }
+    let yes_is_not_true = send(
+        server
+            .client
+            .get(server.url(&packages("2")))
+            .header("x-full-list", "yes"),
+    )
+    .await;
+    assert!(
+        yes_is_not_true
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(Value::is_string)
+    );
+    let query_wins = send(
+        server
+            .client
+            .get(server.url(&format!("{}?full-list=false", packages("2"))))
+            .header("x-full-list", "true"),
+    )
+    .await;
+    assert!(
+        query_wins
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(Value::is_string)
+    );
+
+    // A list read with its ETag is 304.
+    let etag = list.headers["etag"].clone();
+    let again = server
+        .client
+        .get(server.url(&packages("2")))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+}
+
+#[tokio::test]
+async fn delete_is_204_then_404_and_unknown_ids_are_404() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let answer = delete(&server, &one(&uuid)).await;
+    assert_eq!(answer.status, 204);
+    assert!(answer.text.is_empty());
+    delete(&server, &one(&uuid))
+        .await
+        .assert_error(404, "Package not found.");
+    get(&server, &one(&uuid))
+        .await
+        .assert_error(404, "Package not found.");
+    get(&server, &one("abc"))
+        .await
+        .assert_error(404, "Package not found.");
+    assert_eq!(
+        get(&server, &format!("{}/foo", one(&uuid))).await.status,
+        404
+    );
+    // The name is free again.
+    created(&server, &small()).await;
+}
+
+#[tokio::test]
+async fn put_of_a_package_is_400() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let answer = send(
+        server
+            .client
+            .put(server.url(&one(&uuid)))
+            .json(&json!({ "ram": 1 })),
+    )
+    .await;
+    answer.assert_bad_request();
+    assert_eq!(get(&server, &one(&uuid)).await.body["ram"], 1024);
+}
+
+#[tokio::test]
+async fn metadata_puts_deep_merge_and_deletes_remove_subtrees() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let before = get(&server, &one(&uuid)).await;
+
+    let answer = put_metadata(&server, &uuid, "/jingles", &json!({ "notes": ["c", "d"] })).await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    assert!(answer.text.is_empty());
+    assert_ne!(answer.headers["etag"], before.headers["etag"]);
+    assert_eq!(
+        metadata(&server, &uuid).await,
+        json!({ "jingles": { "notes": ["c", "d"] } })
+    );
+
+    put_metadata(
+        &server,
+        &uuid,
+        "",
+        &json!({ "jingles": { "color": "red" } }),
+    )
+    .await;
+    assert_eq!(
+        metadata(&server, &uuid).await,
+        json!({ "jingles": { "color": "red", "notes": ["c", "d"] } })
+    );
+    // Arrays replace; deep paths create intermediate objects.
+    put_metadata(&server, &uuid, "/jingles", &json!({ "notes": ["e"] })).await;
+    put_metadata(&server, &uuid, "/a/b", &json!({ "c": 1 })).await;
+    assert_eq!(
+        metadata(&server, &uuid).await,
+        json!({ "a": { "b": { "c": 1 } }, "jingles": { "color": "red", "notes": ["e"] } })
+    );
+    // Below a scalar: refused, nothing changes.
+    let below = put_metadata(&server, &uuid, "/jingles/color", &json!({ "x": 1 })).await;
+    assert_eq!(below.status, 409, "{}", below.text);
+
+    // Not exactly one key.
+    for body in [json!({}), json!({ "a": 1, "b": 2 }), json!([1]), json!("x")] {
+        put_metadata(&server, &uuid, "/a", &body)
+            .await
+            .assert_bad_request();
+    }
+    let empty_body = send(
+        server
+            .client
+            .put(server.url(&format!("{}/metadata/a", one(&uuid))))
+            .header("content-type", "application/json"),
+    )
+    .await;
+    empty_body.assert_bad_request();
+
+    let answer = delete(&server, &format!("{}/metadata/a/b", one(&uuid))).await;
+    assert_eq!(answer.status, 204);
+    // Absent paths are still 204.
+    for path in ["nope", "a/x/y", "jingles/color/z"] {
+        let answer = delete(&server, &format!("{}/metadata/{path}", one(&uuid))).await;
+        assert_eq!(answer.status, 204, "{path}");
+    }
+    // Emptied parents stay.
+    assert_eq!(
+        metadata(&server, &uuid).await,
+        json!({ "a": {}, "jingles": { "color": "red", "notes": ["e"] } })
+    );
+    delete(&server, &format!("{}/metadata", one(&uuid)))
+        .await
+        .assert_bad_request();
+
+    // A missing package is 404, for both.
+    let missing = uuid::Uuid::new_v4().to_string();
+    put_metadata(&server, &missing, "/a", &json!({ "b": 1 }))
+        .await
+        .assert_error(404, "Package not found.");
+    delete(&server, &format!("{}/metadata/a", one(&missing)))
+        .await
+        .assert_error(404, "Package not found.");
+}
+
+#[tokio::test]
+async fn methods_options_cors_and_vary() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let cases = [
+        (packages("2"), "HEAD, OPTIONS, GET, POST"),
+        (one(&uuid), "HEAD, OPTIONS, GET, PUT, DELETE"),
+        (
+            format!("{}/metadata/a", one(&uuid)),
+            "HEAD, OPTIONS, PUT, DELETE",
+        ),
+    ];
+    for (path, methods) in &cases {
+        let answer = send(
+            server
+                .client
+                .request(reqwest::Method::OPTIONS, server.url(path)),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.headers["access-control-allow-methods"], *methods);
+    }
+    let wrong = send(server.client.patch(server.url(&packages("2")))).await;
+    assert_eq!(wrong.status, 405);
+    let allow = wrong.headers["allow"].to_str().unwrap();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let wrong = send(
+        server
+            .client
+            .get(server.url(&format!("{}/metadata/a", one(&uuid)))),
+    )
+    .await;
+    assert_eq!(wrong.status, 405);
+    for answer in [
+        get(&server, &packages("2")).await,
+        get(&server, &one(&uuid)).await,
+        get(&server, &one("missing")).await,
+        wrong,
+    ] {
+        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+        assert_eq!(answer.headers["access-control-allow-credentials"], "true");
+        assert!(
+            answer.headers["access-control-allow-headers"]
+                .to_str()
+                .unwrap()
+                .contains("x-snarl-token")
+        );
+        assert_eq!(answer.headers["vary"], "accept");
+    }
+}
+
+#[tokio::test]
+async fn msgpack_in_and_out_json_by_default_415_and_406() {
+    let server = TestServer::start().await;
+    let body = rmp_serde::to_vec_named(&small()).unwrap();
+    let answer = send(
+        server
+            .client
+            .post(server.url(&packages("2")))
+            .header("content-type", "application/x-msgpack; charset=binary")
+            .body(body),
+    )
+    .await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    let location = answer.headers["location"].to_str().unwrap().to_string();
+
+    let response = server
+        .client
+        .get(server.url(&location))
+        .header("accept", MSGPACK)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], MSGPACK);
+    let bytes = response.bytes().await.unwrap();
+    let decoded: Value = rmp_serde::from_slice(&bytes).unwrap();
+    assert_eq!(decoded["name"], "small");
+    assert_eq!(decoded["ram"], 1024);
+
+    // A msgpack list, and a msgpack metadata PUT.
+    let response = server
+        .client
+        .get(server.url(&packages("2")))
+        .header("accept", "application/json;q=0.1, application/x-msgpack")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], MSGPACK);
+    let list: Value = rmp_serde::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let answer = send(
+        server
+            .client
+            .put(server.url(&format!("{location}/metadata")))
+            .header("content-type", MSGPACK)
+            .body(rmp_serde::to_vec_named(&json!({ "owner": "ops" })).unwrap()),
+    )
+    .await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+
+    // JSON for no Accept and for */*.
+    for accept in [None, Some("*/*")] {
+        let mut request = server.client.get(server.url(&location));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let answer = send(request).await;
+        answer.assert_json();
+        assert_eq!(answer.body["metadata"], json!({ "owner": "ops" }));
+    }
+
+    // 415 for other or missing request types; 406 for an unsatisfiable Accept.
+    for content_type in [Some("text/plain"), Some("application/xml"), None] {
+        let mut request = server
+            .client
+            .post(server.url(&packages("2")))
+            .body(r#"{"name":"other"}"#);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let answer = send(request).await;
+        assert_eq!(answer.status, 415, "{content_type:?}");
+        answer.assert_json();
+        let mut request = server
+            .client
+            .put(server.url(&format!("{location}/metadata")))
+            .body(r#"{"a":1}"#);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        assert_eq!(send(request).await.status, 415);
+    }
+    let answer = send(
+        server
+            .client
+            .get(server.url(&location))
+            .header("accept", "text/html"),
+    )
+    .await;
+    assert_eq!(answer.status, 406);
+    let answer = send(
+        server
+            .client
+            .post(server.url(&packages("2")))
+            .header("accept", "text/html")
+            .json(&json!({ "name": "other" })),
+    )
+    .await;
+    assert_eq!(answer.status, 406);
+    let bad_msgpack = send(
+        server
+            .client
+            .post(server.url(&packages("2")))
+            .header("content-type", MSGPACK)
+            .body(vec![0xc1]),
+    )
+    .await;
+    bad_msgpack.assert_bad_request();
+    assert_eq!(
+        get(&server, &packages("2"))
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn etags_304_412_and_the_required_if_match_policy() {
+    let dir = TempDir::new().unwrap();
+    let server =
+        TestServer::start_in(dir, |config| config.if_match = IfMatchPolicy::Required).await;
+    let uuid = created(&server, &small()).await;
+    let answer = get(&server, &one(&uuid)).await;
+    let etag = answer.headers["etag"].to_str().unwrap().to_string();
+
+    let not_modified = server
+        .client
+        .get(server.url(&one(&uuid)))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), 304);
+
+    // Without If-Match: 428, for metadata writes and for delete.
+    let url = server.url(&format!("{}/metadata/a", one(&uuid)));
+    let answer = send(server.client.put(&url).json(&json!({ "b": 1 }))).await;
+    assert_eq!(answer.status, 428, "{}", answer.text);
+    let answer = send(server.client.delete(&url)).await;
+    assert_eq!(answer.status, 428);
+    let answer = delete(&server, &one(&uuid)).await;
+    assert_eq!(answer.status, 428);
+
+    // A stale If-Match: 412 with the current ETag.
+    let answer = send(
+        server
+            .client
+            .put(&url)
+            .header("if-match", "\"stale\"")
+            .json(&json!({ "b": 1 })),
+    )
+    .await;
+    assert_eq!(answer.status, 412);
+    assert_eq!(answer.headers["etag"].to_str().unwrap(), etag);
+
+    // The current one: 204 and the new ETag, which then deletes the package.
+    let answer = send(
+        server
+            .client
+            .put(&url)
+            .header("if-match", &etag)
+            .json(&json!({ "b": 1 })),
+    )
+    .await;
+    assert_eq!(answer.status, 204);
+    let new_etag = answer.headers["etag"].to_str().unwrap().to_string();
+    assert_ne!(new_etag, etag);
+    let answer = send(
+        server
+            .client
+            .delete(server.url(&one(&uuid)))
+            .header("if-match", &new_etag),
+    )
+    .await;
+    assert_eq!(answer.status, 204);
+}
+
+#[tokio::test]
+async fn if_none_match_star_makes_a_create_by_id_create_only() {
+    let server = TestServer::start().await;
+    let fresh = uuid::Uuid::new_v4().to_string();
+    let body = json!({ "uuid": fresh, "name": "once" });
+    let first = send(
+        server
+            .client
+            .post(server.url(&packages("2")))
+            .header("if-none-match", "*")
+            .json(&body),
+    )
+    .await;
+    assert_eq!(first.status, 303);
+    let second = send(
+        server
+            .client
+            .post(server.url(&packages("2")))
+            .header("if-none-match", "*")
+            .json(&body),
+    )
+    .await;
+    assert_eq!(second.status, 412);
+}
+
+#[tokio::test]
+async fn packages_survive_a_restart() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    put_metadata(&server, &uuid, "/a", &json!({ "b": [1, 2] })).await;
+    let gone = created(&server, &json!({ "name": "gone" })).await;
+    assert_eq!(delete(&server, &one(&gone)).await.status, 204);
+    let before = get(&server, &one(&uuid)).await;
+    let dir = server.stop().await;
+
+    let server = TestServer::start_in(dir, |_| {}).await;
+    let after = get(&server, &one(&uuid)).await;
+    assert_eq!(after.body, before.body);
+    assert_eq!(after.headers["etag"], before.headers["etag"]);
+    assert_eq!(get(&server, &one(&gone)).await.status, 404);
+    create(&server, &small())
+        .await
+        .assert_error(409, "A package with this name already exists.");
+    assert_eq!(created(&server, &json!({ "name": "gone" })).await.len(), 36);
+}
+
+#[tokio::test]
+async fn a_list_read_with_its_etag_and_prefer_wait_is_held_until_a_change() {
+    let server = TestServer::start().await;
+    let list = get(&server, &format!("{}?full-list=true", packages("2"))).await;
+    let etag = list.headers["etag"].clone();
+    let started = std::time::Instant::now();
+    let held = server
+        .client
+        .get(server.url(&format!("{}?full-list=true", packages("2"))))
+        .header("if-none-match", etag.clone())
+        .header("prefer", "wait=10")
+        .send();
+    let change = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        created(&server, &small()).await
+    };
+    let (held, uuid) = tokio::join!(held, change);
+    let held = held.unwrap();
+    assert_eq!(held.status(), 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    assert_ne!(held.headers()["etag"], etag);
+    let body: Value = held.json().await.unwrap();
+    assert_eq!(body[0]["uuid"], uuid.as_str());
+}
+
+#[tokio::test]
+async fn head_answers_without_a_body_and_deep_or_odd_bodies_never_fail_the_server() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let head = server
+        .client
+        .head(server.url(&one(&uuid)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().contains_key("etag"));
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    // Deeply nested metadata: stored or refused, never a 5xx.
+    let mut deep = json!("leaf");
+    for _ in 0..100 {
+        deep = json!({ "k": deep });
+    }
+    let answer = put_metadata(&server, &uuid, "/deep", &json!({ "v": deep })).await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    let nested = "[".repeat(100_000) + &"]".repeat(100_000);
+    let answer = send(
+        server
+            .client
+            .put(server.url(&format!("{}/metadata", one(&uuid))))
+            .header("content-type", "application/json")
+            .body(nested),
+    )
+    .await;
+    answer.assert_bad_request();
+    let mut msgpack = vec![0x91u8; 100_000];
+    msgpack.push(0xc0);
+    let answer = send(
+        server
+            .client
+            .put(server.url(&format!("{}/metadata", one(&uuid))))
+            .header("content-type", MSGPACK)
+            .body(msgpack),
+    )
+    .await;
+    answer.assert_bad_request();
+    // Binary and non-string keys in msgpack are not JSON: 400.
+    let answer = send(
+        server
+            .client
+            .put(server.url(&format!("{}/metadata", one(&uuid))))
+            .header("content-type", MSGPACK)
+            .body(vec![0x81, 0x01, 0x02]),
+    )
+    .await;
+    answer.assert_bad_request();
+    assert_eq!(get(&server, &one(&uuid)).await.status, 200);
+}
