@@ -264,10 +264,13 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(containers::router())
         .merge(state::router())
-        .fallback(|| async { ApiError::NoRoute })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    // Authentication runs inside CORS, so that 401s and 403s carry FiFo's CORS headers. With
-    // authentication off there is no layer at all: every request is `Caller::Anyone`.
+        .fallback(|uri: axum::http::Uri| async move {
+            packages::with_cors(uri.path(), ApiError::NoRoute.into_response())
+        })
+        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
+            packages::with_cors(uri.path(), ApiError::MethodNotAllowed.into_response())
+        });
+    // With authentication off there is no layer at all: every request is `Caller::Anyone`.
     let router = if state.accounts.is_some() {
         router.layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -276,9 +279,7 @@ pub fn router(state: AppState) -> Router {
     } else {
         router
     };
-    let router = router
-        .layer(axum::middleware::from_fn(packages::cors))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let router = router.layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     // Requests are traced only when debug logging is on (`RUST_LOG=floe=debug`): the layer
     // times every request and wraps every body, a cost not worth paying to log nothing.
     let router = if tracing::enabled!(tracing::Level::DEBUG) {

@@ -22,6 +22,7 @@ pub mod store;
 pub mod tls;
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -130,6 +131,25 @@ pub fn app(
     api::router(api::AppState::new(store, cluster, settings, accounts))
 }
 
+/// Refuses settings that would let anyone who can reach `address` change the configuration:
+/// plain HTTP off loopback without `--insecure`, and `--auth none` off loopback without client
+/// certificates. Called before binding (with the address asked for) and again after (with the
+/// address bound), so that a refused setting never opens a socket.
+pub fn check_exposure(config: &ServeConfig, address: SocketAddr) -> Result<(), ServeError> {
+    let loopback_only = address.ip().is_loopback() && config.listen.ip().is_loopback();
+    if config.tls_files().is_none() && !loopback_only && !config.insecure {
+        return Err(ServeError::PlainHttpRefused(address));
+    }
+    // Without tokens, only loopback or client certificates keep strangers out.
+    let certificates_required = config.tls_files().is_some() && config.tls_client_ca.is_some();
+    if config.auth == AuthMode::None && !loopback_only && !certificates_required {
+        return Err(ServeError::Config(format!(
+            "--auth none is refused unless floe listens on loopback only (not {address}) or requires client certificates (--tls-client-ca)"
+        )));
+    }
+    Ok(())
+}
+
 /// Opens the store, serves the API on `listener` until `shutdown` completes, then lets
 /// in-flight requests finish and waits until every accepted write is durable.
 pub async fn run(
@@ -138,19 +158,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let address = listener.local_addr()?;
-    // Without tokens, only loopback or client certificates keep strangers out.
-    let certificates_required = config.tls_files().is_some() && config.tls_client_ca.is_some();
-    let loopback_only = address.ip().is_loopback() && config.listen.ip().is_loopback();
-    if config.auth == AuthMode::None && !loopback_only && !certificates_required {
-        return Err(ServeError::Config(format!(
-            "--auth none is refused unless floe listens on loopback only (not {address}) or requires client certificates (--tls-client-ca)"
-        )));
-    }
+    check_exposure(config, address)?;
     let tls = match config.tls_files() {
         Some(files) => Some(tls::server_config(&files)?),
-        None if !address.ip().is_loopback() && !config.insecure => {
-            return Err(ServeError::PlainHttpRefused(address));
-        }
         None => None,
     };
     let clients_authenticated = config.tls_client_ca.is_some() && tls.is_some();

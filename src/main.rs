@@ -66,6 +66,7 @@ fn ca(args: &CaArgs) -> Result<(), floe::ca::CaError> {
 }
 
 async fn serve(config: &floe::ServeConfig) -> anyhow::Result<()> {
+    floe::check_exposure(config, config.listen)?;
     let listener = listen(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     floe::run(config, listener, shutdown_signal()).await?;

@@ -367,6 +367,7 @@ async fn users_are_managed_by_callers_with_permission_and_survive_a_restart() {
 async fn auth_none_is_refused_off_loopback() {
     let mut config = floe::ServeConfig::ephemeral();
     config.auth = floe::config::AuthMode::None;
+    config.insecure = true;
     config.listen = "0.0.0.0:0".parse().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let result = floe::run(&config, listener, async {}).await;
@@ -465,6 +466,7 @@ fn the_binary_says_once_that_it_created_admin_and_refuses_auth_none_off_loopback
             "serve",
             "--auth",
             "none",
+            "--insecure",
             "--listen",
             "0.0.0.0:0",
             "--data-dir",

@@ -289,8 +289,10 @@ async fn the_server_certificate_verifies_as_control_service_and_as_its_address()
 
 #[tokio::test]
 async fn plain_http_is_refused_on_a_non_loopback_address_unless_insecure() {
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let config = ServeConfig::ephemeral();
+    // Tests bind loopback only: the address asked for is what makes this refused.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = ServeConfig::ephemeral();
+    config.listen = "0.0.0.0:0".parse().unwrap();
     let error = floe::run(&config, listener, async {}).await.unwrap_err();
     assert!(
         matches!(error, floe::ServeError::PlainHttpRefused(_)),
@@ -298,9 +300,12 @@ async fn plain_http_is_refused_on_a_non_loopback_address_unless_insecure() {
     );
     assert!(error.to_string().contains("--insecure"), "{error}");
 
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    // With --insecure (and tokens, since --auth none needs loopback) it serves.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut config = ServeConfig::ephemeral();
+    config.listen = "0.0.0.0:0".parse().unwrap();
     config.insecure = true;
+    config.auth = floe::config::AuthMode::Token;
     floe::run(&config, listener, async {}).await.unwrap();
 }
 

@@ -159,7 +159,14 @@ fn presented_token(headers: &HeaderMap) -> Option<(String, bool)> {
 }
 
 /// Decides, before any handler, whether the request may go on; passes the [`Caller`] on.
-pub async fn authenticate(
+pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // The packages API answers with FiFo's CORS headers, its 401s and 403s included.
+    let path = request.uri().path().to_string();
+    let response = authenticate_inner(State(state), request, next).await;
+    super::packages::with_cors(&path, response)
+}
+
+async fn authenticate_inner(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,

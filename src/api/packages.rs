@@ -73,40 +73,54 @@ pub fn router() -> Router<AppState> {
                 .delete(delete_metadata)
                 .options(|| options("HEAD, OPTIONS, PUT, DELETE")),
         )
+        .layer(axum::middleware::from_fn(cors))
 }
 
-/// Adds FiFo's CORS headers and `Vary: Accept` (two media types) to every answer under
-/// `/api/{version}/packages`, the 404s and 405s of the router's fallbacks included, which is
-/// why this wraps the whole router rather than these routes.
+/// Adds FiFo's CORS headers and `Vary: Accept` (two media types) to every answer of these
+/// routes. The router's fallbacks (404, 405) and the authentication layer (401, 403) add them
+/// themselves for packages paths, so that no other request pays for this layer.
 pub async fn cors(request: Request, next: Next) -> Response {
     let ours = is_packages_path(request.uri().path());
     let mut response = next.run(request).await;
     if ours {
-        let headers = response.headers_mut();
-        for (name, value) in [
-            ("access-control-allow-origin", "*"),
-            (
-                "access-control-allow-headers",
-                "Authorization, content-type, x-snarl-token, x-full-list, x-full-list-fields",
-            ),
-            (
-                "access-control-expose-headers",
-                "x-snarl-token, x-full-list, x-full-list-fields",
-            ),
-            ("access-control-allow-credentials", "true"),
-            ("vary", "accept"),
-        ] {
-            headers.insert(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
+        add_cors_headers(&mut response);
     }
     response
 }
 
-/// Whether `path` is `/api/<version>/packages` or below it.
-fn is_packages_path(path: &str) -> bool {
+/// FiFo's CORS headers, for an answer to a request for `path` under the packages paths.
+pub fn with_cors(path: &str, mut response: Response) -> Response {
+    if is_packages_path(path) {
+        add_cors_headers(&mut response);
+    }
+    response
+}
+
+/// FiFo's CORS headers, on every answer under the packages paths.
+pub fn add_cors_headers(response: &mut Response) {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("access-control-allow-origin", "*"),
+        (
+            "access-control-allow-headers",
+            "Authorization, content-type, x-snarl-token, x-full-list, x-full-list-fields",
+        ),
+        (
+            "access-control-expose-headers",
+            "x-snarl-token, x-full-list, x-full-list-fields",
+        ),
+        ("access-control-allow-credentials", "true"),
+        ("vary", "accept"),
+    ] {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+}
+
+/// Whether `path` is one of the packages API's.
+pub fn is_packages_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/api/") else {
         return false;
     };
