@@ -47,12 +47,22 @@ impl TlsServer {
     /// Serves with the control certificate in `pki`; requires client certificates from its CA
     /// only if `client_ca`.
     async fn start_with(pki: &Path, client_ca: bool) -> Self {
+        Self::start_configured(pki, client_ca, |_| {}).await
+    }
+
+    /// As [`TlsServer::start_with`], after letting `adjust` change the settings.
+    async fn start_configured(
+        pki: &Path,
+        client_ca: bool,
+        adjust: impl FnOnce(&mut ServeConfig),
+    ) -> Self {
         let data = TempDir::new().unwrap();
         let mut config = ServeConfig::ephemeral();
         config.data_dir = data.path().to_path_buf();
         config.tls_cert = Some(pki.join("control-127.0.0.1.crt"));
         config.tls_key = Some(pki.join("control-127.0.0.1.key"));
         config.tls_client_ca = client_ca.then(|| pki.join("cluster.crt"));
+        adjust(&mut config);
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -856,4 +866,23 @@ fn the_agent_takes_its_node_uuid_from_its_certificate_and_never_contradicts_the_
         format!("{error:#}").contains("its certificate names node"),
         "{error:#}"
     );
+}
+
+#[tokio::test]
+async fn with_authentication_on_a_user_certificate_is_that_users_credential() {
+    let pki = pki();
+    floe::ca::user(pki.path(), "admin").unwrap();
+    let server = TlsServer::start_configured(pki.path(), true, |config| {
+        config.auth = floe::config::AuthMode::Token;
+    })
+    .await;
+    // `admin` exists (created on first start, with every permission): its certificate alone,
+    // no token, is enough.
+    let admin = client(pki.path(), Some((pki.path(), "admin")), server.addr);
+    let (status, body) = answer(admin.get(server.url("/v1/configuration/datasets"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // `alice` has a valid certificate but no account, so no permissions: 403, not 401.
+    let alice = client(pki.path(), Some((pki.path(), "alice")), server.addr);
+    let (status, body) = answer(alice.get(server.url("/v1/configuration/datasets"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
