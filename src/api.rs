@@ -229,18 +229,35 @@ pub(crate) fn list_answer<B: Into<Bytes>>(
     tag: Option<&ConfigTag>,
     body: impl FnOnce() -> B,
 ) -> Response {
+    list_answer_tagged(conditions, etag, false, tag, body)
+}
+
+/// As [`list_answer`], with a weak ETag when `weak` (a list whose bytes change while its
+/// version does not, such as leases with their seconds left).
+pub(crate) fn list_answer_tagged<B: Into<Bytes>>(
+    conditions: &Conditions,
+    etag: &str,
+    weak: bool,
+    tag: Option<&ConfigTag>,
+    body: impl FnOnce() -> B,
+) -> Response {
     let version = ResourceVersion {
         etag,
         last_modified: None,
     };
-    if let Some(answer) = conditions.check_read(Some(version)) {
+    if let Some(answer) = conditions.check_read_tagged(Some(version), weak) {
         return answer;
     }
     let mut answer = Answer::json(StatusCode::OK, body());
     if let Some(tag) = tag {
         answer = answer.with_tag(tag);
     }
-    conditions.add_validators(&mut answer.headers, version);
+    if conditions.etags {
+        answer.headers.insert(
+            axum::http::header::ETAG,
+            conditional::etag_value(etag, weak),
+        );
+    }
     answer.into_response()
 }
 

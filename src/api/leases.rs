@@ -2,17 +2,17 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::answer::Answer;
 use super::body::WriteRequest;
-use super::conditional::{Conditions, etag_value, version_headers};
+use super::conditional::{Conditions, version_headers};
 use super::segment::Segment;
-use super::{ApiError, AppState, Render};
+use super::{ApiError, AppState, Render, list_answer_tagged};
 use crate::model::precondition::ResourceVersion;
 use crate::model::{DatasetId, Lease, NodeId, Operation, Outcome, Timestamp, schema};
 use crate::store::{Committed, now_millis};
@@ -57,27 +57,21 @@ async fn list_leases(
 ) -> Response {
     state.hold_for_configuration(&conditions, &headers).await;
     let snapshot = state.store.read();
-    let version = ResourceVersion {
-        etag: snapshot.tag.as_str(),
-        last_modified: None,
-    };
-    if let Some(answer) = conditions.check_read_tagged(Some(version), true) {
-        return answer;
-    }
-    let now = now_millis();
-    let leases: Vec<_> = snapshot
-        .configuration
-        .leases()
-        .map(|lease| LeaseBody::at(lease, now))
-        .collect();
-    let body = serde_json::to_vec(&leases).expect("leases serialise");
-    let mut answer = Answer::json(StatusCode::OK, body).with_tag(&snapshot.tag);
-    if conditions.etags {
-        answer
-            .headers
-            .insert(header::ETAG, etag_value(snapshot.tag.as_str(), true));
-    }
-    answer.into_response()
+    list_answer_tagged(
+        &conditions,
+        snapshot.tag.as_str(),
+        true,
+        Some(&snapshot.tag),
+        || {
+            let now = now_millis();
+            let leases: Vec<_> = snapshot
+                .configuration
+                .leases()
+                .map(|lease| LeaseBody::at(lease, now))
+                .collect();
+            serde_json::to_vec(&leases).expect("leases serialise")
+        },
+    )
 }
 
 async fn acquire_lease(
