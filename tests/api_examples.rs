@@ -1,5 +1,5 @@
 //! Runs `api_examples.yml` (the executable API documentation) top to bottom against a fresh
-//! in-process floe, and checks the file itself: unique ids, required keys, every route covered.
+//! in-process floe with authentication on (its default), and checks the file itself: unique ids, required keys, every route covered.
 //!
 //! Placeholder rules (see the header of `api_examples.yml`):
 //! - in an expected response (body or header), a string that is exactly `{{name}}` binds `name`
@@ -13,6 +13,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use common::TestServer;
 use serde::Deserialize;
 use serde_json::Value;
+
+/// The binding that holds the token of the `admin` user floe created on its first start.
+const ADMIN_TOKEN: &str = "admin_token";
 
 /// The file under test.
 const EXAMPLES_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/api_examples.yml");
@@ -54,6 +57,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/{id}/packages/{id}/metadata"),
     ("PUT", "/api/{id}/packages/{id}/metadata/{id}"),
     ("DELETE", "/api/{id}/packages/{id}/metadata/{id}"),
+    ("POST", "/api/{id}/sessions"),
+    ("GET", "/api/{id}/sessions"),
+    ("GET", "/api/{id}/sessions/{id}"),
+    ("DELETE", "/api/{id}/sessions/{id}"),
+    ("POST", "/api/{id}/oauth/token"),
+    ("GET", "/api/{id}/users"),
+    ("POST", "/api/{id}/users"),
+    ("GET", "/api/{id}/users/{id}"),
+    ("PUT", "/api/{id}/users/{id}"),
+    ("DELETE", "/api/{id}/users/{id}"),
+    ("PUT", "/api/{id}/users/{id}/permissions/{id}/{id}/{id}"),
+    ("DELETE", "/api/{id}/users/{id}/permissions/{id}/{id}/{id}"),
 ];
 
 /// One documented exchange.
@@ -79,6 +94,9 @@ struct ExampleRequest {
     /// A body sent verbatim.
     #[serde(default)]
     raw: Option<String>,
+    /// Send no credentials (otherwise a request that names none carries the admin's token).
+    #[serde(default)]
+    anonymous: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +323,19 @@ async fn run_example(
     if (request.body.is_some() || request.raw.is_some()) && !names_type {
         builder = builder.header("content-type", "application/json");
     }
+    // A real client presents its token on every request: an example that names no credentials
+    // of its own is sent as the admin (whose token the runner bound), unless it is anonymous.
+    let names_credentials = request.headers.keys().any(|name| {
+        ["authorization", "x-snarl-token", "cookie"]
+            .iter()
+            .any(|credential| name.eq_ignore_ascii_case(credential))
+    });
+    if !request.anonymous
+        && !names_credentials
+        && let Some(Value::String(token)) = bindings.0.get(ADMIN_TOKEN)
+    {
+        builder = builder.bearer_auth(token);
+    }
     for (name, value) in &request.headers {
         builder = builder.header(
             name.as_str(),
@@ -336,7 +367,10 @@ async fn run_example(
             expected.status
         ));
     }
-    for (name, want) in &expected.headers {
+    // Headers that bind a name are checked first, so that the others may use it.
+    let mut expected_headers: Vec<(&String, &String)> = expected.headers.iter().collect();
+    expected_headers.sort_by_key(|(_, want)| whole_placeholder(want).is_none());
+    for (name, want) in expected_headers {
         let values: Vec<String> = headers
             .iter()
             .filter(|(actual_name, _)| actual_name.as_str().eq_ignore_ascii_case(name))
@@ -390,7 +424,7 @@ async fn run_example(
 fn examples_are_well_formed() {
     let examples = load_examples();
     // A request may only use names that an earlier example's response binds.
-    let mut bound: HashSet<String> = HashSet::new();
+    let mut bound: HashSet<String> = HashSet::from([ADMIN_TOKEN.to_string()]);
     for example in &examples {
         let request = &example.request;
         let mut used = placeholder_names(&Value::String(request.path.clone()));
@@ -477,8 +511,12 @@ fn examples_cover_every_route() {
 #[tokio::test]
 async fn examples_run_against_a_fresh_server() {
     let examples = load_examples();
-    let server = TestServer::start().await;
+    // As floe runs by default: authentication on, over a durable store.
+    let (server, admin_token) = TestServer::start_with_auth().await;
     let mut bindings = Bindings::default();
+    bindings
+        .0
+        .insert(ADMIN_TOKEN.to_string(), Value::String(admin_token));
     let mut failures = Vec::new();
     for example in &examples {
         if let Err(failure) = run_example(&server, example, &mut bindings).await {
