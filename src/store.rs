@@ -25,6 +25,7 @@ use crate::model::precondition::Validators;
 use crate::model::{Change, Operation, Outcome, Records, Rejection, Timestamp};
 
 pub use snapshot::{ConfigTag, Snapshot};
+pub use sqlite::DATABASE_FILE;
 
 /// How many commands the writer takes into one batch at most. Bounded so that one batch's
 /// transaction, and the wait of its first caller, stay short under a flood.

@@ -1,6 +1,6 @@
 //! The Project FiFo packages API over HTTP against an in-process floe: every packages item of
 //! /work/shared/spec/fifo_and_mathematicians.md A.9 that does not need authentication (1,
-//! 8–17), safe creation (`/new`, retried POSTs, `Idempotency-Key`), ETags and the If-Match
+//! 8–18), safe creation (`/new`, retried POSTs, `Idempotency-Key`), ETags and the If-Match
 //! policy, msgpack, and persistence across a restart.
 mod common;
 
@@ -860,4 +860,49 @@ async fn head_answers_without_a_body_and_deep_or_odd_bodies_never_fail_the_serve
     .await;
     answer.assert_bad_request();
     assert_eq!(get(&server, &one(&uuid)).await.status, 200);
+}
+
+/// A.9 item 18: while the database cannot be written (here another program holds its write
+/// lock), writes answer 503 with a description and change nothing, reads go on, and writing
+/// works again once the lock is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_cannot_write_answers_503_and_keeps_nothing_of_the_refused_writes() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let database = server.data_dir().join(floe::store::DATABASE_FILE);
+
+    let holder = rusqlite::Connection::open(&database).expect("open floe's database");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let refused = create(&server, &json!({ "name": "medium", "ram": 2048 })).await;
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert!(
+        refused.body["description"]
+            .as_str()
+            .is_some_and(|text| text.contains("unavailable")),
+        "{}",
+        refused.text
+    );
+    let refused = put_metadata(&server, &uuid, "", &json!({ "color": "red" })).await;
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    // Reads are answered from memory, and show nothing of the refused writes.
+    let list = get(&server, "/api/2/packages").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body, json!([uuid]));
+    assert_eq!(metadata(&server, &uuid).await, json!({}));
+    holder.execute_batch("ROLLBACK").expect("release the lock");
+    drop(holder);
+
+    // The same writes now succeed, and a restart shows exactly them.
+    let medium = created(&server, &json!({ "name": "medium", "ram": 2048 })).await;
+    let answer = put_metadata(&server, &uuid, "", &json!({ "color": "red" })).await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    let mut expected = vec![uuid.clone(), medium];
+    expected.sort();
+    assert_eq!(get(&server, "/api/2/packages").await.body, json!(expected));
+    assert_eq!(metadata(&server, &uuid).await, json!({ "color": "red" }));
+    server.stop().await;
 }
