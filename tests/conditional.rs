@@ -1,5 +1,5 @@
 //! RFC 9110 conditional requests, the `--if-match` policies, `Idempotency-Key` and the
-//! lost-update race, against an in-process floe (see the concurrency spec (concurrency.md) §3.1–3.5).
+//! lost-update race, against an in-process floe (spec: concurrency.md §3.1–3.5).
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The mathematicians API (historical modeling, idempotent REST) over HTTP against an
 //! in-process floe: the acceptance scenario and every checklist item of
-//! the FiFo and Mathematicians spec (fifo_and_mathematicians.md) B.6, the 400s, concurrency (first POST race,
+//! fifo_and_mathematicians.md B.6, the 400s, concurrency (first POST race,
 //! 16 concurrent candidates and their merge), persistence across a restart, and the
 //! ETag / 304 / 412 / Idempotency-Key bits.
 mod common;

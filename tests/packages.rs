@@ -1,5 +1,5 @@
 //! The Project FiFo packages API over HTTP against an in-process floe: every packages item of
-//! the FiFo and Mathematicians spec (fifo_and_mathematicians.md) A.9 that does not need authentication (1,
+//! fifo_and_mathematicians.md A.9 that does not need authentication (1,
 //! 8–18), safe creation (`/new`, retried POSTs, `Idempotency-Key`), ETags and the If-Match
 //! policy, msgpack, and persistence across a restart.
 mod common;
