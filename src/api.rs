@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower_http::trace::TraceLayer;
@@ -296,7 +296,6 @@ pub fn router(state: AppState) -> Router {
     } else {
         router
     };
-    let router = router.layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     // Requests are traced only when debug logging is on (`RUST_LOG=floe=debug`): the layer
     // times every request and wraps every body, a cost not worth paying to log nothing.
     let router = if tracing::enabled!(tracing::Level::DEBUG) {

@@ -478,3 +478,44 @@ fn the_binary_says_once_that_it_created_admin_and_refuses_auth_none_off_loopback
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--auth none"), "{stderr}");
 }
+
+#[tokio::test]
+async fn oversized_bodies_to_the_account_endpoints_are_json_413() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let big = format!(
+        r#"{{"user": "mallory", "password": "{}"}}"#,
+        "x".repeat(1024 * 1024)
+    );
+    for (path, bearer) in [
+        ("/api/2/sessions", false),
+        ("/api/2/oauth/token", false),
+        ("/api/2/users", true),
+    ] {
+        let mut request = server.client.post(server.url(path)).body(big.clone());
+        if bearer {
+            request = request.bearer_auth(&admin);
+        }
+        let answer = send(request).await;
+        assert_eq!(answer.status, 413, "{path}: {}", answer.text);
+        assert!(answer.body["description"].is_string(), "{path}");
+    }
+    let answer = send(
+        server
+            .client
+            .put(server.url("/api/2/users/admin"))
+            .bearer_auth(&admin)
+            .body(big),
+    )
+    .await;
+    assert_eq!(answer.status, 413, "{}", answer.text);
+    // Nothing was created, and the admin's password was not changed.
+    let users = send(
+        server
+            .client
+            .get(server.url("/api/2/users"))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(users.body, json!(["admin"]));
+    server.stop().await;
+}

@@ -19,6 +19,7 @@ use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
 use super::answer::Answer;
+use super::body::LimitedBody;
 use super::identity::Identity;
 use super::{ApiError, AppState};
 use crate::model::permission::{Permission, allowed, permission};
@@ -294,7 +295,7 @@ fn issue_token_now(
 async fn login(
     State(state): State<AppState>,
     axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let (Some(user), Some(password)) = (value["user"].as_str(), value["password"].as_str()) else {
@@ -411,7 +412,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 /// `POST /api/{v}/oauth/token`: the password grant. The body is read as a form whatever the
 /// `Content-Type` says (pyfi sends a form labelled JSON).
-async fn oauth_token(State(state): State<AppState>, body: Bytes) -> Response {
+async fn oauth_token(State(state): State<AppState>, LimitedBody(body): LimitedBody) -> Response {
     let form: std::collections::HashMap<String, String> =
         form_urlencoded::parse(&body).into_owned().collect();
     let Some(grant) = form.get("grant_type") else {
@@ -486,7 +487,7 @@ fn parse_permission(value: &Value) -> Option<Permission> {
 async fn create_user(
     State(state): State<AppState>,
     axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let accounts = accounts_of(&state)?;
     let value: Value = serde_json::from_slice(&body).map_err(|_| ApiError::UndecodableBody)?;
@@ -563,7 +564,7 @@ async fn get_user(
 async fn set_password(
     State(state): State<AppState>,
     axum::extract::Path(params): Params,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let (name, _) = user_params(&params);
     let value: Value = serde_json::from_slice(&body).map_err(|_| ApiError::UndecodableBody)?;

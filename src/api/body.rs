@@ -1,16 +1,42 @@
-//! Write requests: method, path and body, read within the size limit. Bodies are decoded as
-//! JSON whatever the `Content-Type` (Flocker never looked at it), checked against the
-//! endpoint's schema, then typed. GET and DELETE bodies are ignored, as in Flocker.
+//! Request bodies, read within the size limit, and write requests: method, path and body.
+//! Bodies are decoded as JSON whatever the `Content-Type` (Flocker never looked at it),
+//! checked against the endpoint's schema, then typed. GET and DELETE bodies are ignored, as in
+//! Flocker.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::{Method, StatusCode};
+use http_body_util::Limited;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::ApiError;
+use super::{ApiError, MAX_BODY_BYTES};
 use crate::model::schema::RequestSchema;
+
+/// A request body of at most [`MAX_BODY_BYTES`]; a larger one is a 413.
+///
+/// The limit is applied here, by the extractors that read bodies, rather than by a layer on
+/// the router: such a layer wraps every route and costs every request, reads included.
+pub struct LimitedBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for LimitedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let request = request.map(|body| Body::new(Limited::new(body, MAX_BODY_BYTES)));
+        Bytes::from_request(request, state)
+            .await
+            .map(LimitedBody)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::UndecodableBody
+                }
+            })
+    }
+}
 
 /// What a write handler needs of its request besides headers and path parameters.
 pub struct WriteRequest {
@@ -35,15 +61,7 @@ impl<S: Send + Sync> FromRequest<S> for WriteRequest {
         let body = if method == Method::DELETE || method == Method::GET {
             Bytes::new()
         } else {
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| {
-                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        ApiError::PayloadTooLarge
-                    } else {
-                        ApiError::UndecodableBody
-                    }
-                })?
+            LimitedBody::from_request(request, state).await?.0
         };
         Ok(WriteRequest {
             method,
