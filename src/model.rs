@@ -23,7 +23,7 @@ pub use lease::{Lease, Timestamp};
 /// A strong entity tag for `value`'s exact content: the SHA-256 of its canonical JSON form,
 /// truncated to 128 bits and hex-encoded. Canonical because struct fields serialise in a fixed
 /// order and maps are sorted (`BTreeMap`).
-pub fn content_tag<T: serde::Serialize>(value: &T) -> String {
+pub fn content_tag<T: serde::Serialize>(value: &T) -> ContentTag {
     tag_of_canonical(&canonical_json(value))
 }
 
@@ -33,7 +33,51 @@ pub fn canonical_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// The content tag of a canonical JSON form.
-pub fn tag_of_canonical(canonical: &[u8]) -> String {
+pub fn tag_of_canonical(canonical: &[u8]) -> ContentTag {
     use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(canonical)[..16])
+    ContentTag::from_hex(&hex::encode(&Sha256::digest(canonical)[..16]))
+}
+
+/// An opaque entity tag (letters and digits). It is kept with the quotes it travels in, so
+/// that every answer can share its bytes instead of formatting a copy.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ContentTag(bytes::Bytes);
+
+impl ContentTag {
+    /// The tag whose opaque part is `hex`.
+    pub fn from_hex(hex: &str) -> Self {
+        let mut quoted = Vec::with_capacity(hex.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(hex.as_bytes());
+        quoted.push(b'"');
+        ContentTag(quoted.into())
+    }
+
+    /// The opaque part, without quotes.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0[1..self.0.len() - 1]).expect("entity tags are ASCII")
+    }
+
+    /// The tag with its quotes, as an `ETag` header carries a strong tag.
+    pub fn quoted(&self) -> &bytes::Bytes {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ContentTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for ContentTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ContentTag {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::model::Timestamp;
 use crate::model::precondition::{EntityTag, ResourceVersion, TagCondition, Validators, Verdict};
+use crate::model::{Timestamp, Versioned};
 use crate::store::{Precondition, Snapshot};
 
 /// Sent with the configuration tag on configuration reads and on every write's answer.
@@ -142,6 +142,13 @@ impl Conditions {
         }
     }
 
+    /// Adds `ETag` and `Last-Modified` for a stored record, unless ETags are off.
+    pub fn add_record_validators<T>(&self, headers: &mut HeaderMap, record: &Versioned<T>) {
+        if self.etags {
+            record_headers(headers, record);
+        }
+    }
+
     /// Adds `ETag` and `Last-Modified` for `version`, unless ETags are off.
     pub fn add_validators(&self, headers: &mut HeaderMap, version: ResourceVersion<'_>) {
         if self.etags {
@@ -158,6 +165,15 @@ pub fn version_headers(headers: &mut HeaderMap, version: ResourceVersion<'_>) {
     }
 }
 
+/// Sets `ETag` and `Last-Modified` for a stored record. The tag's bytes are shared, not
+/// copied: every read of a resource answers with them.
+pub fn record_headers<T>(headers: &mut HeaderMap, record: &Versioned<T>) {
+    let etag = HeaderValue::from_maybe_shared(record.etag.quoted().clone())
+        .expect("content tags are quoted hex");
+    headers.insert(header::ETAG, etag);
+    headers.insert(header::LAST_MODIFIED, http_date_value(record.updated));
+}
+
 /// The `ETag` header value for an opaque tag.
 pub fn etag_value(opaque: &str, weak: bool) -> HeaderValue {
     let mut text = String::with_capacity(opaque.len() + 4);
@@ -172,9 +188,52 @@ pub fn etag_value(opaque: &str, weak: bool) -> HeaderValue {
 }
 
 fn http_date_value(millis: Timestamp) -> HeaderValue {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64);
-    HeaderValue::from_maybe_shared(Bytes::from(httpdate::fmt_http_date(time)))
-        .expect("HTTP dates are ASCII")
+    HeaderValue::from_bytes(&imf_fixdate(millis)).expect("HTTP dates are ASCII")
+}
+
+/// `millis` (since the epoch, UTC) as an IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`
+/// (RFC 9110 §5.6.7), written straight into a buffer: `Last-Modified` goes out with every read,
+/// and the general formatter cost more than the rest of the header work together.
+fn imf_fixdate(millis: Timestamp) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let seconds = millis.max(0) / 1000;
+    let days = seconds / 86_400;
+    let in_day = seconds % 86_400;
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's days_from_civil, inverted).
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153; // 0 = March
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    let two = |out: &mut [u8; 29], at: usize, value: i64| {
+        out[at] = b'0' + (value / 10) as u8;
+        out[at + 1] = b'0' + (value % 10) as u8;
+    };
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    two(&mut out, 5, day);
+    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
+    let year = year.min(9999);
+    two(&mut out, 12, year / 100);
+    two(&mut out, 14, year % 100);
+    two(&mut out, 17, in_day / 3600);
+    two(&mut out, 20, in_day / 60 % 60);
+    two(&mut out, 23, in_day % 60);
+    out
 }
 
 /// Parses `If-Match` or `If-None-Match`: `*`, or a comma-separated list of entity tags over
@@ -368,5 +427,24 @@ mod tests {
             Some(784_111_777_000)
         );
         assert_eq!(http_date(&headers, &header::IF_UNMODIFIED_SINCE), None);
+    }
+
+    #[test]
+    fn http_dates_match_the_general_formatter() {
+        // Every day from 1970 to 2100 at varying times, leap days and century years included,
+        // plus the edges: the epoch, a negative time (clamped to the epoch), the year 9999.
+        let mut samples: Vec<Timestamp> = (0..47_847i64)
+            .map(|day| day * 86_400_000 + (day * 7_919_123) % 86_400_000)
+            .collect();
+        samples.extend([0, 999, -5_000, 253_402_300_799_000]);
+        for millis in samples {
+            let time =
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis.max(0) as u64);
+            assert_eq!(
+                std::str::from_utf8(&imf_fixdate(millis)).unwrap(),
+                httpdate::fmt_http_date(time),
+                "{millis}"
+            );
+        }
     }
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::answer::Answer;
 use super::body::WriteRequest;
-use super::conditional::{Conditions, version_headers};
+use super::conditional::{Conditions, record_headers};
 use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::dataset::dataset_id_from_path;
@@ -122,7 +122,7 @@ async fn get_dataset(
         return Ok(answer);
     }
     let mut answer = Answer::json(StatusCode::OK, record.canonical.clone()).with_tag(&snapshot.tag);
-    conditions.add_validators(&mut answer.headers, record.version());
+    conditions.add_record_validators(&mut answer.headers, record);
     Ok(answer.into_response())
 }
 
@@ -210,7 +210,7 @@ fn dataset_answer(status: StatusCode, what: &'static str, etags: bool) -> Render
         );
         let mut answer = Answer::json(status, record.canonical.clone()).with_tag(&committed.tag);
         if etags {
-            version_headers(&mut answer.headers, record.version());
+            record_headers(&mut answer.headers, record);
         }
         answer
     })

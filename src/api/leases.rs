@@ -149,7 +149,7 @@ fn lease_answer(requested: Option<Option<f64>>, etags: bool) -> Render {
         if etags {
             let etag = lease.content_tag();
             let version = ResourceVersion {
-                etag: &etag,
+                etag: etag.as_str(),
                 last_modified: None,
             };
             version_headers(&mut answer.headers, version);

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::answer::Answer;
 use super::body::WriteRequest;
-use super::conditional::{Conditions, version_headers};
+use super::conditional::{Conditions, record_headers};
 use super::meta::MetaFields;
 use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
@@ -188,7 +188,7 @@ async fn get_mathematician(
     let body = representation(record, &base_url(&headers), &state.settings.meta);
     let mut answer = Answer::json(StatusCode::OK, serde_json::to_vec(&body).expect("JSON"))
         .with_tag(&snapshot.tag);
-    conditions.add_validators(&mut answer.headers, record.version());
+    conditions.add_record_validators(&mut answer.headers, record);
     Ok(answer.into_response())
 }
 
@@ -269,7 +269,7 @@ fn mathematician_answer(
             }
         }
         if etags {
-            version_headers(&mut answer.headers, record.version());
+            record_headers(&mut answer.headers, record);
         }
         answer
     })

@@ -30,7 +30,7 @@ impl Default for MetaFields {
 impl MetaFields {
     /// Adds the meta fields of `record` to its JSON object representation.
     pub fn annotate<T>(&self, object: &mut Map<String, Value>, record: &Versioned<T>) {
-        object.insert(self.etag.clone(), Value::String(record.etag.clone()));
+        object.insert(self.etag.clone(), Value::String(record.etag.to_string()));
         object.insert(self.created.clone(), Value::String(rfc3339(record.created)));
         object.insert(self.updated.clone(), Value::String(rfc3339(record.updated)));
     }
@@ -55,7 +55,7 @@ mod tests {
             ..MetaFields::default()
         };
         names.annotate(&mut object, &record);
-        assert_eq!(object["etag"], Value::String(record.etag.clone()));
+        assert_eq!(object["etag"], Value::String(record.etag.to_string()));
         assert_eq!(object["_created"], "1970-01-01T00:00:00.000Z");
         assert_eq!(object["_updated"], "1970-01-01T00:00:01.500Z");
     }

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::answer::Answer;
 use super::auth::Caller;
 use super::body::WriteRequest;
-use super::conditional::{Conditions, version_headers};
+use super::conditional::{Conditions, record_headers};
 use super::meta::MetaFields;
 use super::{ApiError, AppState, Render};
 use crate::model::package::{Package, sorted};
@@ -380,7 +380,7 @@ async fn list_packages(
             .map(|fields| fields.split(',').map(String::from).collect());
     // The list's ETag follows the configuration, the shape asked for and who asks.
     let list_etag = |tag: &str| {
-        tag_of_canonical(format!("{tag}|{format:?}|{full}|{fields:?}|{who}").as_bytes())
+        tag_of_canonical(format!("{tag}|{format:?}|{full}|{fields:?}|{who}").as_bytes()).to_string()
     };
     // `Prefer: wait=N` with the current ETag holds the request until the list changes.
     super::waiting::hold_while_unchanged(
@@ -470,7 +470,7 @@ async fn get_package(
     }
     let body = Value::Object(representation(record, &state.settings.meta));
     let mut answer = format.answer(StatusCode::OK, &body).with_tag(&snapshot.tag);
-    conditions.add_validators(&mut answer.headers, record.version());
+    conditions.add_record_validators(&mut answer.headers, record);
     Ok(answer.into_response())
 }
 
@@ -657,7 +657,7 @@ fn package_answer(status: StatusCode, created_under: Option<String>, etags: bool
             answer.headers.insert(header::LOCATION, href);
         }
         if etags {
-            version_headers(&mut answer.headers, record.version());
+            record_headers(&mut answer.headers, record);
         }
         answer
     })

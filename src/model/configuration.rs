@@ -14,7 +14,9 @@ use super::lease::{Timestamp, expiry_after};
 use super::mathematician::{Mathematician, VersionHash};
 use super::package::{MetadataError, Package};
 use super::precondition::ResourceVersion;
-use super::{Dataset, DatasetId, Lease, Metadata, NodeId, canonical_json, tag_of_canonical};
+use super::{
+    ContentTag, Dataset, DatasetId, Lease, Metadata, NodeId, canonical_json, tag_of_canonical,
+};
 use bytes::Bytes;
 use uuid::Uuid;
 
@@ -24,8 +26,8 @@ use uuid::Uuid;
 pub struct Versioned<T> {
     /// The resource.
     pub value: T,
-    /// Hex digest of the resource's canonical content.
-    pub etag: String,
+    /// Digest of the resource's canonical content.
+    pub etag: ContentTag,
     /// The canonical JSON form the tag was computed from. Kept because for Flocker's datasets
     /// it is, byte for byte, the representation: reads serve it without serialising.
     pub canonical: Bytes,
@@ -51,7 +53,7 @@ impl<T: serde::Serialize> Versioned<T> {
     /// The version that conditional requests are evaluated against.
     pub fn version(&self) -> ResourceVersion<'_> {
         ResourceVersion {
-            etag: &self.etag,
+            etag: self.etag.as_str(),
             last_modified: Some(self.updated),
         }
     }
@@ -233,7 +235,7 @@ impl Operation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedVersion {
     /// Its strong entity tag.
-    pub etag: String,
+    pub etag: ContentTag,
     /// When it last changed, if tracked.
     pub last_modified: Option<Timestamp>,
 }
@@ -242,7 +244,7 @@ impl OwnedVersion {
     /// Borrowed form, for [`super::precondition::Validators::evaluate`].
     pub fn as_version(&self) -> ResourceVersion<'_> {
         ResourceVersion {
-            etag: &self.etag,
+            etag: self.etag.as_str(),
             last_modified: self.last_modified,
         }
     }

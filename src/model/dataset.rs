@@ -107,9 +107,15 @@ pub struct Dataset {
 /// upper-case or otherwise non-canonical spelling names no dataset. `None` means "no such
 /// dataset", not "bad request".
 pub fn dataset_id_from_path(segment: &str) -> Option<DatasetId> {
-    let id = Uuid::try_parse(segment).ok()?;
-    let mut canonical = Uuid::encode_buffer();
-    (id.hyphenated().encode_lower(&mut canonical) == segment).then_some(id)
+    // 36 characters parse only in the hyphenated form; lower-case hex and hyphens make it the
+    // canonical spelling, with no need to format the id again to compare.
+    let canonical_characters = segment.len() == 36
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'-');
+    canonical_characters
+        .then(|| Uuid::try_parse(segment).ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -131,7 +137,7 @@ mod tests {
     fn content_tag_changes_with_content_and_only_with_content() {
         let a = sample();
         assert_eq!(content_tag(&a), content_tag(&sample()));
-        assert_eq!(content_tag(&a).len(), 32);
+        assert_eq!(content_tag(&a).as_str().len(), 32);
         let mut b = sample();
         b.deleted = true;
         assert_ne!(content_tag(&a), content_tag(&b));
@@ -162,5 +168,16 @@ mod tests {
         assert!(dataset_id_from_path(&id.to_uppercase()).is_none());
         assert!(dataset_id_from_path(&id.replace('-', "")).is_none());
         assert!(dataset_id_from_path("not-a-uuid").is_none());
+        for other in [
+            "0a4d3c1e3-c1a-4f4b-9a7e-1c2b3d4e5f60",
+            "------------------------------------",
+            "{0a4d3c1e-3c1a-4f4b-9a7e-1c2b3d4e5f60}",
+            "urn:uuid:0a4d3c1e-3c1a-4f4b-9a7e-1c2b3d4e5f60",
+            "0a4d3c1e-3c1a-4f4b-9a7e-1c2b3d4e5f6g",
+            "0A4d3c1e-3c1a-4f4b-9a7e-1c2b3d4e5f60",
+        ] {
+            assert!(dataset_id_from_path(other).is_none(), "{other}");
+        }
+        assert_eq!(dataset_id_from_path(id), Some(Uuid::parse_str(id).unwrap()));
     }
 }

@@ -33,7 +33,7 @@ impl Lease {
     }
 
     /// The strong entity tag of the lease's content.
-    pub fn content_tag(&self) -> String {
+    pub fn content_tag(&self) -> super::ContentTag {
         super::content_tag(self)
     }
 

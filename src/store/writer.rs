@@ -174,7 +174,7 @@ impl Working {
             .evaluate(current.as_ref().map(|v| v.as_version()), false);
         if verdict != Verdict::Proceed {
             return Err(StoreError::ResourceChanged {
-                current_etag: current.map(|version| version.etag),
+                current_etag: current.map(|version| version.etag.to_string()),
             });
         }
         let (outcome, effects) = self.configuration.apply(operation, self.now)?;
