@@ -160,9 +160,15 @@ impl Working {
         precondition: Precondition,
         operation: Operation,
     ) -> Result<Committed, StoreError> {
-        precondition.check_tag(&ConfigTag::new(self.store_id, self.batch.revision))?;
+        if !precondition.configuration_matches.is_empty() {
+            precondition.check_tag(&ConfigTag::new(self.store_id, self.batch.revision))?;
+        }
+        // Most writes carry no validator: they need not look their target up twice (the
+        // operation itself looks it up again).
+        let needs_current = precondition.require_validator || !precondition.validators.is_empty();
         let current = operation
             .target()
+            .filter(|_| needs_current)
             .and_then(|target| self.configuration.version_of(target));
         let has_validator = precondition.validators.if_match.is_some()
             || !precondition.configuration_matches.is_empty();
