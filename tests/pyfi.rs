@@ -44,16 +44,16 @@ impl Pyfi {
 
     /// Runs `fifo <args>` and answers its standard output; panics with everything it printed
     /// when it exits with an error.
-    async fn run(&self, args: &[&str]) -> String {
+    async fn run<S: AsRef<str>>(&self, args: &[S]) -> String {
         let (output, shown) = self.run_status(args).await;
         assert!(output.status.success(), "{shown}");
         String::from_utf8(output.stdout).expect("UTF-8 output")
     }
 
-    async fn run_status(&self, args: &[&str]) -> (std::process::Output, String) {
+    async fn run_status<S: AsRef<str>>(&self, args: &[S]) -> (std::process::Output, String) {
         let dir = pyfi_dir();
         let home = self.home.path().to_path_buf();
-        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let args: Vec<String> = args.iter().map(|arg| arg.as_ref().to_string()).collect();
         // PyFi blocks; the server it talks to runs on this test's runtime.
         tokio::task::spawn_blocking(move || {
             let output = Command::new(dir.join("python2.7"))
@@ -154,7 +154,6 @@ async fn pyfi_manages_packages_and_their_metadata() {
         metadata(&["set", "-i", "jingles.count", "3"]),
         metadata(&["set", "-j", "owner", r#"{"team": "ops"}"#]),
     ] {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         // PyFi prints the status of a write first (FiFo answers 204, as floe does).
         assert_eq!(
             pyfi.run(&args).await,
@@ -166,7 +165,6 @@ async fn pyfi_manages_packages_and_their_metadata() {
         json!({"jingles": {"color": "red", "count": 3}, "owner": {"team": "ops"}})
     );
     let args = metadata(&["delete", "jingles.color"]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     assert_eq!(pyfi.run(&args).await, "Metadata successfully updated!\n");
     assert_eq!(
         pyfi.package(&uuid).await["metadata"],
