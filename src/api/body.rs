@@ -38,6 +38,13 @@ impl<S: Send + Sync> FromRequest<S> for LimitedBody {
     }
 }
 
+/// Validates a decoded body against `schema` and converts it to `T`: every write body, whatever
+/// its media type, passes here before anything is stored.
+pub fn checked<T: DeserializeOwned>(value: Value, schema: &RequestSchema) -> Result<T, ApiError> {
+    schema.check(&value).map_err(ApiError::Schema)?;
+    serde_json::from_value(value).map_err(|error| ApiError::Schema(vec![error.to_string()]))
+}
+
 /// What a write handler needs of its request besides headers and path parameters.
 pub struct WriteRequest {
     /// The method.
@@ -76,8 +83,7 @@ impl WriteRequest {
     pub fn decode<T: DeserializeOwned>(&self, schema: &RequestSchema) -> Result<T, ApiError> {
         let value: Value =
             serde_json::from_slice(&self.body).map_err(|_| ApiError::UndecodableBody)?;
-        schema.check(&value).map_err(ApiError::Schema)?;
-        serde_json::from_value(value).map_err(|error| ApiError::Schema(vec![error.to_string()]))
+        checked(value, schema)
     }
 
     /// A digest of method, path and body: a retry under the same idempotency key must be the

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::answer::Answer;
 use super::auth::Caller;
-use super::body::WriteRequest;
+use super::body::{WriteRequest, checked};
 use super::conditional::{Conditions, record_headers};
 use super::meta::MetaFields;
 use super::{ApiError, AppState, Render};
@@ -512,17 +512,6 @@ impl CreateBody {
     }
 }
 
-/// Decodes a body in `format` and checks it against `schema`, before anything is stored.
-fn decode_checked<T: serde::de::DeserializeOwned>(
-    format: Format,
-    body: &[u8],
-    schema: &schema::RequestSchema,
-) -> Result<T, ApiError> {
-    let value = format.decode(body)?;
-    schema.check(&value).map_err(ApiError::Schema)?;
-    serde_json::from_value(value).map_err(|error| ApiError::Schema(vec![error.to_string()]))
-}
-
 /// Creates a package and answers 303 See Other to it, as FiFo does. With a `uuid` the client
 /// got from `GET .../new`, a retry finds the package and answers the same 303.
 async fn create_package(
@@ -537,7 +526,7 @@ async fn create_package(
     let etags = conditions.etags;
     state
         .write(conditions, &request, move |request| {
-            let body: CreateBody = decode_checked(format, &request.body, &schema::PACKAGE_CREATE)?;
+            let body: CreateBody = checked(format.decode(&request.body)?, &schema::PACKAGE_CREATE)?;
             Ok((
                 Operation::CreatePackage(body.into_package()),
                 package_answer(StatusCode::SEE_OTHER, Some(path.version), etags),
