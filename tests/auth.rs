@@ -20,15 +20,7 @@ async fn as_user(server: &TestServer, token: &str, method: reqwest::Method, path
 
 /// Creates a user with `permissions` (as admin) and logs them in; returns their token.
 async fn user_with(server: &TestServer, admin: &str, name: &str, permissions: Value) -> String {
-    let answer = send(
-        server
-            .client
-            .post(server.url("/api/2/users"))
-            .header("x-snarl-token", admin)
-            .json(&json!({ "user": name, "password": "secret", "permissions": permissions })),
-    )
-    .await;
-    assert_eq!(answer.status, 303, "{}", answer.text);
+    server.create_user(admin, name, "secret", permissions).await;
     login(server, name, "secret").await
 }
 

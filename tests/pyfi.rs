@@ -89,19 +89,10 @@ impl Pyfi {
 /// `password`. Answers the admin's token too.
 async fn start_with_pyfi(password: &str) -> (TestServer, String, Pyfi) {
     let (server, admin) = TestServer::start_with_auth().await;
-    let answer = server
-        .client
-        .post(server.url("/api/2/users"))
-        .bearer_auth(&admin)
-        .json(&json!({
-            "user": "operator",
-            "password": "s3cret",
-            "permissions": [["cloud", "packages", "..."], ["packages", "..."]],
-        }))
-        .send()
-        .await
-        .expect("create the user");
-    assert_eq!(answer.status(), 303);
+    let permissions = json!([["cloud", "packages", "..."], ["packages", "..."]]);
+    server
+        .create_user(&admin, "operator", "s3cret", permissions)
+        .await;
     let pyfi = Pyfi::new(&server, "operator", password);
     (server, admin, pyfi)
 }

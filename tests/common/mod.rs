@@ -59,6 +59,32 @@ impl TestServer {
         (server, token)
     }
 
+    /// Creates a user through the API, as the admin whose token is `admin`, with a password
+    /// and `permissions` (FiFo paths, e.g. `[["cloud", "packages", "list"]]`).
+    pub async fn create_user(
+        &self,
+        admin: &str,
+        name: &str,
+        password: &str,
+        permissions: serde_json::Value,
+    ) {
+        let answer = self
+            .client
+            .post(self.url("/api/2/users"))
+            .bearer_auth(admin)
+            .json(&serde_json::json!({
+                "user": name,
+                "password": password,
+                "permissions": permissions,
+            }))
+            .send()
+            .await
+            .expect("the user creation is answered");
+        let status = answer.status();
+        let text = answer.text().await.unwrap_or_default();
+        assert_eq!(status, 303, "creating user {name}: {text}");
+    }
+
     /// The token in the data directory's `admin-token` file (auth on), once the starting
     /// server has written it.
     pub async fn admin_token(&self) -> String {
