@@ -485,9 +485,6 @@ impl Configuration {
                 metadata,
                 maximum_size,
             } => {
-                if self.datasets.contains_key(&dataset_id) {
-                    return Err(Rejection::DatasetIdInUse);
-                }
                 let dataset = Dataset {
                     dataset_id,
                     primary,
@@ -496,7 +493,13 @@ impl Configuration {
                     maximum_size,
                 };
                 let record = Versioned::new(dataset, now, now);
-                Ok(self.put_dataset(record))
+                // One walk down the tree instead of a lookup and then an insert: an id in use
+                // is rare, and then the dataset it names is put back.
+                if let Some(existing) = self.datasets.insert(dataset_id, Arc::clone(&record)) {
+                    self.datasets.insert(dataset_id, existing);
+                    return Err(Rejection::DatasetIdInUse);
+                }
+                Ok(dataset_written(record))
             }
             Operation::MoveDataset {
                 dataset_id,
@@ -781,11 +784,16 @@ impl Configuration {
     fn put_dataset(&mut self, record: Arc<Versioned<Dataset>>) -> (Outcome, Vec<Change>) {
         self.datasets
             .insert(record.value.dataset_id, Arc::clone(&record));
-        (
-            Outcome::Dataset(Arc::clone(&record)),
-            vec![Change::PutDataset(record)],
-        )
+        dataset_written(record)
     }
+}
+
+/// The outcome and the change to persist of a dataset record just stored.
+fn dataset_written(record: Arc<Versioned<Dataset>>) -> (Outcome, Vec<Change>) {
+    (
+        Outcome::Dataset(Arc::clone(&record)),
+        vec![Change::PutDataset(record)],
+    )
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ fn apply_batch(
             return;
         }
         let revision = working.batch.revision;
-        current.store(Arc::new(Snapshot::new(
+        let superseded = current.swap(Arc::new(Snapshot::new(
             working.store_id,
             revision,
             working.configuration,
@@ -147,7 +147,16 @@ fn apply_batch(
         if revision != base.revision {
             published.send_replace(revision);
         }
+        answer(waiting);
+        // Freeing what only the superseded snapshot held (every path this batch copied) need
+        // not delay the answers.
+        drop((base, superseded));
+    } else {
+        answer(waiting);
     }
+}
+
+fn answer(waiting: Vec<(oneshot::Sender<Reply>, Reply)>) {
     for (reply, answer) in waiting {
         let _ = reply.send(answer);
     }
