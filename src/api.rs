@@ -184,7 +184,7 @@ impl AppState {
             headers,
             conditions,
             self.settings.max_wait,
-            self.store.subscribe(),
+            || self.store.subscribe(),
             || self.store.read().tag.to_string(),
         )
         .await;

@@ -387,7 +387,7 @@ async fn list_packages(
         &headers,
         &conditions,
         state.settings.max_wait,
-        state.store.subscribe(),
+        || state.store.subscribe(),
         || list_etag(state.store.read().tag.as_str()),
     )
     .await;

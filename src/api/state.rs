@@ -52,7 +52,7 @@ pub(super) async fn hold_for_state(state: &AppState, conditions: &Conditions, he
         headers,
         conditions,
         state.settings.max_wait,
-        state.cluster.subscribe(),
+        || state.cluster.subscribe(),
         || state.cluster.view().tag.clone(),
     )
     .await;

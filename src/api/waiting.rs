@@ -35,14 +35,14 @@ pub fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
 }
 
 /// Holds the request while the client already has the current version of the list (its
-/// `If-None-Match` matches `current_etag()`), until a change is published on `changes` that
-/// alters the ETag, or until the wait it asked for is over. Returns at once when the request
+/// `If-None-Match` matches `current_etag()`), until a change published on the channel
+/// `subscribe` returns alters the ETag, or until the wait it asked for is over. Returns at once when the request
 /// does not ask to wait.
 pub async fn hold_while_unchanged(
     headers: &HeaderMap,
     conditions: &Conditions,
     max_wait: Duration,
-    mut changes: watch::Receiver<u64>,
+    subscribe: impl FnOnce() -> watch::Receiver<u64>,
     current_etag: impl Fn() -> String,
 ) {
     let validators = &conditions.precondition.validators;
@@ -53,6 +53,8 @@ pub async fn hold_while_unchanged(
         return;
     };
     let deadline = Instant::now() + wait;
+    // Subscribed only now: most reads do not wait, and a subscription is shared state.
+    let mut changes = subscribe();
     loop {
         // Mark the current version as seen *before* reading the ETag, so that a change
         // published in between still wakes us.
