@@ -36,8 +36,8 @@ pub fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
 
 /// Holds the request while the client already has the current version of the list (its
 /// `If-None-Match` matches `current_etag()`), until a change published on the channel
-/// `subscribe` returns alters the ETag, or until the wait it asked for is over. Returns at once when the request
-/// does not ask to wait.
+/// `subscribe` returns alters the ETag, or until the wait it asked for is over. Returns at
+/// once when the request does not ask to wait.
 pub async fn hold_while_unchanged(
     headers: &HeaderMap,
     conditions: &Conditions,

@@ -156,6 +156,7 @@ fn apply_batch(
     }
 }
 
+/// Sends every command of a batch its answer; a caller that gave up is not waited for.
 fn answer(waiting: Vec<(oneshot::Sender<Reply>, Reply)>) {
     for (reply, answer) in waiting {
         let _ = reply.send(answer);
