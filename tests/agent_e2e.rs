@@ -7,10 +7,9 @@ mod common;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{ChildServer, client, floe_binary};
@@ -159,45 +158,6 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Starts `floe serve` on a given address (a restart where the agents expect it). The common
-/// [`ChildServer::start`] always picks a fresh port.
-fn serve_at(data_dir: &Path, listen: SocketAddr, args: &[&str]) -> ChildServer {
-    let mut child = Command::new(floe_binary())
-        .arg("serve")
-        .args(["--listen", &listen.to_string(), "--log-format", "json"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("FLOE_AUTH", "none")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("floe starts");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (lines, log) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    loop {
-        let line = log
-            .recv_timeout(STEP)
-            .unwrap_or_else(|_| panic!("floe did not listen (exit: {:?})", child.try_wait()));
-        if line.contains("\"floe listening\"") {
-            return ChildServer {
-                addr: listen,
-                child,
-                log,
-            };
-        }
     }
 }
 
@@ -410,7 +370,7 @@ async fn agents_follow_the_configuration_and_survive_failures() {
     let address = server.addr;
     server.kill();
     let restarted = Instant::now();
-    server = serve_at(data.path(), address, &["--node-expiry", "3"]);
+    server = ChildServer::start_at(data.path(), &address.to_string(), &["--node-expiry", "3"]);
     eventually("A back in the state after the restart", || async {
         (nodes(&http, &server).await.contains(&a.node)
             && mounted_on(&http, &server, &kept, &a).await)

@@ -176,17 +176,17 @@ pub fn floe_binary() -> PathBuf {
 }
 
 impl ChildServer {
-    /// Starts `floe serve` over `data_dir` with extra `args`, and waits until it listens.
+    /// Starts `floe serve` over `data_dir` with extra `args` on a fresh loopback port, and
+    /// waits until it listens.
     pub fn start(data_dir: &Path, args: &[&str]) -> Self {
+        Self::start_at(data_dir, "127.0.0.1:0", args)
+    }
+
+    /// As [`ChildServer::start`], listening on `listen` (a restart where clients expect it).
+    pub fn start_at(data_dir: &Path, listen: &str, args: &[&str]) -> Self {
         let mut child = Command::new(floe_binary())
             .arg("serve")
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--data-dir",
-            ])
+            .args(["--listen", listen, "--log-format", "json", "--data-dir"])
             .arg(data_dir)
             .args(args)
             .env("RUST_LOG", "info")
