@@ -782,6 +782,58 @@ async fn packages_survive_a_restart() {
     assert_eq!(created(&server, &json!({ "name": "gone" })).await.len(), 36);
 }
 
+/// `levels` arrays, one inside the other.
+fn nested_arrays(levels: usize) -> Value {
+    (0..levels).fold(json!(1), |inner, _| json!([inner]))
+}
+
+#[tokio::test]
+async fn metadata_and_requirements_nest_at_most_120_levels_and_what_is_kept_loads_again() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let too_deep = "Metadata and requirements nest at most 120 levels of arrays and objects (a metadata path's segments count as levels).";
+
+    // The path's segments and the value's nesting count together: 118 + 1 (the key) + 1.
+    let path: String = (0..118).map(|i| format!("/p{i}")).collect();
+    let answer = put_metadata(&server, &uuid, &path, &json!({ "k": [1] })).await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    let before = get(&server, &one(&uuid)).await;
+    put_metadata(&server, &uuid, &path, &json!({ "k": [[1]] }))
+        .await
+        .assert_error(400, too_deep);
+    put_metadata(&server, &uuid, "/a", &json!({ "k": nested_arrays(120) }))
+        .await
+        .assert_error(400, too_deep);
+    // Ten thousand segments used to overflow the writer thread's stack.
+    let endless: String = (0..10_000).map(|_| "/a").collect();
+    put_metadata(&server, &uuid, &endless, &json!({ "k": 1 }))
+        .await
+        .assert_error(400, too_deep);
+    assert_eq!(get(&server, &one(&uuid)).await.body, before.body);
+
+    // A requirement's `value` may be any JSON; the rule around it is one level.
+    let rule = |value: Value| json!({ "condition": "=:=", "attribute": "a", "value": value });
+    for body in [
+        json!({ "name": "deep-requirement", "requirements": [rule(nested_arrays(120))] }),
+        json!({ "name": "deep-metadata", "metadata": { "k": nested_arrays(120) } }),
+    ] {
+        create(&server, &body).await.assert_error(400, too_deep);
+    }
+    let kept = created(
+        &server,
+        &json!({ "name": "deepest", "requirements": [rule(nested_arrays(119))], "metadata": { "k": nested_arrays(119) } }),
+    )
+    .await;
+
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    assert_eq!(get(&server, &one(&uuid)).await.body, before.body);
+    assert_eq!(
+        get(&server, &one(&kept)).await.body["requirements"],
+        json!([rule(nested_arrays(119))])
+    );
+}
+
 #[tokio::test]
 async fn a_list_read_with_its_etag_and_prefer_wait_is_held_until_a_change() {
     let server = TestServer::start().await;

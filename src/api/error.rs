@@ -8,6 +8,7 @@ use serde_json::json;
 use super::answer::Answer;
 use super::conditional::etag_value;
 use crate::model::Rejection;
+use crate::model::package::MetadataError;
 use crate::store::StoreError;
 use crate::store::accounts::AccountsError;
 
@@ -110,7 +111,8 @@ impl ApiError {
                     | Rejection::DuplicateLinkPort
                     | Rejection::DatasetAttached
                     | Rejection::PackageNameInUse
-                    | Rejection::Metadata(_) => StatusCode::CONFLICT,
+                    | Rejection::Metadata(MetadataError::NotAnObject(_)) => StatusCode::CONFLICT,
+                    Rejection::Metadata(MetadataError::TooDeep) => StatusCode::BAD_REQUEST,
                     Rejection::DatasetNotFound
                     | Rejection::LeaseNotFound
                     | Rejection::MathematicianNotFound

@@ -345,7 +345,7 @@ pub enum Rejection {
     /// Another package has that name.
     #[error("A package with this name already exists.")]
     PackageNameInUse,
-    /// A metadata path goes below a value that is not an object.
+    /// A metadata change cannot be made, or nests too deeply.
     #[error("{0}")]
     Metadata(#[from] MetadataError),
 }
@@ -634,6 +634,7 @@ impl Configuration {
                 ))
             }
             Operation::CreatePackage(package) => {
+                package.check_nesting()?;
                 if let Some(existing) = self.packages.get(&package.uuid) {
                     return Ok((Outcome::Package(Arc::clone(existing)), Vec::new()));
                 }

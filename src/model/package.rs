@@ -42,12 +42,42 @@ pub struct Package {
     pub metadata: Map<String, Value>,
 }
 
+/// How deeply free-form JSON may nest in a package: a metadata path's segments and the nesting
+/// of the value set there, together, or one requirement's nesting. The store reads a package
+/// back with a JSON parser that stops at 128 levels, and the package and its `metadata` or
+/// `requirements` add two: what is accepted must stay within that, or the server could not
+/// start again. The few levels below the parser's limit are left for the envelope to grow.
+pub const MAX_NESTING: usize = 120;
+
 /// Why a metadata change cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
     /// The path goes below a value that is not an object.
     #[error("The metadata path {0:?} goes below a value that is not an object.")]
     NotAnObject(String),
+    /// Metadata (its path's segments and the value's nesting together) or a requirement
+    /// nests deeper than [`MAX_NESTING`].
+    #[error(
+        "Metadata and requirements nest at most {MAX_NESTING} levels of arrays and objects (a metadata path's segments count as levels)."
+    )]
+    TooDeep,
+}
+
+/// How many arrays and objects `value` nests (0 for a string or number, 1 for `{"a": 1}`).
+/// Iterative, so that no input can exhaust the stack.
+pub fn nesting(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0)];
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        pending.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
 }
 
 impl Package {
@@ -69,6 +99,21 @@ impl Package {
         }
     }
 
+    /// Checks that the package's metadata and each requirement nest within [`MAX_NESTING`].
+    pub fn check_nesting(&self) -> Result<(), MetadataError> {
+        let metadata_nesting = self
+            .metadata
+            .values()
+            .map(|value| 1 + nesting(value))
+            .max()
+            .unwrap_or(0);
+        let requirement_nesting = self.requirements.iter().map(nesting).max().unwrap_or(0);
+        if metadata_nesting.max(requirement_nesting) > MAX_NESTING {
+            return Err(MetadataError::TooDeep);
+        }
+        Ok(())
+    }
+
     /// Sets the requirements with set semantics: duplicates collapse, order is canonical.
     pub fn set_requirements(&mut self, requirements: Vec<Value>) {
         let mut keyed: Vec<(String, Value)> = requirements
@@ -88,6 +133,9 @@ impl Package {
     /// object makes sure an object exists, anything else (arrays included) replaces the value.
     /// Missing intermediate objects are created. Returns whether anything changed.
     pub fn set_metadata(&mut self, path: &[String], value: Value) -> Result<bool, MetadataError> {
+        if path.len() + nesting(&value) > MAX_NESTING {
+            return Err(MetadataError::TooDeep);
+        }
         let before = self.metadata.clone();
         set_at(&mut self.metadata, path, value, path)?;
         Ok(self.metadata != before)
@@ -184,6 +232,59 @@ mod tests {
 
     fn package() -> Package {
         Package::new(Uuid::nil(), "small".into())
+    }
+
+    /// `levels` arrays, one inside the other.
+    fn nested_arrays(levels: usize) -> Value {
+        (0..levels).fold(json!(1), |inner, _| json!([inner]))
+    }
+
+    #[test]
+    fn nesting_counts_arrays_and_objects() {
+        assert_eq!(nesting(&json!("text")), 0);
+        assert_eq!(nesting(&json!({ "a": 1 })), 1);
+        assert_eq!(nesting(&json!({ "a": [1, { "b": {} }], "c": 2 })), 4);
+        assert_eq!(nesting(&nested_arrays(500)), 500);
+    }
+
+    #[test]
+    fn metadata_nests_at_most_max_nesting_levels_path_included() {
+        let mut p = package();
+        let deep_path: Vec<String> = (0..MAX_NESTING).map(|i| format!("k{i}")).collect();
+        assert!(p.set_metadata(&deep_path, json!(1)).unwrap());
+
+        let before = p.clone();
+        let too_long: Vec<String> = (0..MAX_NESTING + 1).map(|i| format!("k{i}")).collect();
+        assert_eq!(
+            p.set_metadata(&too_long, json!(1)),
+            Err(MetadataError::TooDeep)
+        );
+        // Path and value count together.
+        assert_eq!(
+            p.set_metadata(&path("a.b"), nested_arrays(MAX_NESTING - 1)),
+            Err(MetadataError::TooDeep)
+        );
+        assert_eq!(p, before, "a refused change changes nothing");
+        assert!(
+            p.set_metadata(&path("a.b"), nested_arrays(MAX_NESTING - 2))
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn a_new_package_nests_within_max_nesting() {
+        let mut p = package();
+        p.set_requirements(vec![nested_arrays(MAX_NESTING)]);
+        assert_eq!(p.check_nesting(), Ok(()));
+        p.set_requirements(vec![json!(1), nested_arrays(MAX_NESTING + 1)]);
+        assert_eq!(p.check_nesting(), Err(MetadataError::TooDeep));
+
+        let mut p = package();
+        p.metadata
+            .insert("k".into(), nested_arrays(MAX_NESTING - 1));
+        assert_eq!(p.check_nesting(), Ok(()));
+        p.metadata.insert("k".into(), nested_arrays(MAX_NESTING));
+        assert_eq!(p.check_nesting(), Err(MetadataError::TooDeep));
     }
 
     #[test]
