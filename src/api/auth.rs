@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use super::answer::Answer;
 use super::body::LimitedBody;
 use super::identity::Identity;
+use super::segment::PathParams;
 use super::{ApiError, AppState};
 use crate::model::permission::{Permission, allowed, permission};
 use crate::store::accounts::{AccountsError, User, hash_password, verify_password};
@@ -270,6 +271,15 @@ async fn issue_token(
         .map_err(|_| ApiError::Accounts(AccountsError::Unavailable("login task failed".into())))?
 }
 
+/// Hashes a password on the blocking pool: Argon2 takes a request worker's core for a long
+/// while (on purpose), and every other request on that worker would wait for it.
+async fn hash_off_worker(password: &str) -> Result<String, ApiError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|_| ApiError::Accounts(AccountsError::Unavailable("hashing task failed".into())))
+}
+
 fn issue_token_now(
     state: &AppState,
     user: &str,
@@ -294,7 +304,7 @@ fn issue_token_now(
 /// `x-snarl-token` and the cookie, as FiFo 0.1.0 answers.
 async fn login(
     State(state): State<AppState>,
-    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+    PathParams(params): PathParams,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -353,7 +363,7 @@ async fn current_session(
 async fn get_session(
     State(state): State<AppState>,
     caller: Option<axum::Extension<Caller>>,
-    axum::extract::Path(params): Params,
+    PathParams(params): PathParams,
 ) -> Result<Response, ApiError> {
     let token = params.get("token").cloned().unwrap_or_default();
     let accounts = accounts_of(&state)?;
@@ -381,7 +391,7 @@ fn own_or_may(caller: &Caller, token: &str, permission: &[String]) -> bool {
 async fn delete_session(
     State(state): State<AppState>,
     caller: Option<axum::Extension<Caller>>,
-    axum::extract::Path(params): Params,
+    PathParams(params): PathParams,
 ) -> Result<Response, ApiError> {
     let token = params.get("token").cloned().unwrap_or_default();
     let accounts = accounts_of(&state)?;
@@ -486,7 +496,7 @@ fn parse_permission(value: &Value) -> Option<Permission> {
 /// `POST /api/{v}/users` `{"user", "password", "permissions"?: [[…], …]}` → 303.
 async fn create_user(
     State(state): State<AppState>,
-    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+    PathParams(params): PathParams,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let accounts = accounts_of(&state)?;
@@ -518,10 +528,11 @@ async fn create_user(
             ));
         }
     };
+    let password = hash_off_worker(password).await?;
     accounts
         .create_user(User {
             name: name.to_string(),
-            password: hash_password(password),
+            password,
             permissions,
         })
         .map_err(ApiError::Accounts)?;
@@ -545,11 +556,9 @@ fn user_params(params: &std::collections::HashMap<String, String>) -> (String, O
     (name, permission)
 }
 
-type Params = axum::extract::Path<std::collections::HashMap<String, String>>;
-
 async fn get_user(
     State(state): State<AppState>,
-    axum::extract::Path(params): Params,
+    PathParams(params): PathParams,
 ) -> Result<Response, ApiError> {
     let (name, _) = user_params(&params);
     let snapshot = accounts_of(&state)?.read();
@@ -563,7 +572,7 @@ async fn get_user(
 /// `PUT /api/{v}/users/{name}` `{"password"}`: a new password.
 async fn set_password(
     State(state): State<AppState>,
-    axum::extract::Path(params): Params,
+    PathParams(params): PathParams,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let (name, _) = user_params(&params);
@@ -571,7 +580,7 @@ async fn set_password(
     let Some(password) = value["password"].as_str() else {
         return Err(ApiError::BadRequest("Missing JSON key: password.".into()));
     };
-    let hash = hash_password(password);
+    let hash = hash_off_worker(password).await?;
     accounts_of(&state)?
         .edit_user(&name, |user| {
             user.password = hash;
@@ -583,7 +592,7 @@ async fn set_password(
 
 async fn delete_user(
     State(state): State<AppState>,
-    axum::extract::Path(params): Params,
+    PathParams(params): PathParams,
 ) -> Result<Response, ApiError> {
     let (name, _) = user_params(&params);
     accounts_of(&state)?
@@ -598,7 +607,7 @@ async fn delete_user(
 async fn grant(
     State(state): State<AppState>,
     caller: Option<axum::Extension<Caller>>,
-    axum::extract::Path(params): Params,
+    PathParams(params): PathParams,
 ) -> Result<Response, ApiError> {
     let (name, permission) = user_params(&params);
     let permission = permission
@@ -622,7 +631,7 @@ async fn grant(
 /// `DELETE /api/{v}/users/{name}/permissions/p1/…/pn`: revokes that exact grant.
 async fn revoke(
     State(state): State<AppState>,
-    axum::extract::Path(params): Params,
+    PathParams(params): PathParams,
 ) -> Result<Response, ApiError> {
     let (name, permission) = user_params(&params);
     let permission = permission.unwrap_or_default();

@@ -5,11 +5,9 @@
 //! `Idempotency-Key` and the configuration tag work here as everywhere; creation is also safe
 //! to retry by a client-held `uuid` from `GET .../packages/new`.
 
-use std::collections::HashMap;
-
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -24,6 +22,7 @@ use super::auth::Caller;
 use super::body::{WriteRequest, checked};
 use super::conditional::{Conditions, record_headers};
 use super::meta::MetaFields;
+use super::segment::PathParams;
 use super::{ApiError, AppState, Render};
 use crate::model::package::{Package, sorted};
 use crate::model::{Operation, Outcome, Versioned, schema, tag_of_canonical};
@@ -290,11 +289,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PackagePath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(mut params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| {
-                ApiError::BadRequest(format!("Invalid URL: {}.", rejection.body_text()))
-            })?;
+        let PathParams(mut params) = PathParams::from_request_parts(parts, state).await?;
         let version = params.remove("version").unwrap_or_default();
         let uuid = params
             .get("uuid")
