@@ -839,18 +839,20 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// The arguments every server runs with.
-fn serve_args() -> Vec<String> {
-    vec![
+/// The arguments every server runs with, then those of the sweep's `mode`.
+fn serve_args(mode: &[&str]) -> Vec<String> {
+    let mut args = vec![
         "--auth".into(),
         "token".into(),
         "--max-wait".into(),
         MAX_WAIT_SECONDS.to_string(),
-    ]
+    ];
+    args.extend(mode.iter().map(|arg| arg.to_string()));
+    args
 }
 
-fn start_server(dir: &TempDir) -> ChildServer {
-    let args = serve_args();
+fn start_server(dir: &TempDir, mode: &[&str]) -> ChildServer {
+    let args = serve_args(mode);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ChildServer::start(dir.path(), &args)
 }
@@ -865,6 +867,8 @@ fn admin_token(dir: &TempDir) -> String {
 /// A floe child process under a sweep, and what the sweep found so far.
 struct Floe {
     name: &'static str,
+    /// Arguments beyond [`serve_args`]'s, such as `--if-match required`.
+    mode: &'static [&'static str],
     server: ChildServer,
     dir: TempDir,
     target: Target,
@@ -877,8 +881,16 @@ struct Floe {
 
 impl Floe {
     async fn start(name: &'static str, with_user: bool) -> Floe {
+        Floe::start_in_mode(name, with_user, &[]).await
+    }
+
+    async fn start_in_mode(
+        name: &'static str,
+        with_user: bool,
+        mode: &'static [&'static str],
+    ) -> Floe {
         let dir = TempDir::new().expect("a temp dir");
-        let server = start_server(&dir);
+        let server = start_server(&dir, mode);
         let target = Target {
             client: client(),
             addr: server.addr,
@@ -887,6 +899,7 @@ impl Floe {
         let fixtures = Fixtures::create(&target.client, &server, &target.admin, with_user).await;
         Floe {
             name,
+            mode,
             server,
             dir,
             target,
@@ -901,7 +914,7 @@ impl Floe {
     /// Replaces a dead or stuck server with a fresh one over a fresh store.
     async fn replace(&mut self) {
         let dir = TempDir::new().expect("a temp dir");
-        let server = start_server(&dir);
+        let server = start_server(&dir, self.mode);
         self.target.addr = server.addr;
         self.target.admin = admin_token(&dir);
         self.fixtures = Fixtures::create(
@@ -1041,7 +1054,8 @@ impl Floe {
     /// and a fresh server over a fresh store takes over.
     async fn restart_over_the_same_data(&mut self, cause: &Probe) {
         self.server.kill();
-        let restarted = std::panic::catch_unwind(AssertUnwindSafe(|| start_server(&self.dir)));
+        let restarted =
+            std::panic::catch_unwind(AssertUnwindSafe(|| start_server(&self.dir, self.mode)));
         match restarted {
             Ok(server) => {
                 self.target.addr = server.addr;
@@ -1051,7 +1065,7 @@ impl Floe {
                 self.check(probe).await;
             }
             Err(_) => {
-                let why = start_error(&self.dir);
+                let why = start_error(&self.dir, self.mode);
                 self.fail(
                     cause,
                     format!("floe no longer starts over the data this left: {why}"),
@@ -1063,11 +1077,11 @@ impl Floe {
 }
 
 /// What floe says when it refuses to start over `dir` (run once more to read it).
-fn start_error(dir: &TempDir) -> String {
+fn start_error(dir: &TempDir, mode: &[&str]) -> String {
     let mut child = Command::new(common::floe_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
-        .args(serve_args())
+        .args(serve_args(mode))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1861,7 +1875,19 @@ fn header_cases() -> Vec<HeaderCase> {
 
 #[tokio::test]
 async fn hostile_headers_are_answered_without_a_server_error() {
-    let mut floe = Floe::start("headers", false).await;
+    sweep_headers("headers", &[]).await;
+}
+
+/// The same table where `If-Match` is required for every write to an existing resource (428
+/// without it), and where ETags are off (validators ignored): other code paths decide.
+#[tokio::test]
+async fn hostile_headers_are_answered_without_a_server_error_whatever_the_if_match_policy() {
+    sweep_headers("headers, --if-match required", &["--if-match", "required"]).await;
+    sweep_headers("headers, --if-match off", &["--if-match", "off"]).await;
+}
+
+async fn sweep_headers(name: &'static str, mode: &'static [&'static str]) {
+    let mut floe = Floe::start_in_mode(name, false, mode).await;
     let cases = header_cases();
     for route in routes() {
         for case in &cases {
