@@ -132,6 +132,13 @@ pub struct ServeConfig {
     #[arg(long, env = "FLOE_MAX_WAIT", default_value_t = 300)]
     pub max_wait: u64,
 
+    /// Seconds a client has to send a request's line and headers, counted from when the
+    /// connection is ready for its next request; after that it is closed. This also closes
+    /// keep-alive connections idle that long, and a client that sends its headers slowly (or
+    /// never) cannot hold a connection open. Put a proxy's idle timeout below this.
+    #[arg(long, env = "FLOE_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
+
     /// Authentication: `token` (users, permissions and tokens; on first start an `admin`
     /// user is created and its token written to `admin-token` in --data-dir) or `none`
     /// (everyone may do everything; refused unless --listen is a loopback address).
@@ -255,6 +262,7 @@ impl ServeConfig {
             idempotency_ttl: 86_400,
             node_expiry: 120,
             max_wait: 300,
+            header_read_timeout: 30,
             auth: AuthMode::None,
             meta_etag_field: "_etag".into(),
             meta_created_field: "_created".into(),

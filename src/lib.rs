@@ -18,6 +18,7 @@ pub mod api;
 pub mod ca;
 pub mod config;
 pub mod model;
+pub mod serve;
 pub mod store;
 pub mod tls;
 
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use config::AuthMode;
 pub use config::ServeConfig;
@@ -191,28 +193,35 @@ pub async fn run(
     let cluster = LiveCluster::new(std::time::Duration::from_secs(config.node_expiry));
     let expiry = cluster.spawn_expiry();
     let router = app(store, cluster, config.api_settings(), accounts);
-    let served = match tls {
+    let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout);
+    match tls {
         Some(tls) => {
             let router = router.layer(axum::middleware::from_fn_with_state(
                 clients_authenticated,
                 api::identity::authorize,
             ));
-            axum::serve(
-                tls::TlsListener::new(listener, tls),
-                router.into_make_service_with_connect_info::<tls::Peer>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
+            // Each connection's requests carry its peer: the TLS client's identity.
+            let service_for = move |peer: tls::Peer| {
+                router
+                    .clone()
+                    .map_request(move |mut request: axum::extract::Request| {
+                        request
+                            .extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer.clone()));
+                        request
+                    })
+            };
+            let listener = tls::TlsListener::new(listener, tls);
+            serve::serve(listener, header_read_timeout, service_for, shutdown).await;
         }
         None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
+            let service_for = move |_| router.clone();
+            serve::serve(listener, header_read_timeout, service_for, shutdown).await;
         }
-    };
+    }
     expiry.abort();
     // The router, and with it every store handle, is gone: the writer drains and stops.
     guard.close().await;
     tracing::info!("floe stopped");
-    Ok(served?)
+    Ok(())
 }

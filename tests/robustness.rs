@@ -2120,3 +2120,98 @@ async fn a_grant_full_of_wildcards_does_not_hang_its_holder() {
     floe.check(request).await;
     floe.finish().await;
 }
+
+/// Reads from `stream` until the server closes it (or the read fails), returning what arrived
+/// and how long that took.
+fn read_until_closed(stream: &mut std::net::TcpStream) -> (Vec<u8>, Duration) {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return (received, started.elapsed()),
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+/// A client that sends its request's head slowly or never, or leaves a keep-alive connection
+/// idle, is cut off after `--header-read-timeout`; a request held for a change longer than
+/// that is answered all the same (the deadline covers reading a head, not waiting for an
+/// answer).
+#[test]
+fn slow_silent_and_idle_clients_are_cut_off_after_the_header_read_timeout() {
+    use std::io::Write;
+    let dir = TempDir::new().expect("a temp dir");
+    let server = ChildServer::start(
+        dir.path(),
+        &[
+            "--auth",
+            "none",
+            "--header-read-timeout",
+            "1",
+            "--max-wait",
+            "3",
+        ],
+    );
+    let connect = || {
+        let stream = std::net::TcpStream::connect(server.addr).expect("connect");
+        // Far beyond the timeout: a server that never closes fails the test, not hangs it.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout");
+        stream
+    };
+    let cut_off_in_time = |what: &str, elapsed: Duration| {
+        assert!(
+            elapsed >= Duration::from_millis(800) && elapsed < Duration::from_secs(5),
+            "{what}: closed after {elapsed:?}, expected about the 1 s timeout"
+        );
+    };
+
+    for (what, sent) in [
+        ("a connection that sends nothing", ""),
+        (
+            "half a request head",
+            "GET /v1/version HTTP/1.1\r\nHost: floe\r\nAcc",
+        ),
+    ] {
+        let mut stream = connect();
+        stream.write_all(sent.as_bytes()).expect("write");
+        let (received, elapsed) = read_until_closed(&mut stream);
+        cut_off_in_time(what, elapsed);
+        let text = String::from_utf8_lossy(&received);
+        assert!(
+            received.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{what}: answered {text:?}"
+        );
+    }
+
+    // One whole request, answered; then the connection idles until it is closed.
+    let mut stream = connect();
+    stream
+        .write_all(b"GET /v1/version HTTP/1.1\r\nHost: floe\r\n\r\n")
+        .expect("write");
+    let (received, elapsed) = read_until_closed(&mut stream);
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "answered {text:?}");
+    cut_off_in_time("an idle keep-alive connection", elapsed);
+
+    // Held for the 3 s --max-wait, three times the head deadline, and still answered.
+    let mut stream = connect();
+    let started = Instant::now();
+    stream
+        .write_all(
+            b"GET /v1/configuration/datasets HTTP/1.1\r\nHost: floe\r\nIf-None-Match: *\r\nPrefer: wait=10\r\nConnection: close\r\n\r\n",
+        )
+        .expect("write");
+    let (received, _) = read_until_closed(&mut stream);
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 304"), "answered {text:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(2800),
+        "answered after {:?}, before the 3 s wait was over",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,303 @@
+//! The HTTP/1.1 connection loop: what `axum::serve` does (accept, serve each connection on its
+//! own task, shut down gracefully), plus a deadline for each request's head. Without one, a
+//! client that sends its headers slowly, or never, holds a connection (and a file descriptor)
+//! for ever, and enough such clients lock everyone out.
+//!
+//! hyper has such a deadline, but it arms a timer for every request, which cost GET one
+//! dataset 6 % of its CPU. Here a connection only notes, in an atomic, since when it has been
+//! waiting for a head (from its accept or its last write until the end of the next head goes
+//! by); one sweeper task per server closes the connections that waited too long.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::serve::Listener;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{Notify, watch};
+use tower::{Service, ServiceExt};
+
+/// Serves `listener` until `shutdown` completes, then stops accepting, lets every request in
+/// flight finish, and returns once every connection is closed. A connection that waits more
+/// than `head_timeout` for a request's head (the request line and headers) is closed.
+/// `service_for` makes the service of one connection from the address the listener reported
+/// for it (a plain connection needs nothing from it; a TLS one carries the client's identity);
+/// it is dropped on return, and with it whatever it holds (the store's handles, which the
+/// writer waits for).
+pub async fn serve<L, S>(
+    mut listener: L,
+    head_timeout: Duration,
+    service_for: impl Fn(L::Addr) -> S,
+    shutdown: impl Future<Output = ()>,
+) where
+    L: Listener,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let deadlines = Arc::new(HeadDeadlines::new(head_timeout));
+    let sweeper = tokio::spawn(Arc::clone(&deadlines).sweep());
+    // Connections watch `stop` to begin their graceful shutdown, and each holds an `open`
+    // receiver until it is closed, so that `closed()` tells when the last one is gone.
+    let (stop, stopping) = watch::channel(());
+    let (open, _) = watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let (io, address) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = service_for(address)
+            .map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
+        let (io, clock) = deadlines.watch(io);
+        let mut stopping = stopping.clone();
+        let still_open = open.subscribe();
+        tokio::spawn(async move {
+            let connection = http1::Builder::new()
+                .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        served = connection.as_mut() => served,
+                        () = clock.expired.notified() => Ok(()),
+                    }
+                }
+                () = clock.expired.notified() => {
+                    tracing::debug!(?head_timeout, "closing a connection that sent no request in time");
+                    Ok(())
+                }
+            };
+            if let Err(error) = served {
+                // A client that went away: routine, so not above debug.
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(still_open);
+        });
+    }
+    drop(listener);
+    drop(service_for);
+    drop(stop);
+    open.closed().await;
+    sweeper.abort();
+}
+
+/// The head clocks of a server's connections, and the timeout they are held to.
+struct HeadDeadlines {
+    timeout: Duration,
+    epoch: Instant,
+    clocks: Mutex<Vec<Weak<HeadClock>>>,
+}
+
+/// One connection's clock.
+struct HeadClock {
+    /// Milliseconds after [`HeadDeadlines::epoch`] (plus one) since which the connection has
+    /// been waiting for a request head; 0 while it is not (a head arrived and its answer has
+    /// not been written yet, however long the request is held).
+    waiting_since: AtomicU64,
+    /// Notified by the sweeper when the wait has lasted too long.
+    expired: Notify,
+}
+
+impl HeadDeadlines {
+    fn new(timeout: Duration) -> Self {
+        HeadDeadlines {
+            timeout,
+            epoch: Instant::now(),
+            clocks: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn now(epoch: Instant) -> u64 {
+        u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Starts the clock of a new connection (it owes a request head from now on).
+    fn watch<T>(&self, io: T) -> (HeadTimed<T>, Arc<HeadClock>) {
+        let clock = Arc::new(HeadClock {
+            waiting_since: AtomicU64::new(Self::now(self.epoch)),
+            expired: Notify::new(),
+        });
+        self.clocks
+            .lock()
+            .expect("the clock list is never poisoned")
+            .push(Arc::downgrade(&clock));
+        let io = HeadTimed {
+            inner: io,
+            clock: Arc::clone(&clock),
+            epoch: self.epoch,
+            tail: [0; 3],
+        };
+        (io, clock)
+    }
+
+    /// Every so often, closes the connections that have waited too long, and forgets those
+    /// that are gone. Runs until aborted.
+    async fn sweep(self: Arc<Self>) {
+        let period = (self.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let timeout = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let now = Self::now(self.epoch);
+            let mut clocks = self
+                .clocks
+                .lock()
+                .expect("the clock list is never poisoned");
+            clocks.retain(|clock| {
+                let Some(clock) = clock.upgrade() else {
+                    return false;
+                };
+                let since = clock.waiting_since.load(Ordering::Relaxed);
+                if since != 0 && now.saturating_sub(since) >= timeout {
+                    clock.expired.notify_one();
+                }
+                true
+            });
+        }
+    }
+}
+
+/// A connection's I/O, noting on its clock when it starts waiting for a request head (at
+/// each write: an answer, or part of one, went out) and when a head has arrived (the blank
+/// line that ends it was read).
+struct HeadTimed<T> {
+    inner: T,
+    clock: Arc<HeadClock>,
+    epoch: Instant,
+    /// The last three bytes read, for a blank line split across two reads.
+    tail: [u8; 3],
+}
+
+impl<T> HeadTimed<T> {
+    /// Whether `read` (the bytes just read) completes a request head.
+    fn ends_a_head(&mut self, read: &[u8]) -> bool {
+        const END: &[u8] = b"\r\n\r\n";
+        let mut straddling = [0u8; 6];
+        straddling[..3].copy_from_slice(&self.tail);
+        let head_of_read = read.len().min(3);
+        straddling[3..3 + head_of_read].copy_from_slice(&read[..head_of_read]);
+        let found = memchr::memmem::find(&straddling[..3 + head_of_read], END).is_some()
+            || memchr::memmem::find(read, END).is_some();
+        for &byte in &read[read.len().saturating_sub(3)..] {
+            self.tail = [self.tail[1], self.tail[2], byte];
+        }
+        found
+    }
+
+    /// Passes a write's outcome on; if bytes went out, the next request head is owed from now.
+    fn noting_writes(&self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(written)) = polled
+            && written > 0
+        {
+            let now = HeadDeadlines::now(self.epoch);
+            self.clock.waiting_since.store(now, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for HeadTimed<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled
+            && this.clock.waiting_since.load(Ordering::Relaxed) != 0
+            && this.ends_a_head(&buf.filled()[before..])
+        {
+            this.clock.waiting_since.store(0, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for HeadTimed<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.noting_writes(polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.noting_writes(polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed() -> HeadTimed<()> {
+        HeadTimed {
+            inner: (),
+            clock: Arc::new(HeadClock {
+                waiting_since: AtomicU64::new(1),
+                expired: Notify::new(),
+            }),
+            epoch: Instant::now(),
+            tail: [0; 3],
+        }
+    }
+
+    #[test]
+    fn a_head_ends_at_its_blank_line_wherever_the_reads_split_it() {
+        let head = b"GET /v1/version HTTP/1.1\r\nHost: floe\r\n\r\n";
+        for split in 0..=head.len() {
+            let mut io = timed();
+            let (first, second) = head.split_at(split);
+            let ended = io.ends_a_head(first) || io.ends_a_head(second);
+            assert!(ended, "split at {split}");
+        }
+        for byte_by_byte in [true, false] {
+            let mut io = timed();
+            let unfinished = b"GET / HTTP/1.1\r\nHost: floe\r\n";
+            let ended = if byte_by_byte {
+                unfinished.iter().any(|byte| io.ends_a_head(&[*byte]))
+            } else {
+                io.ends_a_head(unfinished)
+            };
+            assert!(!ended, "no blank line yet");
+        }
+    }
+}
