@@ -133,9 +133,10 @@ pub struct ServeConfig {
     pub max_wait: u64,
 
     /// Seconds a client has to send a request's line and headers, counted from when the
-    /// connection is ready for its next request; after that it is closed. This also closes
-    /// keep-alive connections idle that long, and a client that sends its headers slowly (or
-    /// never) cannot hold a connection open. Put a proxy's idle timeout below this.
+    /// connection opened or last sent something; after that it is closed. A client that sends
+    /// its headers slowly (or never) cannot hold a connection open, and keep-alive connections
+    /// idle that long are closed too. A request held by `Prefer: wait` is not affected. Put a
+    /// proxy's idle timeout below this.
     #[arg(long, env = "FLOE_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout: u64,
 
