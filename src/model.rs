@@ -35,7 +35,11 @@ pub fn canonical_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 /// The content tag of a canonical JSON form.
 pub fn tag_of_canonical(canonical: &[u8]) -> ContentTag {
     use sha2::{Digest, Sha256};
-    ContentTag::from_hex(&hex::encode(&Sha256::digest(canonical)[..16]))
+    let digest = Sha256::digest(canonical);
+    // The quotes and the hex digits written into one buffer, copied once.
+    let mut quoted = [b'"'; 34];
+    hex::encode_to_slice(&digest[..16], &mut quoted[1..33]).expect("16 bytes are 32 hex digits");
+    ContentTag(bytes::Bytes::copy_from_slice(&quoted))
 }
 
 /// An opaque entity tag (letters and digits). It is kept with the quotes it travels in, so
@@ -44,15 +48,6 @@ pub fn tag_of_canonical(canonical: &[u8]) -> ContentTag {
 pub struct ContentTag(bytes::Bytes);
 
 impl ContentTag {
-    /// The tag whose opaque part is `hex`.
-    pub fn from_hex(hex: &str) -> Self {
-        let mut quoted = Vec::with_capacity(hex.len() + 2);
-        quoted.push(b'"');
-        quoted.extend_from_slice(hex.as_bytes());
-        quoted.push(b'"');
-        ContentTag(quoted.into())
-    }
-
     /// The opaque part, without quotes.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0[1..self.0.len() - 1]).expect("entity tags are ASCII")

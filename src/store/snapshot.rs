@@ -19,18 +19,12 @@ pub struct ConfigTag(Bytes);
 impl ConfigTag {
     /// The tag for `revision` of the store with id `store_id`.
     pub fn new(store_id: u64, revision: u64) -> Self {
-        // Every write's answer carries one: hex by hand, not through the formatter.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+        // Every write's answer carries one: hex into a fixed buffer, not through the formatter.
+        let mut raw = [0u8; 16];
+        raw[..8].copy_from_slice(&store_id.to_be_bytes());
+        raw[8..].copy_from_slice(&revision.to_be_bytes());
         let mut text = [0u8; 32];
-        for (i, byte) in store_id
-            .to_be_bytes()
-            .into_iter()
-            .chain(revision.to_be_bytes())
-            .enumerate()
-        {
-            text[2 * i] = HEX[usize::from(byte >> 4)];
-            text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
-        }
+        hex::encode_to_slice(raw, &mut text).expect("16 bytes are 32 hex digits");
         ConfigTag(Bytes::copy_from_slice(&text))
     }
 
