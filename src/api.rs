@@ -252,12 +252,7 @@ pub(crate) fn list_answer_tagged<B: Into<Bytes>>(
     if let Some(tag) = tag {
         answer = answer.with_tag(tag);
     }
-    if conditions.etags {
-        answer.headers.insert(
-            axum::http::header::ETAG,
-            conditional::etag_value(etag, weak),
-        );
-    }
+    conditions.add_validators(&mut answer.headers, version, weak);
     answer.into_response()
 }
 

@@ -146,12 +146,7 @@ impl Conditions {
                 if let Some(version) = current
                     && self.etags
                 {
-                    let headers = response.headers_mut();
-                    if weak {
-                        headers.insert(header::ETAG, etag_value(version.etag, true));
-                    } else {
-                        version_headers(headers, version);
-                    }
+                    version_headers(response.headers_mut(), version, weak);
                 }
                 Some(response)
             }
@@ -171,17 +166,22 @@ impl Conditions {
         }
     }
 
-    /// Adds `ETag` and `Last-Modified` for `version`, unless ETags are off.
-    pub fn add_validators(&self, headers: &mut HeaderMap, version: ResourceVersion<'_>) {
+    /// Adds `ETag` (weak if `weak`) and `Last-Modified` for `version`, unless ETags are off.
+    pub fn add_validators(
+        &self,
+        headers: &mut HeaderMap,
+        version: ResourceVersion<'_>,
+        weak: bool,
+    ) {
         if self.etags {
-            version_headers(headers, version);
+            version_headers(headers, version, weak);
         }
     }
 }
 
-/// Sets `ETag` (strong) and, when known, `Last-Modified` for `version`.
-pub fn version_headers(headers: &mut HeaderMap, version: ResourceVersion<'_>) {
-    headers.insert(header::ETAG, etag_value(version.etag, false));
+/// Sets `ETag` (weak if `weak`) and, when known, `Last-Modified` for `version`.
+pub fn version_headers(headers: &mut HeaderMap, version: ResourceVersion<'_>, weak: bool) {
+    headers.insert(header::ETAG, etag_value(version.etag, weak));
     if let Some(modified) = version.last_modified {
         headers.insert(header::LAST_MODIFIED, http_date_value(modified));
     }

@@ -152,7 +152,7 @@ fn lease_answer(requested: Option<Option<f64>>, etags: bool) -> Render {
                 etag: etag.as_str(),
                 last_modified: None,
             };
-            version_headers(&mut answer.headers, version);
+            version_headers(&mut answer.headers, version, false);
         }
         answer
     })

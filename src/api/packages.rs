@@ -422,7 +422,7 @@ async fn list_packages(
     let mut answer = format
         .answer(StatusCode::OK, &Value::Array(items))
         .with_tag(&snapshot.tag);
-    conditions.add_validators(&mut answer.headers, version);
+    conditions.add_validators(&mut answer.headers, version, false);
     Ok(answer.into_response())
 }
 
