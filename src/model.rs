@@ -34,12 +34,35 @@ pub fn canonical_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 /// The content tag of a canonical JSON form.
 pub fn tag_of_canonical(canonical: &[u8]) -> ContentTag {
+    ContentTag(bytes::Bytes::copy_from_slice(&quoted_tag(canonical)))
+}
+
+/// `value`'s canonical JSON form and its content tag, both slices of one allocation.
+///
+/// A record keeps both for as long as it lives, so their size is most of what a dataset
+/// costs: one exact-size buffer instead of the serialiser's doubled `Vec` and a second block
+/// for the tag saves about a hundred bytes per record.
+pub fn canonical_and_tag<T: serde::Serialize>(value: &T) -> (bytes::Bytes, ContentTag) {
+    let mut rendered = Vec::with_capacity(256);
+    serde_json::to_writer(&mut rendered, value).expect("model values always serialise");
+    let quoted = quoted_tag(&rendered);
+    let mut stored = Vec::with_capacity(rendered.len() + quoted.len());
+    stored.extend_from_slice(&rendered);
+    stored.extend_from_slice(&quoted);
+    let stored = bytes::Bytes::from(stored);
+    (
+        stored.slice(..rendered.len()),
+        ContentTag(stored.slice(rendered.len()..)),
+    )
+}
+
+/// The tag, in quotes, of a canonical form: the first 128 bits of its SHA-256, in hex.
+fn quoted_tag(canonical: &[u8]) -> [u8; 34] {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(canonical);
-    // The quotes and the hex digits written into one buffer, copied once.
     let mut quoted = [b'"'; 34];
     hex::encode_to_slice(&digest[..16], &mut quoted[1..33]).expect("16 bytes are 32 hex digits");
-    ContentTag(bytes::Bytes::copy_from_slice(&quoted))
+    quoted
 }
 
 /// An opaque entity tag (letters and digits). It is kept with the quotes it travels in, so
@@ -74,5 +97,28 @@ impl std::fmt::Debug for ContentTag {
 impl PartialEq<&str> for ContentTag {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_s_shared_buffer_holds_exactly_its_canonical_form_and_tag() {
+        let mut metadata = Metadata::new();
+        metadata.insert("name", "postgres \"main\"");
+        let dataset = Dataset {
+            dataset_id: uuid::Uuid::from_u128(7),
+            primary: uuid::Uuid::from_u128(9),
+            deleted: false,
+            metadata,
+            maximum_size: Some(67_108_864),
+        };
+        let (canonical, tag) = canonical_and_tag(&dataset);
+        assert_eq!(canonical, canonical_json(&dataset));
+        assert_eq!(tag, content_tag(&dataset));
+        assert_eq!(tag.quoted().len(), 34);
+        assert_eq!(tag.quoted()[0], b'"');
     }
 }

@@ -14,9 +14,7 @@ use super::lease::{Timestamp, expiry_after};
 use super::mathematician::{Mathematician, VersionHash};
 use super::package::{MetadataError, Package};
 use super::precondition::ResourceVersion;
-use super::{
-    ContentTag, Dataset, DatasetId, Lease, Metadata, NodeId, canonical_json, tag_of_canonical,
-};
+use super::{ContentTag, Dataset, DatasetId, Lease, Metadata, NodeId, canonical_and_tag};
 use bytes::Bytes;
 use uuid::Uuid;
 
@@ -40,10 +38,10 @@ pub struct Versioned<T> {
 impl<T: serde::Serialize> Versioned<T> {
     /// Wraps `value`, computing its content tag.
     pub fn new(value: T, created: Timestamp, updated: Timestamp) -> Arc<Self> {
-        let canonical = canonical_json(&value);
+        let (canonical, etag) = canonical_and_tag(&value);
         Arc::new(Versioned {
-            etag: tag_of_canonical(&canonical),
-            canonical: Bytes::from(canonical),
+            etag,
+            canonical,
             value,
             created,
             updated,
