@@ -7,16 +7,22 @@
 //! dataset 6 % of its CPU. Here a connection only notes, in an atomic, since when it has been
 //! waiting for a head (from its accept or its last write until the end of the next head goes
 //! by); one sweeper task per server closes the connections that waited too long.
+//!
+//! The server tells a connection's task to stop (or that its time is up) through the same
+//! clock: a flag and the task's waker. A task woken for every read and every answer checks an
+//! atomic instead of polling a shutdown channel and a `Notify`, each behind a mutex, at every
+//! wake-up (which cost GET one 2 to 4 % of its CPU).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use atomic_waker::AtomicWaker;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
@@ -26,7 +32,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tower::{Service, ServiceExt};
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets every request in
@@ -48,9 +54,8 @@ pub async fn serve<L, S>(
 {
     let deadlines = Arc::new(HeadDeadlines::new(head_timeout));
     let sweeper = tokio::spawn(Arc::clone(&deadlines).sweep());
-    // Connections watch `stop` to begin their graceful shutdown, and each holds an `open`
-    // receiver until it is closed, so that `closed()` tells when the last one is gone.
-    let (stop, stopping) = watch::channel(());
+    // Each connection holds an `open` receiver until it is closed, so that `closed()` tells
+    // when the last one is gone.
     let (open, _) = watch::channel(());
     tokio::pin!(shutdown);
     loop {
@@ -61,26 +66,33 @@ pub async fn serve<L, S>(
         let service = service_for(address)
             .map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
         let (io, clock) = deadlines.watch(io);
-        let mut stopping = stopping.clone();
         let still_open = open.subscribe();
         tokio::spawn(async move {
             let connection = http1::Builder::new()
                 .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
             tokio::pin!(connection);
-            let served = tokio::select! {
-                served = connection.as_mut() => served,
-                _ = stopping.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        served = connection.as_mut() => served,
-                        () = clock.expired.notified() => Ok(()),
+            let mut stopping = false;
+            let served = std::future::poll_fn(|cx| {
+                // Registered before the flags are read: a signal set after the read wakes
+                // this task again.
+                clock.task.register(cx.waker());
+                let signals = clock.signals.load(Ordering::Acquire);
+                if signals & EXPIRED != 0 {
+                    if !stopping {
+                        tracing::debug!(
+                            ?head_timeout,
+                            "closing a connection that sent no request in time"
+                        );
                     }
+                    return Poll::Ready(Ok(()));
                 }
-                () = clock.expired.notified() => {
-                    tracing::debug!(?head_timeout, "closing a connection that sent no request in time");
-                    Ok(())
+                if signals & STOP != 0 && !stopping {
+                    stopping = true;
+                    connection.as_mut().graceful_shutdown();
                 }
-            };
+                connection.as_mut().poll(cx)
+            })
+            .await;
             if let Err(error) = served {
                 // A client that went away: routine, so not above debug.
                 tracing::debug!(%error, "connection ended with an error");
@@ -90,7 +102,7 @@ pub async fn serve<L, S>(
     }
     drop(listener);
     drop(service_for);
-    drop(stop);
+    deadlines.signal_all(STOP);
     open.closed().await;
     sweeper.abort();
 }
@@ -102,14 +114,36 @@ struct HeadDeadlines {
     clocks: Mutex<Vec<Weak<HeadClock>>>,
 }
 
-/// One connection's clock.
+/// One connection's clock, and the signals the server sends the connection's task.
 struct HeadClock {
     /// Milliseconds after [`HeadDeadlines::epoch`] (plus one) since which the connection has
     /// been waiting for a request head; 0 while it is not (a head arrived and its answer has
     /// not been written yet, however long the request is held).
     waiting_since: AtomicU64,
-    /// Notified by the sweeper when the wait has lasted too long.
-    expired: Notify,
+    /// [`STOP`] and [`EXPIRED`], once set never cleared.
+    signals: AtomicU8,
+    /// The connection's task, woken when a signal is set.
+    task: AtomicWaker,
+}
+
+/// The server is shutting down: finish the request in flight, then close.
+const STOP: u8 = 1;
+/// The connection waited longer than the timeout for a request head: close now.
+const EXPIRED: u8 = 2;
+
+impl HeadClock {
+    fn new(waiting_since: u64) -> Self {
+        HeadClock {
+            waiting_since: AtomicU64::new(waiting_since),
+            signals: AtomicU8::new(0),
+            task: AtomicWaker::new(),
+        }
+    }
+
+    fn signal(&self, signal: u8) {
+        self.signals.fetch_or(signal, Ordering::Release);
+        self.task.wake();
+    }
 }
 
 impl HeadDeadlines {
@@ -127,10 +161,7 @@ impl HeadDeadlines {
 
     /// Starts the clock of a new connection (it owes a request head from now on).
     fn watch<T>(&self, io: T) -> (HeadTimed<T>, Arc<HeadClock>) {
-        let clock = Arc::new(HeadClock {
-            waiting_since: AtomicU64::new(Self::now(self.epoch)),
-            expired: Notify::new(),
-        });
+        let clock = Arc::new(HeadClock::new(Self::now(self.epoch)));
         self.clocks
             .lock()
             .expect("the clock list is never poisoned")
@@ -142,6 +173,17 @@ impl HeadDeadlines {
             tail: [0; 3],
         };
         (io, clock)
+    }
+
+    /// Sends every open connection `signal`.
+    fn signal_all(&self, signal: u8) {
+        let clocks = self
+            .clocks
+            .lock()
+            .expect("the clock list is never poisoned");
+        for clock in clocks.iter().filter_map(Weak::upgrade) {
+            clock.signal(signal);
+        }
     }
 
     /// Every so often, closes the connections that have waited too long, and forgets those
@@ -164,7 +206,7 @@ impl HeadDeadlines {
                 };
                 let since = clock.waiting_since.load(Ordering::Relaxed);
                 if since != 0 && now.saturating_sub(since) >= timeout {
-                    clock.expired.notify_one();
+                    clock.signal(EXPIRED);
                 }
                 true
             });
@@ -271,10 +313,7 @@ mod tests {
     fn timed() -> HeadTimed<()> {
         HeadTimed {
             inner: (),
-            clock: Arc::new(HeadClock {
-                waiting_since: AtomicU64::new(1),
-                expired: Notify::new(),
-            }),
+            clock: Arc::new(HeadClock::new(1)),
             epoch: Instant::now(),
             tail: [0; 3],
         }
