@@ -18,7 +18,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -229,12 +229,17 @@ impl<T> HeadTimed<T> {
     /// Whether `read` (the bytes just read) completes a request head.
     fn ends_a_head(&mut self, read: &[u8]) -> bool {
         const END: &[u8] = b"\r\n\r\n";
+        // Built once: `memmem::find` would build a searcher for every read.
+        static FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+            LazyLock::new(|| memchr::memmem::Finder::new(END));
         let mut straddling = [0u8; 6];
         straddling[..3].copy_from_slice(&self.tail);
         let head_of_read = read.len().min(3);
         straddling[3..3 + head_of_read].copy_from_slice(&read[..head_of_read]);
-        let found = memchr::memmem::find(&straddling[..3 + head_of_read], END).is_some()
-            || memchr::memmem::find(read, END).is_some();
+        let found = straddling[..3 + head_of_read]
+            .windows(END.len())
+            .any(|window| window == END)
+            || FINDER.find(read).is_some();
         for &byte in &read[read.len().saturating_sub(3)..] {
             self.tail = [self.tail[1], self.tail[2], byte];
         }
