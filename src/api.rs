@@ -53,6 +53,8 @@ pub struct ApiSettings {
     pub meta: MetaFields,
     /// The longest a list request may wait for a change (`Prefer: wait=N`).
     pub max_wait: Duration,
+    /// The longest a request's body may take to arrive once its head has.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ApiSettings {
@@ -61,6 +63,7 @@ impl Default for ApiSettings {
             if_match: IfMatchPolicy::Optional,
             meta: MetaFields::default(),
             max_wait: Duration::from_secs(300),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -140,6 +140,12 @@ pub struct ServeConfig {
     #[arg(long, env = "FLOE_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout: u64,
 
+    /// Seconds a client has to send a request's body once its headers are in; after that the
+    /// request is answered 408 and the connection closed, so a client that stops halfway
+    /// through a body cannot hold a connection open.
+    #[arg(long, env = "FLOE_BODY_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout: u64,
+
     /// Authentication: `token` (users, permissions and tokens; on first start an `admin`
     /// user is created and its token written to `admin-token` in --data-dir) or `none`
     /// (everyone may do everything; refused unless --listen is a loopback address).
@@ -264,6 +270,7 @@ impl ServeConfig {
             node_expiry: 120,
             max_wait: 300,
             header_read_timeout: 30,
+            body_read_timeout: 30,
             auth: AuthMode::None,
             meta_etag_field: "_etag".into(),
             meta_created_field: "_created".into(),
@@ -301,6 +308,7 @@ impl ServeConfig {
                 updated: self.meta_updated_field.clone(),
             },
             max_wait: std::time::Duration::from_secs(self.max_wait),
+            body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout),
         }
     }
 }

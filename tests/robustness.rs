@@ -2215,3 +2215,84 @@ fn slow_silent_and_idle_clients_are_cut_off_after_the_header_read_timeout() {
         started.elapsed()
     );
 }
+
+/// A client that stops sending a request's body halfway is answered 408 after
+/// `--body-read-timeout`, and its connection is closed; a body that arrives slowly, but within
+/// the deadline, is taken as usual.
+#[test]
+fn a_body_that_stops_arriving_is_answered_408_and_its_connection_closed() {
+    use std::io::Write;
+    let dir = TempDir::new().expect("a temp dir");
+    let server = ChildServer::start(dir.path(), &["--auth", "none", "--body-read-timeout", "2"]);
+    let connect = || {
+        let stream = std::net::TcpStream::connect(server.addr).expect("connect");
+        // Far beyond the timeout: a server that never answers fails the test, not hangs it.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout");
+        stream
+    };
+    let create = |id: Uuid| {
+        let body = format!(r#"{{"primary": "{NODE_0}", "dataset_id": "{id}"}}"#);
+        let head = format!(
+            "POST /v1/configuration/datasets HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        (head, body)
+    };
+
+    let stalled = Uuid::new_v4();
+    let (head, body) = create(stalled);
+    let mut stream = connect();
+    stream.write_all(head.as_bytes()).expect("write the head");
+    stream
+        .write_all(&body.as_bytes()[..body.len() / 2])
+        .expect("write half the body");
+    let (received, elapsed) = read_until_closed(&mut stream);
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 408"), "answered {text:?}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "the 408 says the connection closes: {text:?}"
+    );
+    assert!(
+        text.contains(r#"{"description":"The request body did not arrive in time"#),
+        "the 408 explains itself in JSON: {text:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1800) && elapsed < Duration::from_secs(6),
+        "answered after {elapsed:?}, expected about the 2 s timeout"
+    );
+
+    // The same kind of body in four parts, 200 ms apart: well within the deadline.
+    let slow = Uuid::new_v4();
+    let (head, body) = create(slow);
+    let mut stream = connect();
+    stream.write_all(head.as_bytes()).expect("write the head");
+    for part in body.as_bytes().chunks(body.len().div_ceil(4)) {
+        std::thread::sleep(Duration::from_millis(200));
+        stream.write_all(part).expect("write part of the body");
+    }
+    let (received, _) = read_until_closed(&mut stream);
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 201"), "answered {text:?}");
+
+    let mut stream = connect();
+    stream
+        .write_all(
+            b"GET /v1/configuration/datasets HTTP/1.1\r\nHost: floe\r\nConnection: close\r\n\r\n",
+        )
+        .expect("write");
+    let (received, _) = read_until_closed(&mut stream);
+    let listed = String::from_utf8_lossy(&received);
+    assert!(listed.starts_with("HTTP/1.1 200"), "answered {listed:?}");
+    assert!(
+        listed.contains(&slow.to_string()),
+        "the slow create is stored"
+    );
+    assert!(
+        !listed.contains(&stalled.to_string()),
+        "the stalled create is not"
+    );
+}

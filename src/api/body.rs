@@ -3,38 +3,49 @@
 //! checked against the endpoint's schema, then typed. GET and DELETE bodies are ignored, as in
 //! Flocker.
 
-use axum::body::{Body, Bytes};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{Method, StatusCode};
-use http_body_util::Limited;
+use axum::http::Method;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, MAX_BODY_BYTES};
+use super::{ApiError, AppState, MAX_BODY_BYTES};
 use crate::model::schema::RequestSchema;
 
-/// A request body of at most [`MAX_BODY_BYTES`]; a larger one is a 413.
+/// A request body of at most [`MAX_BODY_BYTES`]; a larger one is a 413, and one that has not
+/// all arrived within the body read timeout a 408.
 ///
 /// The limit is applied here, by the extractors that read bodies, rather than by a layer on
 /// the router: such a layer wraps every route and costs every request, reads included.
 pub struct LimitedBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for LimitedBody {
+impl FromRequest<AppState> for LimitedBody {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let request = request.map(|body| Body::new(Limited::new(body, MAX_BODY_BYTES)));
-        Bytes::from_request(request, state)
-            .await
-            .map(LimitedBody)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::UndecodableBody
-                }
-            })
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let mut collecting = pin!(Limited::new(request.into_body(), MAX_BODY_BYTES).collect());
+        // Most bodies came in with their head: those are taken without arming a timer (one
+        // per request would cost every write). A poll with a waker that does nothing is
+        // harmless: the next poll brings the real one.
+        let first_poll = collecting
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        let collected = match first_poll {
+            Poll::Ready(collected) => collected,
+            Poll::Pending => tokio::time::timeout(state.settings.body_read_timeout, collecting)
+                .await
+                .map_err(|_| ApiError::BodyTimedOut)?,
+        };
+        match collected {
+            Ok(collected) => Ok(LimitedBody(collected.to_bytes())),
+            Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge),
+            Err(_) => Err(ApiError::UndecodableBody),
+        }
     }
 }
 
@@ -55,10 +66,10 @@ pub struct WriteRequest {
     pub body: Bytes,
 }
 
-impl<S: Send + Sync> FromRequest<S> for WriteRequest {
+impl FromRequest<AppState> for WriteRequest {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let method = request.method().clone();
         let target = request
             .uri()

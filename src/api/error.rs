@@ -34,6 +34,9 @@ pub enum ApiError {
     /// The body is larger than [`super::MAX_BODY_BYTES`].
     #[error("The request body is larger than {} bytes.", super::MAX_BODY_BYTES)]
     PayloadTooLarge,
+    /// The body did not arrive within the body read timeout.
+    #[error("The request body did not arrive in time; the connection is closed.")]
+    BodyTimedOut,
     /// A resource that does not exist.
     #[error("{0}")]
     NotFound(&'static str),
@@ -81,6 +84,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::IdentityForbidden(_) => StatusCode::FORBIDDEN,
@@ -152,6 +156,16 @@ impl ApiError {
             }) => {
                 let mut answer = answer;
                 answer.headers.insert(header::ETAG, etag_value(etag, false));
+                answer
+            }
+            ApiError::BodyTimedOut => {
+                // The rest of the body may still come: nothing after it on this connection
+                // could be told apart from it.
+                let mut answer = answer;
+                answer.headers.insert(
+                    header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
                 answer
             }
             ApiError::Unauthenticated => {
