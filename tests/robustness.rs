@@ -2121,6 +2121,17 @@ async fn a_grant_full_of_wildcards_does_not_hang_its_holder() {
     floe.finish().await;
 }
 
+/// A plain TCP connection to `addr`, for requests sent byte by byte.
+fn raw_connection(addr: SocketAddr) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(addr).expect("connect");
+    // Far beyond any timeout a test sets: a server that never answers or never closes fails
+    // the test instead of hanging it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    stream
+}
+
 /// Reads from `stream` until the server closes it (or the read fails), returning what arrived
 /// and how long that took.
 fn read_until_closed(stream: &mut std::net::TcpStream) -> (Vec<u8>, Duration) {
@@ -2155,14 +2166,7 @@ fn slow_silent_and_idle_clients_are_cut_off_after_the_header_read_timeout() {
             "3",
         ],
     );
-    let connect = || {
-        let stream = std::net::TcpStream::connect(server.addr).expect("connect");
-        // Far beyond the timeout: a server that never closes fails the test, not hangs it.
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("a read timeout");
-        stream
-    };
+    let connect = || raw_connection(server.addr);
     let cut_off_in_time = |what: &str, elapsed: Duration| {
         assert!(
             elapsed >= Duration::from_millis(800) && elapsed < Duration::from_secs(5),
@@ -2224,14 +2228,7 @@ fn a_body_that_stops_arriving_is_answered_408_and_its_connection_closed() {
     use std::io::Write;
     let dir = TempDir::new().expect("a temp dir");
     let server = ChildServer::start(dir.path(), &["--auth", "none", "--body-read-timeout", "2"]);
-    let connect = || {
-        let stream = std::net::TcpStream::connect(server.addr).expect("connect");
-        // Far beyond the timeout: a server that never answers fails the test, not hangs it.
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("a read timeout");
-        stream
-    };
+    let connect = || raw_connection(server.addr);
     let create = |id: Uuid| {
         let body = format!(r#"{{"primary": "{NODE_0}", "dataset_id": "{id}"}}"#);
         let head = format!(

@@ -1,7 +1,7 @@
 //! The one place where errors become HTTP answers. Every error body is JSON
 //! `{"description": "..."}` (Flocker's form); schema failures add `"errors": [...]`.
 
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -148,36 +148,27 @@ impl ApiError {
             other => json!({ "description": other.to_string() }),
         };
         let body = serde_json::to_vec(&body).expect("error bodies serialise");
-        let answer = Answer::json(self.status(), body);
-        match self {
-            ApiError::Store(StoreError::TagMismatch { current, .. }) => answer.with_tag(current),
+        let mut answer = Answer::json(self.status(), body);
+        let header = match self {
+            ApiError::Store(StoreError::TagMismatch { current, .. }) => {
+                return answer.with_tag(current);
+            }
             ApiError::Store(StoreError::ResourceChanged {
                 current_etag: Some(etag),
-            }) => {
-                let mut answer = answer;
-                answer.headers.insert(header::ETAG, etag_value(etag, false));
-                answer
-            }
-            ApiError::BodyTimedOut => {
-                // The rest of the body may still come: nothing after it on this connection
-                // could be told apart from it.
-                let mut answer = answer;
-                answer.headers.insert(
-                    header::CONNECTION,
-                    axum::http::HeaderValue::from_static("close"),
-                );
-                answer
-            }
-            ApiError::Unauthenticated => {
-                let mut answer = answer;
-                answer.headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static("x-snarl-token"),
-                );
-                answer
-            }
-            _ => answer,
+            }) => Some((header::ETAG, etag_value(etag, false))),
+            // The rest of the body may still come: nothing after it on this connection could
+            // be told apart from it.
+            ApiError::BodyTimedOut => Some((header::CONNECTION, HeaderValue::from_static("close"))),
+            ApiError::Unauthenticated => Some((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("x-snarl-token"),
+            )),
+            _ => None,
+        };
+        if let Some((name, value)) = header {
+            answer.headers.insert(name, value);
         }
+        answer
     }
 }
 
