@@ -113,7 +113,7 @@ mod tests {
             primary: uuid::Uuid::from_u128(9),
             deleted: false,
             metadata,
-            maximum_size: Some(67_108_864),
+            maximum_size: std::num::NonZeroU64::new(67_108_864),
         };
         let (canonical, tag) = canonical_and_tag(&dataset);
         assert_eq!(canonical, canonical_json(&dataset));

@@ -44,7 +44,7 @@ struct CreateDataset {
     dataset_id: Option<Uuid>,
     #[serde(default)]
     metadata: Metadata,
-    maximum_size: Option<u64>,
+    maximum_size: Option<std::num::NonZeroU64>,
     deleted: Option<bool>,
 }
 

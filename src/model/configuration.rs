@@ -112,7 +112,7 @@ pub enum Operation {
         /// Its metadata.
         metadata: Metadata,
         /// Its maximum size.
-        maximum_size: Option<u64>,
+        maximum_size: Option<std::num::NonZeroU64>,
     },
     /// Move a dataset to another primary node; `primary: None` changes nothing.
     MoveDataset {

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
+use std::num::NonZeroU64;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -325,7 +326,15 @@ impl SqliteStore {
                 dataset_id: parse_column(row, 1, uuid::Uuid::parse_str)?,
                 primary: parse_column(row, 2, uuid::Uuid::parse_str)?,
                 deleted: row.get(3)?,
-                maximum_size: row.get::<_, Option<i64>>(4)?.map(|size| size as u64),
+                maximum_size: row
+                    .get::<_, Option<i64>>(4)?
+                    // Stored as the bits of an i64 (SQLite has no unsigned integers): sizes
+                    // above i64::MAX come back as they went in.
+                    .map(|size| {
+                        NonZeroU64::new(size as u64)
+                            .ok_or(rusqlite::Error::IntegralValueOutOfRange(4, size))
+                    })
+                    .transpose()?,
                 metadata: parse_column(row, 5, |s| serde_json::from_str::<Metadata>(s))?,
             };
             Ok((
@@ -427,7 +436,7 @@ impl SqliteStore {
                     Change::PutDataset(record) => {
                         let d = &record.value;
                         let primary = d.primary.to_string();
-                        let size = d.maximum_size.map(|size| size as i64);
+                        let size = d.maximum_size.map(|size| size.get() as i64);
                         let metadata =
                             serde_json::to_string(&d.metadata).expect("metadata serialises");
                         match self.dataset_rows.get(&d.dataset_id) {
