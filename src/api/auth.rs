@@ -258,26 +258,31 @@ fn caller_of(request_caller: Option<axum::Extension<Caller>>) -> Caller {
     request_caller.map_or(Caller::Anyone, |axum::Extension(caller)| caller)
 }
 
-/// Checks a user name and password, and mints a token for the user. Argon2 is slow on
-/// purpose, so the check runs on the blocking pool, not on a request worker.
+/// Runs `work` (Argon2: slow on purpose) on the blocking pool: on a request worker it would
+/// hold that worker's core, and every other request on it would wait.
+async fn off_worker<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::Accounts(AccountsError::Unavailable(format!("{what} task failed"))))
+}
+
+/// Checks a user name and password, and mints a token for the user, off the request workers.
 async fn issue_token(
     state: &AppState,
     user: &str,
     password: &str,
 ) -> Result<Option<String>, ApiError> {
     let (state, user, password) = (state.clone(), user.to_string(), password.to_string());
-    tokio::task::spawn_blocking(move || issue_token_now(&state, &user, &password))
-        .await
-        .map_err(|_| ApiError::Accounts(AccountsError::Unavailable("login task failed".into())))?
+    off_worker("login", move || issue_token_now(&state, &user, &password)).await?
 }
 
-/// Hashes a password on the blocking pool: Argon2 takes a request worker's core for a long
-/// while (on purpose), and every other request on that worker would wait for it.
+/// Hashes a password, off the request workers.
 async fn hash_off_worker(password: &str) -> Result<String, ApiError> {
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|_| ApiError::Accounts(AccountsError::Unavailable("hashing task failed".into())))
+    off_worker("hashing", move || hash_password(&password)).await
 }
 
 fn issue_token_now(
