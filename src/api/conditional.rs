@@ -73,45 +73,37 @@ impl FromRequestParts<AppState> for Conditions {
     ) -> Result<Self, Self::Rejection> {
         let policy = state.settings.if_match;
         let headers = &parts.headers;
+        let mut conditions = Conditions {
+            precondition: Precondition {
+                require_validator: policy == IfMatchPolicy::Required,
+                ..Precondition::default()
+            },
+            idempotency_key: None,
+            etags: policy != IfMatchPolicy::Off,
+        };
         // Most requests carry none of these headers: one pass over the few names that were
         // sent is cheaper than looking each of the six up.
         if !headers.keys().any(|name| CONDITION_HEADERS.contains(name)) {
-            return Ok(Conditions {
-                precondition: Precondition {
-                    require_validator: policy == IfMatchPolicy::Required,
-                    ..Precondition::default()
-                },
-                idempotency_key: None,
-                etags: policy != IfMatchPolicy::Off,
-            });
+            return Ok(conditions);
         }
         // Each header line is one whole tag: Flocker splits on nothing, not even commas.
         // A line that is not visible ASCII can never equal a tag, so it is kept (lossily) and
         // simply fails to match.
-        let configuration_matches = headers
+        conditions.precondition.configuration_matches = headers
             .get_all(IF_CONFIGURATION_MATCHES)
             .iter()
             .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
             .collect();
-        let validators = if policy == IfMatchPolicy::Off {
-            Validators::default()
-        } else {
-            Validators {
+        if policy != IfMatchPolicy::Off {
+            conditions.precondition.validators = Validators {
                 if_match: tag_condition(headers, &header::IF_MATCH, "If-Match")?,
                 if_none_match: tag_condition(headers, &header::IF_NONE_MATCH, "If-None-Match")?,
                 if_unmodified_since: http_date(headers, &header::IF_UNMODIFIED_SINCE),
                 if_modified_since: http_date(headers, &header::IF_MODIFIED_SINCE),
-            }
-        };
-        Ok(Conditions {
-            precondition: Precondition {
-                configuration_matches,
-                validators,
-                require_validator: policy == IfMatchPolicy::Required,
-            },
-            idempotency_key: idempotency_key(headers)?,
-            etags: policy != IfMatchPolicy::Off,
-        })
+            };
+        }
+        conditions.idempotency_key = idempotency_key(headers)?;
+        Ok(conditions)
     }
 }
 
