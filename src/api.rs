@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per resource, each with its own `router()`, merged here with
-//! the cross-cutting layers (body limit, tracing, JSON errors), JSON answers for unknown
-//! routes and wrong methods, and the one write path every handler goes through.
+//! JSON answers for unknown routes and wrong methods; the hot reads answered ahead of routing;
+//! the request layers (authentication, client identity, tracing) around both; and the one
+//! write path every handler goes through.
 
 pub mod answer;
 pub mod auth;
@@ -20,7 +21,10 @@ pub mod version;
 pub mod waiting;
 
 use std::collections::HashSet;
+use std::convert::Infallible;
+use std::future::Ready;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -28,6 +32,9 @@ use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::future::RouteFuture;
+use futures_util::future::Either;
+use tower::Service;
 use tower_http::trace::TraceLayer;
 
 use crate::model::Operation;
@@ -268,9 +275,92 @@ fn replay(recorded: &crate::store::RecordedAnswer) -> Response {
     answer.into_response()
 }
 
-/// The complete application.
-pub fn router(state: AppState) -> Router {
-    let router = Router::new()
+/// The complete application: the hot reads and every route, inside the request layers the
+/// settings call for. `client_certificates` is `Some(required)` when clients connect over TLS,
+/// whose identity then decides what each may do (a connection's requests must carry its
+/// [`identity::Peer`] as `ConnectInfo`).
+pub fn app(state: AppState, client_certificates: Option<bool>) -> App {
+    let bare = App(Inner::Bare {
+        routes: routes().with_state(state.clone()),
+        state: state.clone(),
+    });
+    let authenticates = state.accounts.is_some();
+    // Requests are traced only when debug logging is on (`RUST_LOG=floe=debug`): the layer
+    // times every request and wraps every body, a cost not worth paying to log nothing.
+    let traces = tracing::enabled!(tracing::Level::DEBUG);
+    if !authenticates && !traces && client_certificates.is_none() {
+        // No layer at all: every request is `Caller::Anyone` and `Identity::Anonymous`.
+        return bare;
+    }
+    // A router with no route of its own, so that the layers wrap the hot reads as they wrap
+    // every route: one place decides who may read, whichever way the answer is made.
+    let mut layered = Router::new().fallback_service(bare);
+    if authenticates {
+        layered = layered.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    }
+    if traces {
+        layered = layered.layer(TraceLayer::new_for_http().make_span_with(
+            |request: &Request<_>| {
+                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+            },
+        ));
+    }
+    if let Some(required) = client_certificates {
+        layered = layered.layer(axum::middleware::from_fn_with_state(
+            required,
+            identity::authorize,
+        ));
+    }
+    App(Inner::Layered(layered))
+}
+
+/// floe's HTTP service, as [`app`] builds it.
+///
+/// The hottest reads are answered without routing: a GET of the dataset list or of one
+/// dataset (what agents and clients poll) is served from the snapshot by the code its handler
+/// runs, without the route lookup, the path parameters and the extractors, which cost GET one
+/// dataset a fifth of its CPU. Every other request goes to the routes.
+#[derive(Clone)]
+pub struct App(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    /// The hot reads, then the routes.
+    Bare { state: AppState, routes: Router },
+    /// The request layers, around a router whose only service is a bare `App`.
+    Layered(Router),
+}
+
+/// A request being answered: at once (a hot read), or by a router.
+pub type Answering = Either<Ready<Result<Response, Infallible>>, RouteFuture<Infallible>>;
+
+impl Service<Request> for App {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answering;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Always ready, as a `Router` is.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Answering {
+        match &mut self.0 {
+            Inner::Bare { state, routes } => match datasets::hot_read(state, &request) {
+                Some(answer) => Either::Left(std::future::ready(Ok(answer))),
+                None => Either::Right(routes.call(request)),
+            },
+            Inner::Layered(router) => Either::Right(router.call(request)),
+        }
+    }
+}
+
+/// Every route, with JSON answers for unknown routes and wrong methods.
+fn routes() -> Router<AppState> {
+    Router::new()
         .merge(version::router())
         .merge(datasets::router())
         .merge(leases::router())
@@ -284,26 +374,5 @@ pub fn router(state: AppState) -> Router {
         })
         .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
             packages::with_cors(uri.path(), ApiError::MethodNotAllowed.into_response())
-        });
-    // With authentication off there is no layer at all: every request is `Caller::Anyone`.
-    let router = if state.accounts.is_some() {
-        router.layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-    } else {
-        router
-    };
-    // Requests are traced only when debug logging is on (`RUST_LOG=floe=debug`): the layer
-    // times every request and wraps every body, a cost not worth paying to log nothing.
-    let router = if tracing::enabled!(tracing::Level::DEBUG) {
-        router.layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-            }),
-        )
-    } else {
-        router
-    };
-    router.with_state(state)
+        })
 }

@@ -25,7 +25,6 @@ pub mod tls;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -122,15 +121,17 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// The application router over an open store and the live cluster state; `accounts` is
-/// `None` when authentication is off.
+/// The application over an open store and the live cluster state; `accounts` is `None` when
+/// authentication is off; `client_certificates` is `Some(required)` over TLS.
 pub fn app(
     store: Store,
     cluster: LiveCluster,
     settings: api::ApiSettings,
     accounts: Option<Arc<Accounts>>,
-) -> Router {
-    api::router(api::AppState::new(store, cluster, settings, accounts))
+    client_certificates: Option<bool>,
+) -> api::App {
+    let state = api::AppState::new(store, cluster, settings, accounts);
+    api::app(state, client_certificates)
 }
 
 /// Refuses settings that would let anyone who can reach `address` change the configuration:
@@ -192,18 +193,20 @@ pub async fn run(
     }
     let cluster = LiveCluster::new(std::time::Duration::from_secs(config.node_expiry));
     let expiry = cluster.spawn_expiry();
-    let router = app(store, cluster, config.api_settings(), accounts);
+    let client_certificates = tls.is_some().then_some(clients_authenticated);
+    let app = app(
+        store,
+        cluster,
+        config.api_settings(),
+        accounts,
+        client_certificates,
+    );
     let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout);
     match tls {
         Some(tls) => {
-            let router = router.layer(axum::middleware::from_fn_with_state(
-                clients_authenticated,
-                api::identity::authorize,
-            ));
             // Each connection's requests carry its peer: the TLS client's identity.
             let service_for = move |peer: tls::Peer| {
-                router
-                    .clone()
+                app.clone()
                     .map_request(move |mut request: axum::extract::Request| {
                         request
                             .extensions_mut()
@@ -215,12 +218,12 @@ pub async fn run(
             serve::serve(listener, header_read_timeout, service_for, shutdown).await;
         }
         None => {
-            let service_for = move |_| router.clone();
+            let service_for = move |_| app.clone();
             serve::serve(listener, header_read_timeout, service_for, shutdown).await;
         }
     }
     expiry.abort();
-    // The router, and with it every store handle, is gone: the writer drains and stops.
+    // The application, and with it every store handle, is gone: the writer drains and stops.
     guard.close().await;
     tracing::info!("floe stopped");
     Ok(())

@@ -71,8 +71,13 @@ impl FromRequestParts<AppState> for Conditions {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let policy = state.settings.if_match;
-        let headers = &parts.headers;
+        Conditions::from_headers(&parts.headers, state.settings.if_match)
+    }
+}
+
+impl Conditions {
+    /// The preconditions `headers` carry, read under `policy`; a malformed validator is a 400.
+    pub fn from_headers(headers: &HeaderMap, policy: IfMatchPolicy) -> Result<Self, ApiError> {
         let mut conditions = Conditions {
             precondition: Precondition {
                 require_validator: policy == IfMatchPolicy::Required,
@@ -105,9 +110,7 @@ impl FromRequestParts<AppState> for Conditions {
         conditions.idempotency_key = idempotency_key(headers)?;
         Ok(conditions)
     }
-}
 
-impl Conditions {
     /// Checks the configuration tag against `snapshot` before the body is even read, so that a
     /// stale tag answers 412 ahead of 400/404/405/409 as in Flocker. The writer checks again,
     /// atomically, when the command is applied; this early check only decides which error a

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use super::answer::Answer;
 use super::body::WriteRequest;
 use super::conditional::{Conditions, record_headers};
 use super::segment::Segment;
+use super::waiting::preferred_wait;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::dataset::dataset_id_from_path;
 use crate::model::schema;
@@ -100,9 +101,13 @@ async fn list_datasets(
     headers: HeaderMap,
 ) -> Response {
     state.hold_for_configuration(&conditions, &headers).await;
+    dataset_list(&state, &conditions)
+}
+
+fn dataset_list(state: &AppState, conditions: &Conditions) -> Response {
     let snapshot = state.store.read();
     list_answer(
-        &conditions,
+        conditions,
         snapshot.tag.as_str(),
         Some(&snapshot.tag),
         || state.rendered.datasets(&snapshot),
@@ -114,8 +119,16 @@ async fn get_dataset(
     conditions: Conditions,
     Segment(dataset_id): Segment,
 ) -> Result<Response, ApiError> {
+    one_dataset(&state, &conditions, &dataset_id)
+}
+
+fn one_dataset(
+    state: &AppState,
+    conditions: &Conditions,
+    dataset_id: &str,
+) -> Result<Response, ApiError> {
     let snapshot = state.store.read();
-    let record = dataset_id_from_path(&dataset_id)
+    let record = dataset_id_from_path(dataset_id)
         .and_then(|id| snapshot.configuration.dataset(&id))
         .ok_or(ApiError::NotFound("Dataset not found."))?;
     if let Some(answer) = conditions.check_read(Some(record.version())) {
@@ -124,6 +137,33 @@ async fn get_dataset(
     let mut answer = Answer::json(StatusCode::OK, record.canonical.clone()).with_tag(&snapshot.tag);
     conditions.add_record_validators(&mut answer.headers, record);
     Ok(answer.into_response())
+}
+
+/// Answers the two reads that agents and clients poll hardest, a GET of the dataset list and
+/// of one dataset, straight from the snapshot, as their handlers above would; `None` for
+/// anything else, and for the rarer shapes of these two (a percent-encoded id, a malformed
+/// validator, a list read that asks to wait), which the router then serves.
+pub(super) fn hot_read(state: &AppState, request: &Request) -> Option<Response> {
+    if request.method() != Method::GET {
+        return None;
+    }
+    let rest = request
+        .uri()
+        .path()
+        .strip_prefix("/v1/configuration/datasets")?;
+    let headers = request.headers();
+    let conditions = Conditions::from_headers(headers, state.settings.if_match).ok()?;
+    if rest.is_empty() {
+        let waits = conditions.precondition.validators.if_none_match.is_some()
+            && preferred_wait(headers, state.settings.max_wait).is_some();
+        return (!waits).then(|| dataset_list(state, &conditions));
+    }
+    // One segment exactly as sent: percent-encoding is the router's to decode.
+    let dataset_id = rest.strip_prefix('/')?;
+    if dataset_id.is_empty() || dataset_id.contains(['/', '%']) {
+        return None;
+    }
+    Some(one_dataset(state, &conditions, dataset_id).unwrap_or_else(IntoResponse::into_response))
 }
 
 async fn create_dataset(
