@@ -278,7 +278,7 @@ fn replay(recorded: &crate::store::RecordedAnswer) -> Response {
 /// The complete application: the hot reads and every route, inside the request layers the
 /// settings call for. `client_certificates` is `Some(required)` when clients connect over TLS,
 /// whose identity then decides what each may do (a connection's requests must carry its
-/// [`identity::Peer`] as `ConnectInfo`).
+/// [`crate::tls::Peer`] as `ConnectInfo`).
 pub fn app(state: AppState, client_certificates: Option<bool>) -> App {
     let bare = App(Inner::Bare {
         routes: routes().with_state(state.clone()),
