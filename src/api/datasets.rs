@@ -18,7 +18,7 @@ use super::answer::Answer;
 use super::body::WriteRequest;
 use super::conditional::{Conditions, record_headers};
 use super::segment::Segment;
-use super::waiting::preferred_wait;
+use super::waiting::requested_wait;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::dataset::dataset_id_from_path;
 use crate::model::schema;
@@ -154,8 +154,7 @@ pub(super) fn hot_read(state: &AppState, request: &Request) -> Option<Response> 
     let headers = request.headers();
     let conditions = Conditions::from_headers(headers, state.settings.if_match).ok()?;
     if rest.is_empty() {
-        let waits = conditions.precondition.validators.if_none_match.is_some()
-            && preferred_wait(headers, state.settings.max_wait).is_some();
+        let waits = requested_wait(headers, &conditions, state.settings.max_wait).is_some();
         return (!waits).then(|| dataset_list(state, &conditions));
     }
     // One segment exactly as sent: percent-encoding is the router's to decode.

@@ -34,6 +34,17 @@ pub fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
         .map(|seconds| Duration::from_secs(seconds).min(max))
 }
 
+/// How long a request asks to be held for a change: its `Prefer: wait` (capped at `max`),
+/// when it carries an `If-None-Match` to wait on; `None` when it does not ask to wait.
+pub fn requested_wait(
+    headers: &HeaderMap,
+    conditions: &Conditions,
+    max: Duration,
+) -> Option<Duration> {
+    conditions.precondition.validators.if_none_match.as_ref()?;
+    preferred_wait(headers, max)
+}
+
 /// Holds the request while the client already has the current version of the list (its
 /// `If-None-Match` matches `current_etag()`), until a change published on the channel
 /// `subscribe` returns alters the ETag, or until the wait it asked for is over. Returns at
@@ -45,13 +56,10 @@ pub async fn hold_while_unchanged(
     subscribe: impl FnOnce() -> watch::Receiver<u64>,
     current_etag: impl Fn() -> String,
 ) {
-    let validators = &conditions.precondition.validators;
-    if validators.if_none_match.is_none() {
-        return;
-    }
-    let Some(wait) = preferred_wait(headers, max_wait) else {
+    let Some(wait) = requested_wait(headers, conditions, max_wait) else {
         return;
     };
+    let validators = &conditions.precondition.validators;
     let deadline = Instant::now() + wait;
     // Subscribed only now: most reads do not wait, and a subscription is shared state.
     let mut changes = subscribe();
