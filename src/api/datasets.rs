@@ -151,18 +151,22 @@ pub(super) fn hot_read(state: &AppState, request: &Request) -> Option<Response> 
         .uri()
         .path()
         .strip_prefix("/v1/configuration/datasets")?;
+    // The list, or one segment exactly as sent: percent-encoding is the router's to decode.
+    let dataset_id = match rest.strip_prefix('/') {
+        None if rest.is_empty() => None,
+        Some(id) if !id.is_empty() && !id.contains(['/', '%']) => Some(id),
+        _ => return None,
+    };
     let headers = request.headers();
     let conditions = Conditions::from_headers(headers, state.settings.if_match).ok()?;
-    if rest.is_empty() {
-        let waits = requested_wait(headers, &conditions, state.settings.max_wait).is_some();
-        return (!waits).then(|| dataset_list(state, &conditions));
+    match dataset_id {
+        None => requested_wait(headers, &conditions, state.settings.max_wait)
+            .is_none()
+            .then(|| dataset_list(state, &conditions)),
+        Some(id) => {
+            Some(one_dataset(state, &conditions, id).unwrap_or_else(IntoResponse::into_response))
+        }
     }
-    // One segment exactly as sent: percent-encoding is the router's to decode.
-    let dataset_id = rest.strip_prefix('/')?;
-    if dataset_id.is_empty() || dataset_id.contains(['/', '%']) {
-        return None;
-    }
-    Some(one_dataset(state, &conditions, dataset_id).unwrap_or_else(IntoResponse::into_response))
 }
 
 async fn create_dataset(
