@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod configuration;
 pub mod container;
 pub mod dataset;
+pub mod dataset_table;
 pub mod lease;
 pub mod mathematician;
 pub mod package;

@@ -126,6 +126,22 @@ async fn list(server: &ChildServer) -> (BTreeMap<String, Value>, String) {
     (by_id, tag)
 }
 
+/// The ids of the dataset list, in the order it lists them.
+async fn listed_ids(server: &ChildServer) -> Vec<String> {
+    let items: Vec<Value> = common::client()
+        .get(server.url(LIST))
+        .send()
+        .await
+        .expect("GET list")
+        .json()
+        .await
+        .unwrap();
+    items
+        .iter()
+        .map(|d| d["dataset_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The body of a create of `id` on NODE_0 with some metadata, and the dataset it makes.
 fn create_body(id: Uuid, name: &str) -> (Value, Value) {
     (
@@ -578,13 +594,16 @@ async fn floe_store_environment_variable_selects_the_memory_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clean_restart_keeps_the_configuration_and_its_tag() {
+async fn a_clean_restart_keeps_the_configuration_its_order_and_its_tag() {
     let dir = tempfile::TempDir::new().unwrap();
     let mut server = ChildServer::start(dir.path(), &[]);
     let (_, empty_tag) = list(&server).await;
     let mut expected = BTreeMap::new();
-    for i in 0..3 {
-        let id = Uuid::new_v4();
+    // Created in descending order of id, so that listing in creation order and listing in id
+    // order cannot be confused.
+    let mut created: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    created.sort_unstable_by(|a, b| b.cmp(a));
+    for (i, &id) in created.iter().enumerate() {
         let (body, dataset) = create_body(id, &format!("kept-{i}"));
         let response = common::client()
             .post(server.url(LIST))
@@ -598,6 +617,12 @@ async fn a_clean_restart_keeps_the_configuration_and_its_tag() {
     let (before, tag_before) = list(&server).await;
     assert_eq!(before, expected);
     assert_ne!(tag_before, empty_tag);
+    let created: Vec<String> = created.iter().map(Uuid::to_string).collect();
+    assert_eq!(
+        listed_ids(&server).await,
+        created,
+        "the list is not in creation order"
+    );
 
     sigterm(&server);
     let status = wait_for_exit(&mut server.child, EXIT_WITHIN, "floe after SIGTERM");
@@ -606,6 +631,11 @@ async fn a_clean_restart_keeps_the_configuration_and_its_tag() {
     let restarted = ChildServer::start(dir.path(), &[]);
     let (after, tag_after) = list(&restarted).await;
     assert_eq!(after, before, "the datasets changed across a clean restart");
+    assert_eq!(
+        listed_ids(&restarted).await,
+        created,
+        "the list's order changed across a clean restart"
+    );
     assert_eq!(
         tag_after, tag_before,
         "the tag changed across a clean restart"

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use imbl::OrdMap;
 
 use super::container::Container;
+use super::dataset_table::DatasetTable;
 use super::lease::{Timestamp, expiry_after};
 use super::mathematician::{Mathematician, VersionHash};
 use super::package::{MetadataError, Package};
@@ -75,7 +76,7 @@ pub enum Target {
 /// The desired configuration of the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Configuration {
-    datasets: OrdMap<DatasetId, Arc<Versioned<Dataset>>>,
+    datasets: DatasetTable,
     leases: OrdMap<DatasetId, Lease>,
     mathematicians: OrdMap<Uuid, Arc<Versioned<Mathematician>>>,
     containers: OrdMap<String, Arc<Versioned<Container>>>,
@@ -352,11 +353,7 @@ impl Configuration {
     /// Rebuilds a configuration from stored records.
     pub fn from_records(records: Records) -> Self {
         Configuration {
-            datasets: records
-                .datasets
-                .into_iter()
-                .map(|d| (d.value.dataset_id, d))
-                .collect(),
+            datasets: records.datasets.into_iter().collect(),
             leases: records
                 .leases
                 .into_iter()
@@ -385,9 +382,9 @@ impl Configuration {
         }
     }
 
-    /// Every dataset, deleted ones included, ordered by id.
+    /// Every dataset, deleted ones included, in the order they were created.
     pub fn datasets(&self) -> impl ExactSizeIterator<Item = &Arc<Versioned<Dataset>>> {
-        self.datasets.values()
+        self.datasets.iter()
     }
 
     /// One dataset by id.
@@ -491,10 +488,7 @@ impl Configuration {
                     maximum_size,
                 };
                 let record = Versioned::new(dataset, now, now);
-                // One walk down the tree instead of a lookup and then an insert: an id in use
-                // is rare, and then the dataset it names is put back.
-                if let Some(existing) = self.datasets.insert(dataset_id, Arc::clone(&record)) {
-                    self.datasets.insert(dataset_id, existing);
+                if self.datasets.insert_new(Arc::clone(&record)).is_err() {
                     return Err(Rejection::DatasetIdInUse);
                 }
                 Ok(dataset_written(record))
@@ -781,8 +775,7 @@ impl Configuration {
     }
 
     fn put_dataset(&mut self, record: Arc<Versioned<Dataset>>) -> (Outcome, Vec<Change>) {
-        self.datasets
-            .insert(record.value.dataset_id, Arc::clone(&record));
+        self.datasets.put(Arc::clone(&record));
         dataset_written(record)
     }
 }

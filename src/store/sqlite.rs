@@ -319,7 +319,7 @@ impl SqliteStore {
         let mut statement = self.connection.prepare(
             "SELECT row, dataset_id, primary_node, deleted, maximum_size, metadata,
                     created_at, updated_at
-             FROM datasets",
+             FROM datasets ORDER BY row",
         )?;
         let rows = statement.query_map([], |row| {
             let dataset = Dataset {
