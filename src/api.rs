@@ -30,7 +30,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::future::RouteFuture;
 use futures_util::future::Either;
@@ -189,9 +189,8 @@ impl AppState {
 
     /// Holds a request for a configuration list that asks to wait (see [`waiting`]) until the
     /// configuration changes.
-    pub async fn hold_for_configuration(&self, conditions: &Conditions, headers: &HeaderMap) {
+    pub async fn hold_for_configuration(&self, conditions: &Conditions) {
         waiting::hold_while_unchanged(
-            headers,
             conditions,
             self.settings.max_wait,
             || self.store.subscribe(),

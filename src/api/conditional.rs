@@ -4,6 +4,8 @@
 //! which evaluates them atomically with the write ([`crate::model::precondition`] holds the
 //! rules; reads evaluate the same rules here against their snapshot).
 
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -62,6 +64,9 @@ pub struct Conditions {
     pub idempotency_key: Option<String>,
     /// Whether ETags are in use (`--if-match` is not `off`).
     pub etags: bool,
+    /// How long a read asks to be held until what it reads changes (`Prefer: wait=N`, before
+    /// the server's cap); only with an `If-None-Match` to wait on. See [`super::waiting`].
+    pub wait: Option<Duration>,
 }
 
 impl FromRequestParts<AppState> for Conditions {
@@ -85,6 +90,7 @@ impl Conditions {
             },
             idempotency_key: None,
             etags: policy != IfMatchPolicy::Off,
+            wait: None,
         };
         // Most requests carry none of these headers: one pass over the few names that were
         // sent is cheaper than looking each of the six up.
@@ -108,6 +114,9 @@ impl Conditions {
             };
         }
         conditions.idempotency_key = idempotency_key(headers)?;
+        if conditions.precondition.validators.if_none_match.is_some() {
+            conditions.wait = super::waiting::preferred_wait(headers);
+        }
         Ok(conditions)
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -122,12 +122,8 @@ pub fn render(container: &Container) -> Map<String, Value> {
     object
 }
 
-async fn list_containers(
-    State(state): State<AppState>,
-    conditions: Conditions,
-    headers: HeaderMap,
-) -> Response {
-    state.hold_for_configuration(&conditions, &headers).await;
+async fn list_containers(State(state): State<AppState>, conditions: Conditions) -> Response {
+    state.hold_for_configuration(&conditions).await;
     let snapshot = state.store.read();
     let items: Vec<Value> = snapshot
         .configuration
@@ -142,12 +138,8 @@ async fn list_containers(
     )
 }
 
-async fn list_container_state(
-    State(state): State<AppState>,
-    conditions: Conditions,
-    headers: HeaderMap,
-) -> Response {
-    super::state::hold_for_state(&state, &conditions, &headers).await;
+async fn list_container_state(State(state): State<AppState>, conditions: Conditions) -> Response {
+    super::state::hold_for_state(&state, &conditions).await;
     let view = state.cluster.view();
     let items: Vec<Value> = view
         .state

@@ -8,7 +8,7 @@ use arc_swap::ArcSwapOption;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -18,7 +18,6 @@ use super::answer::Answer;
 use super::body::WriteRequest;
 use super::conditional::{Conditions, record_headers};
 use super::segment::Segment;
-use super::waiting::requested_wait;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::dataset::dataset_id_from_path;
 use crate::model::schema;
@@ -95,12 +94,8 @@ impl RenderedList {
 
 /// The list's ETag is the configuration tag: it changes exactly when the configuration does.
 /// With `Prefer: wait=N` and a current `If-None-Match`, the request waits for that change.
-async fn list_datasets(
-    State(state): State<AppState>,
-    conditions: Conditions,
-    headers: HeaderMap,
-) -> Response {
-    state.hold_for_configuration(&conditions, &headers).await;
+async fn list_datasets(State(state): State<AppState>, conditions: Conditions) -> Response {
+    state.hold_for_configuration(&conditions).await;
     dataset_list(&state, &conditions)
 }
 
@@ -157,10 +152,10 @@ pub(super) fn hot_read(state: &AppState, request: &Request) -> Option<Response> 
         Some(id) if !id.is_empty() && !id.contains(['/', '%']) => Some(id),
         _ => return None,
     };
-    let headers = request.headers();
-    let conditions = Conditions::from_headers(headers, state.settings.if_match).ok()?;
+    let conditions = Conditions::from_headers(request.headers(), state.settings.if_match).ok()?;
     match dataset_id {
-        None => requested_wait(headers, &conditions, state.settings.max_wait)
+        None => conditions
+            .wait
             .is_none()
             .then(|| dataset_list(state, &conditions)),
         Some(id) => {

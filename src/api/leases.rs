@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
@@ -50,12 +50,8 @@ impl LeaseBody {
 
 /// The list's ETag is weak: it follows the configuration tag, but the seconds left in each
 /// lease change with every second.
-async fn list_leases(
-    State(state): State<AppState>,
-    conditions: Conditions,
-    headers: HeaderMap,
-) -> Response {
-    state.hold_for_configuration(&conditions, &headers).await;
+async fn list_leases(State(state): State<AppState>, conditions: Conditions) -> Response {
+    state.hold_for_configuration(&conditions).await;
     let snapshot = state.store.read();
     list_answer_tagged(
         &conditions,

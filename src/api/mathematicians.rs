@@ -154,7 +154,7 @@ async fn list_mathematicians(
     conditions: Conditions,
     headers: HeaderMap,
 ) -> Response {
-    state.hold_for_configuration(&conditions, &headers).await;
+    state.hold_for_configuration(&conditions).await;
     let snapshot = state.store.read();
     let base = base_url(&headers);
     list_answer(

@@ -379,7 +379,6 @@ async fn list_packages(
     };
     // `Prefer: wait=N` with the current ETag holds the request until the list changes.
     super::waiting::hold_while_unchanged(
-        &headers,
         &conditions,
         state.settings.max_wait,
         || state.store.subscribe(),

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, put};
 use serde::Deserialize;
@@ -47,9 +47,8 @@ struct ReportBody {
 
 /// Holds a state list request that asks to wait (see [`super::waiting`]) until the cluster
 /// state changes.
-pub(super) async fn hold_for_state(state: &AppState, conditions: &Conditions, headers: &HeaderMap) {
+pub(super) async fn hold_for_state(state: &AppState, conditions: &Conditions) {
     hold_while_unchanged(
-        headers,
         conditions,
         state.settings.max_wait,
         || state.cluster.subscribe(),
@@ -58,24 +57,16 @@ pub(super) async fn hold_for_state(state: &AppState, conditions: &Conditions, he
     .await;
 }
 
-async fn list_state_datasets(
-    State(state): State<AppState>,
-    conditions: Conditions,
-    headers: HeaderMap,
-) -> Response {
-    hold_for_state(&state, &conditions, &headers).await;
+async fn list_state_datasets(State(state): State<AppState>, conditions: Conditions) -> Response {
+    hold_for_state(&state, &conditions).await;
     let view = state.cluster.view();
     list_answer(&conditions, &view.tag, None, || {
         serde_json::to_vec(&view.state.datasets()).expect("JSON")
     })
 }
 
-async fn list_nodes(
-    State(state): State<AppState>,
-    conditions: Conditions,
-    headers: HeaderMap,
-) -> Response {
-    hold_for_state(&state, &conditions, &headers).await;
+async fn list_nodes(State(state): State<AppState>, conditions: Conditions) -> Response {
+    hold_for_state(&state, &conditions).await;
     let view = state.cluster.view();
     list_answer(&conditions, &view.tag, None, || {
         let nodes: Vec<Value> = view

@@ -14,9 +14,9 @@ use tokio::time::Instant;
 use super::conditional::Conditions;
 use crate::model::precondition::{ResourceVersion, Verdict};
 
-/// The `wait` preference of a `Prefer` header, in seconds, capped at `max`. Preferences that
-/// do not parse are ignored, as RFC 7240 asks.
-pub fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
+/// The `wait` preference of a `Prefer` header, in seconds. Preferences that do not parse are
+/// ignored, as RFC 7240 asks.
+pub fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get_all("prefer")
         .iter()
@@ -31,32 +31,20 @@ pub fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
             value.trim().trim_matches('"').parse::<u64>().ok()
         })
         .next()
-        .map(|seconds| Duration::from_secs(seconds).min(max))
-}
-
-/// How long a request asks to be held for a change: its `Prefer: wait` (capped at `max`),
-/// when it carries an `If-None-Match` to wait on; `None` when it does not ask to wait.
-pub fn requested_wait(
-    headers: &HeaderMap,
-    conditions: &Conditions,
-    max: Duration,
-) -> Option<Duration> {
-    conditions.precondition.validators.if_none_match.as_ref()?;
-    preferred_wait(headers, max)
+        .map(Duration::from_secs)
 }
 
 /// Holds the request while the client already has the current version of the list (its
 /// `If-None-Match` matches `current_etag()`), until a change published on the channel
-/// `subscribe` returns alters the ETag, or until the wait it asked for is over. Returns at
-/// once when the request does not ask to wait.
+/// `subscribe` returns alters the ETag, or until the wait it asked for (at most `max_wait`)
+/// is over. Returns at once when the request does not ask to wait.
 pub async fn hold_while_unchanged(
-    headers: &HeaderMap,
     conditions: &Conditions,
     max_wait: Duration,
     subscribe: impl FnOnce() -> watch::Receiver<u64>,
     current_etag: impl Fn() -> String,
 ) {
-    let Some(wait) = requested_wait(headers, conditions, max_wait) else {
+    let Some(wait) = conditions.wait.map(|wait| wait.min(max_wait)) else {
         return;
     };
     let validators = &conditions.precondition.validators;
@@ -86,6 +74,7 @@ pub async fn hold_while_unchanged(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::conditional::IfMatchPolicy;
     use axum::http::HeaderValue;
 
     fn prefer(value: &str) -> HeaderMap {
@@ -96,18 +85,35 @@ mod tests {
 
     #[test]
     fn wait_preferences() {
-        let max = Duration::from_secs(300);
+        let seconds = |n| Some(Duration::from_secs(n));
+        assert_eq!(preferred_wait(&prefer("wait=10")), seconds(10));
+        assert_eq!(preferred_wait(&prefer("respond-async, wait=5")), seconds(5));
+        assert_eq!(preferred_wait(&prefer("wait=\"7\"; x=y")), seconds(7));
+        assert_eq!(preferred_wait(&prefer("wait=soon")), None);
+        assert_eq!(preferred_wait(&prefer("return=minimal")), None);
+        assert_eq!(preferred_wait(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_wait_is_asked_for_only_with_an_if_none_match() {
+        let asked = |headers: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.append(
+                    axum::http::HeaderName::from_static(name),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            Conditions::from_headers(&map, IfMatchPolicy::Optional)
+                .unwrap()
+                .wait
+        };
+        let etag = ("if-none-match", "\"abc\"");
         assert_eq!(
-            preferred_wait(&prefer("wait=10"), max),
+            asked(&[etag, ("prefer", "wait=10")]),
             Some(Duration::from_secs(10))
         );
-        assert_eq!(
-            preferred_wait(&prefer("respond-async, wait=5"), max),
-            Some(Duration::from_secs(5))
-        );
-        assert_eq!(preferred_wait(&prefer("wait=100000"), max), Some(max));
-        assert_eq!(preferred_wait(&prefer("wait=soon"), max), None);
-        assert_eq!(preferred_wait(&prefer("return=minimal"), max), None);
-        assert_eq!(preferred_wait(&HeaderMap::new(), max), None);
+        assert_eq!(asked(&[("prefer", "wait=10")]), None);
+        assert_eq!(asked(&[etag]), None);
     }
 }
