@@ -275,8 +275,21 @@ pub enum Outcome {
 /// which is how the store knows not to raise the revision.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// Insert or replace a dataset record.
-    PutDataset(Arc<Versioned<Dataset>>),
+    /// Add a dataset, at `place` in creation order: after every other (places count from 0
+    /// and have no gaps, so a store may use them as its row keys).
+    AddDataset {
+        /// The dataset's record.
+        record: Arc<Versioned<Dataset>>,
+        /// Its place in creation order.
+        place: u32,
+    },
+    /// Replace the record of a dataset, which keeps its `place`.
+    UpdateDataset {
+        /// The dataset's new record.
+        record: Arc<Versioned<Dataset>>,
+        /// Its place in creation order.
+        place: u32,
+    },
     /// Insert or replace a lease.
     PutLease(Lease),
     /// Remove the lease on a dataset.
@@ -488,10 +501,10 @@ impl Configuration {
                     maximum_size,
                 };
                 let record = Versioned::new(dataset, now, now);
-                if self.datasets.insert_new(Arc::clone(&record)).is_err() {
+                let Ok(place) = self.datasets.insert_new(Arc::clone(&record)) else {
                     return Err(Rejection::DatasetIdInUse);
-                }
-                Ok(dataset_written(record))
+                };
+                Ok(dataset_written(record, place, true))
             }
             Operation::MoveDataset {
                 dataset_id,
@@ -775,17 +788,24 @@ impl Configuration {
     }
 
     fn put_dataset(&mut self, record: Arc<Versioned<Dataset>>) -> (Outcome, Vec<Change>) {
-        self.datasets.put(Arc::clone(&record));
-        dataset_written(record)
+        let (place, added) = self.datasets.put(Arc::clone(&record));
+        dataset_written(record, place, added)
     }
 }
 
-/// The outcome and the change to persist of a dataset record just stored.
-fn dataset_written(record: Arc<Versioned<Dataset>>) -> (Outcome, Vec<Change>) {
-    (
-        Outcome::Dataset(Arc::clone(&record)),
-        vec![Change::PutDataset(record)],
-    )
+/// The outcome and the change to persist of a dataset record just stored at `place`.
+fn dataset_written(
+    record: Arc<Versioned<Dataset>>,
+    place: u32,
+    added: bool,
+) -> (Outcome, Vec<Change>) {
+    let outcome = Outcome::Dataset(Arc::clone(&record));
+    let change = if added {
+        Change::AddDataset { record, place }
+    } else {
+        Change::UpdateDataset { record, place }
+    };
+    (outcome, vec![change])
 }
 
 #[cfg(test)]

@@ -33,9 +33,9 @@ impl DatasetTable {
         self.records.get(self.places.get(id)?)
     }
 
-    /// Adds a dataset whose id is new, after every other; gives the record back if the id is
-    /// already taken.
-    pub fn insert_new(&mut self, record: Record) -> Result<(), Record> {
+    /// Adds a dataset whose id is new, after every other, and returns its place; gives the
+    /// record back if the id is already taken.
+    pub fn insert_new(&mut self, record: Record) -> Result<u32, Record> {
         let place = self.next_place();
         // One walk down the index instead of a lookup and then an insert: an id in use is
         // rare, and then its place is put back.
@@ -44,21 +44,23 @@ impl DatasetTable {
             return Err(record);
         }
         self.records.insert(place, record);
-        Ok(())
+        Ok(place)
     }
 
     /// Stores a record: in its dataset's place if the table holds the id, otherwise last.
-    /// Replacing a record leaves the index as it is.
-    pub fn put(&mut self, record: Record) {
-        let place = match self.places.get(&record.value.dataset_id) {
-            Some(&place) => place,
+    /// Returns the place, and whether the dataset was added. Replacing a record leaves the
+    /// index as it is.
+    pub fn put(&mut self, record: Record) -> (u32, bool) {
+        let (place, added) = match self.places.get(&record.value.dataset_id) {
+            Some(&place) => (place, false),
             None => {
                 let place = self.next_place();
                 self.places.insert(record.value.dataset_id, place);
-                place
+                (place, true)
             }
         };
         self.records.insert(place, record);
+        (place, added)
     }
 
     fn next_place(&self) -> u32 {
@@ -122,12 +124,13 @@ mod tests {
             table.insert_new(record(id, 1)).unwrap();
         }
         assert_eq!(ids(&table), [30, 10, 20]);
-        assert_eq!(table.len(), 3);
+        assert_eq!(table.insert_new(record(40, 1)), Ok(3));
+        assert_eq!(table.len(), 4);
         for id in [10, 20, 30] {
             let found = table.get(&uuid::Uuid::from_u128(id)).unwrap();
             assert_eq!(found.value.dataset_id.as_u128(), id);
         }
-        assert!(table.get(&uuid::Uuid::from_u128(40)).is_none());
+        assert!(table.get(&uuid::Uuid::from_u128(50)).is_none());
     }
 
     #[test]
@@ -149,7 +152,7 @@ mod tests {
     fn a_record_put_again_keeps_its_place_and_earlier_copies_are_untouched() {
         let mut table: DatasetTable = [record(10, 1), record(20, 1)].into_iter().collect();
         let before = table.clone();
-        table.put(record(10, 2));
+        assert_eq!(table.put(record(10, 2)), (0, false));
         assert_eq!(ids(&table), [10, 20]);
         assert_eq!(
             table.get(&uuid::Uuid::from_u128(10)).unwrap().value.primary,
@@ -163,7 +166,7 @@ mod tests {
                 .primary,
             uuid::Uuid::from_u128(1)
         );
-        table.put(record(30, 1));
+        assert_eq!(table.put(record(30, 1)), (2, true));
         assert_eq!(ids(&table), [10, 20, 30]);
     }
 

@@ -5,7 +5,7 @@
 //! `synchronous=FULL` is fsynced before it returns. The file is plain SQLite: inspect it with
 //! the `sqlite3` tool, back it up online with its `.backup` command.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::num::NonZeroU64;
 use std::path::Path;
@@ -20,7 +20,7 @@ use super::{Batch, IdempotencyRecord, Loaded, OpenError, Persistence, RecordedAn
 use crate::model::container::Container;
 use crate::model::mathematician::{Mathematician, NameVersion};
 use crate::model::package::Package;
-use crate::model::{Change, Dataset, DatasetId, Lease, Metadata, Records, Versioned};
+use crate::model::{Change, Dataset, Lease, Metadata, Records, Versioned};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "floe.db";
@@ -93,11 +93,14 @@ pub(crate) struct SqliteStore {
     connection: Connection,
     checkpointer: Option<Checkpointer>,
     _lock: File,
-    /// The row of each stored dataset. Datasets are keyed by an integer row rather than by
-    /// their random id, so that a new dataset is appended to the table's last page instead of
-    /// landing on a random one; the writer, which checks ids in memory, is what keeps them
-    /// unique.
-    dataset_rows: HashMap<DatasetId, i64>,
+}
+
+/// The row of the dataset at `place` in creation order. Datasets are keyed by an integer row
+/// rather than by their random id, so that a new dataset is appended to the table's last page
+/// instead of landing on a random one; the writer, which checks ids in memory, is what keeps
+/// them unique. Rows count from 1 and have no gaps, as places do from 0.
+fn row_of(place: u32) -> i64 {
+    i64::from(place) + 1
 }
 
 /// How often the WAL is folded into the database file.
@@ -178,7 +181,6 @@ impl SqliteStore {
             connection,
             checkpointer: None,
             _lock: lock,
-            dataset_rows: HashMap::new(),
         };
         let loaded = store
             .check_and_load()
@@ -271,15 +273,14 @@ impl SqliteStore {
 
     fn load_records(&mut self) -> rusqlite::Result<Records> {
         let mut datasets = Vec::new();
+        let mut seen = HashSet::new();
         for (row, record) in self.load_datasets()? {
-            if self
-                .dataset_rows
-                .insert(record.value.dataset_id, row)
-                .is_some()
-            {
+            let id = record.value.dataset_id;
+            // Rows are the places of datasets in creation order (see `row_of`).
+            if !seen.insert(id) || u32::try_from(datasets.len()).map(row_of) != Ok(row) {
                 return Err(rusqlite::Error::InvalidParameterName(format!(
-                    "dataset {} is stored twice",
-                    record.value.dataset_id
+                    "dataset {id} in row {row}: each dataset must be stored once, in rows \
+                     numbered from 1 without gaps"
                 )));
             }
             datasets.push(record);
@@ -395,15 +396,13 @@ impl SqliteStore {
     }
 
     fn write(&mut self, batch: &Batch) -> rusqlite::Result<()> {
-        // Rows of datasets this batch adds; remembered only once the batch is committed.
-        let mut added = Vec::new();
         let tx = self.connection.transaction()?;
         {
             let mut add_dataset = tx.prepare_cached(
                 "INSERT INTO datasets
-                     (dataset_id, primary_node, deleted, maximum_size, metadata,
+                     (row, dataset_id, primary_node, deleted, maximum_size, metadata,
                       created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut update_dataset = tx.prepare_cached(
                 "UPDATE datasets SET
@@ -433,39 +432,34 @@ impl SqliteStore {
             )?;
             for change in &batch.changes {
                 match change {
-                    Change::PutDataset(record) => {
+                    Change::AddDataset { record, place } => {
                         let d = &record.value;
-                        let primary = d.primary.to_string();
-                        let size = d.maximum_size.map(|size| size.get() as i64);
-                        let metadata =
-                            serde_json::to_string(&d.metadata).expect("metadata serialises");
-                        match self.dataset_rows.get(&d.dataset_id) {
-                            Some(row) => {
-                                let updated = update_dataset.execute(params![
-                                    row,
-                                    primary,
-                                    d.deleted,
-                                    size,
-                                    metadata,
-                                    record.updated,
-                                    d.dataset_id.to_string(),
-                                ])?;
-                                if updated != 1 {
-                                    return Err(rusqlite::Error::StatementChangedRows(updated));
-                                }
-                            }
-                            None => {
-                                add_dataset.execute(params![
-                                    d.dataset_id.to_string(),
-                                    primary,
-                                    d.deleted,
-                                    size,
-                                    metadata,
-                                    record.created,
-                                    record.updated,
-                                ])?;
-                                added.push((d.dataset_id, tx.last_insert_rowid()));
-                            }
+                        add_dataset.execute(params![
+                            row_of(*place),
+                            d.dataset_id.to_string(),
+                            d.primary.to_string(),
+                            d.deleted,
+                            d.maximum_size.map(|size| size.get() as i64),
+                            serde_json::to_string(&d.metadata).expect("metadata serialises"),
+                            record.created,
+                            record.updated,
+                        ])?;
+                    }
+                    Change::UpdateDataset { record, place } => {
+                        let d = &record.value;
+                        let updated = update_dataset.execute(params![
+                            row_of(*place),
+                            d.primary.to_string(),
+                            d.deleted,
+                            d.maximum_size.map(|size| size.get() as i64),
+                            serde_json::to_string(&d.metadata).expect("metadata serialises"),
+                            record.updated,
+                            d.dataset_id.to_string(),
+                        ])?;
+                        // The row must be this dataset's: a store whose rows disagree with the
+                        // places in memory must not be written to.
+                        if updated != 1 {
+                            return Err(rusqlite::Error::StatementChangedRows(updated));
                         }
                     }
                     Change::PutLease(lease) => {
@@ -535,7 +529,6 @@ impl SqliteStore {
                 .execute([batch.revision as i64])?;
         }
         tx.commit()?;
-        self.dataset_rows.extend(added);
         Ok(())
     }
 }
@@ -557,4 +550,94 @@ fn parse_column<T, E: std::error::Error + Send + Sync + 'static>(
     parse(&text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Configuration, Operation};
+
+    const NODE_A: &str = "cf0f0346-17b2-4812-beca-1434997d6c3f";
+    const NODE_B: &str = "7ec3c4eb-6b1c-43da-8015-a163f7d15244";
+
+    /// Applies `operation` and commits what it changed as one batch.
+    fn commit(store: &mut SqliteStore, configuration: &mut Configuration, operation: Operation) {
+        let (_, changes) = configuration.apply(operation, 1).expect("applies");
+        let batch = Batch {
+            revision: 1,
+            changes,
+            ..Batch::default()
+        };
+        store.commit(&batch).expect("commits");
+    }
+
+    /// A store with three datasets created in descending order of id, the first then moved.
+    fn three_datasets(dir: &Path) -> Vec<uuid::Uuid> {
+        let (mut store, _) = SqliteStore::open(dir).unwrap();
+        let mut configuration = Configuration::default();
+        let ids: Vec<uuid::Uuid> = (1..=3u128)
+            .rev()
+            .map(|n| uuid::Uuid::from_u128(0x4000_8000_0000_0000_0000 + n))
+            .collect();
+        for id in &ids {
+            let create = Operation::CreateDataset {
+                dataset_id: *id,
+                primary: NODE_A.parse().unwrap(),
+                metadata: Metadata::default(),
+                maximum_size: None,
+            };
+            commit(&mut store, &mut configuration, create);
+        }
+        let moving = Operation::MoveDataset {
+            dataset_id: Some(ids[0]),
+            primary: Some(NODE_B.parse().unwrap()),
+        };
+        commit(&mut store, &mut configuration, moving);
+        ids
+    }
+
+    #[test]
+    fn datasets_are_stored_in_rows_by_place_and_load_in_creation_order() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let ids = three_datasets(dir.path());
+
+        let (_store, loaded) = SqliteStore::open(dir.path()).unwrap();
+        let datasets = &loaded.records.datasets;
+        let loaded_ids: Vec<_> = datasets.iter().map(|d| d.value.dataset_id).collect();
+        assert_eq!(loaded_ids, ids);
+        assert_eq!(datasets[0].value.primary.to_string(), NODE_B);
+        assert_eq!(datasets[1].value.primary.to_string(), NODE_A);
+
+        let connection = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        let mut rows = connection
+            .prepare("SELECT row, dataset_id FROM datasets ORDER BY row")
+            .unwrap();
+        let rows: Vec<(i64, String)> = rows
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected: Vec<(i64, String)> =
+            (1..).zip(ids.iter().map(uuid::Uuid::to_string)).collect();
+        assert_eq!(rows, expected);
+    }
+
+    #[test]
+    fn a_dataset_out_of_its_row_is_refused_at_start() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let ids = three_datasets(dir.path());
+        let connection = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        connection
+            .execute("UPDATE datasets SET row = 7 WHERE row = 2", [])
+            .unwrap();
+        drop(connection);
+
+        let Err(OpenError::Database { reason, .. }) = SqliteStore::open(dir.path()) else {
+            panic!("a store with a gap in its dataset rows was opened");
+        };
+        assert!(
+            reason.contains(&ids[2].to_string()) && reason.contains("without gaps"),
+            "the refusal does not say what is wrong: {reason}"
+        );
+    }
 }
