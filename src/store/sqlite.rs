@@ -271,7 +271,7 @@ impl SqliteStore {
         tx.commit().map_err(|e| e.to_string())
     }
 
-    fn load_records(&mut self) -> rusqlite::Result<Records> {
+    fn load_records(&self) -> rusqlite::Result<Records> {
         let mut datasets = Vec::new();
         let mut seen = HashSet::new();
         for (row, record) in self.load_datasets()? {
