@@ -2,8 +2,9 @@
 //!
 //! One row per dataset, lease, container, mathematician and package, plus a `meta` table holding the store's random id and
 //! the revision. Each batch is one transaction, and a commit in WAL mode with
-//! `synchronous=FULL` is fsynced before it returns. The file is plain SQLite: inspect it with
-//! the `sqlite3` tool, back it up online with its `.backup` command.
+//! `synchronous=FULL` is flushed to disk before it returns (`fdatasync` of the WAL: the bundled
+//! SQLite is built with `HAVE_FDATASYNC`, see `.cargo/config.toml`). The file is plain SQLite:
+//! inspect it with the `sqlite3` tool, back it up online with its `.backup` command.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
