@@ -107,9 +107,21 @@ fn row_of(place: u32) -> i64 {
 /// How often the WAL is folded into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How many frames (pages) the WAL may hold before a checkpoint makes the writer start it over.
+const RESTART_AFTER_FRAMES: i64 = 4096;
+
 /// Folds the WAL into the database file on a thread of its own, through its own connection,
 /// so that the writer (and every write waiting on it) never pays for a checkpoint. A commit is
 /// durable once it is in the WAL; checkpoints only keep the WAL from growing.
+///
+/// A passive checkpoint never waits for the writer, but under a steady stream of writes it
+/// never catches up with it either, and SQLite starts the WAL over only once every frame is
+/// folded. The WAL would then grow for as long as the writes go on, and every commit would
+/// extend the file, so that flushing it also writes the file's size and allocation to disk:
+/// one more synchronous I/O per commit. So once the WAL holds [`RESTART_AFTER_FRAMES`], the
+/// next checkpoint is a RESTART: it waits for the writer to finish its batch, folds the rest,
+/// and the writer's next commit goes to the start of a file that no longer grows. The writer
+/// waits for that checkpoint's last frames (a few milliseconds), once per few thousand frames.
 struct Checkpointer {
     stop: mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -124,19 +136,26 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("floe-checkpoint".into())
             .spawn(move || {
+                let mut previous = None;
                 loop {
                     let last = !matches!(
                         stopped.recv_timeout(CHECKPOINT_INTERVAL),
                         Err(mpsc::RecvTimeoutError::Timeout)
                     );
-                    // PASSIVE never waits for the writer; at the end, TRUNCATE leaves an empty WAL.
-                    let mode = if last { "TRUNCATE" } else { "PASSIVE" };
-                    let result =
-                        connection
-                            .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()));
-                    if let Err(error) = result {
-                        tracing::warn!(%error, "WAL checkpoint failed; will retry");
-                    }
+                    let mode = CheckpointMode::next(last, previous);
+                    // The second column is the number of frames in the WAL.
+                    let result = connection.query_row(
+                        &format!("PRAGMA wal_checkpoint({})", mode.as_sql()),
+                        [],
+                        |row| row.get::<_, i64>(1),
+                    );
+                    previous = match result {
+                        Ok(frames) => Some((mode, frames)),
+                        Err(error) => {
+                            tracing::warn!(%error, "WAL checkpoint failed; will retry");
+                            None
+                        }
+                    };
                     if last {
                         break;
                     }
@@ -147,6 +166,39 @@ impl Checkpointer {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// The kinds of checkpoint the checkpointer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CheckpointMode {
+    /// Folds what it can without waiting for the writer.
+    Passive,
+    /// Waits for the writer, folds every frame, so that the next commit starts the WAL over.
+    Restart,
+    /// At the end: folds every frame and leaves an empty WAL.
+    Truncate,
+}
+
+impl CheckpointMode {
+    /// The checkpoint to run, given whether it is the last one and what the one before it did
+    /// (its mode and the frames the WAL held), if it succeeded.
+    fn next(last: bool, previous: Option<(CheckpointMode, i64)>) -> Self {
+        match previous {
+            _ if last => CheckpointMode::Truncate,
+            Some((CheckpointMode::Passive, frames)) if frames > RESTART_AFTER_FRAMES => {
+                CheckpointMode::Restart
+            }
+            _ => CheckpointMode::Passive,
+        }
+    }
+
+    fn as_sql(self) -> &'static str {
+        match self {
+            CheckpointMode::Passive => "PASSIVE",
+            CheckpointMode::Restart => "RESTART",
+            CheckpointMode::Truncate => "TRUNCATE",
+        }
     }
 }
 
@@ -621,6 +673,22 @@ mod tests {
         let expected: Vec<(i64, String)> =
             (1..).zip(ids.iter().map(uuid::Uuid::to_string)).collect();
         assert_eq!(rows, expected);
+    }
+
+    #[test]
+    fn a_wal_that_grew_past_the_limit_is_started_over_by_the_next_checkpoint() {
+        use CheckpointMode::{Passive, Restart, Truncate};
+        let over = RESTART_AFTER_FRAMES + 1;
+        assert_eq!(CheckpointMode::next(false, None), Passive);
+        assert_eq!(
+            CheckpointMode::next(false, Some((Passive, RESTART_AFTER_FRAMES))),
+            Passive
+        );
+        assert_eq!(CheckpointMode::next(false, Some((Passive, over))), Restart);
+        // A RESTART reports the frames it folded; the WAL starts over with the next commit.
+        assert_eq!(CheckpointMode::next(false, Some((Restart, over))), Passive);
+        assert_eq!(CheckpointMode::next(true, Some((Passive, over))), Truncate);
+        assert_eq!(CheckpointMode::next(true, None), Truncate);
     }
 
     #[test]
