@@ -485,34 +485,41 @@ impl SqliteStore {
             )?;
             for change in &batch.changes {
                 match change {
-                    Change::AddDataset { record, place } => {
+                    Change::AddDataset { record, place }
+                    | Change::UpdateDataset { record, place } => {
                         let d = &record.value;
-                        add_dataset.execute(params![
-                            row_of(*place),
-                            d.dataset_id.to_string(),
-                            d.primary.to_string(),
-                            d.deleted,
-                            d.maximum_size.map(|size| size.get() as i64),
-                            serde_json::to_string(&d.metadata).expect("metadata serialises"),
-                            record.created,
-                            record.updated,
-                        ])?;
-                    }
-                    Change::UpdateDataset { record, place } => {
-                        let d = &record.value;
-                        let updated = update_dataset.execute(params![
-                            row_of(*place),
-                            d.primary.to_string(),
-                            d.deleted,
-                            d.maximum_size.map(|size| size.get() as i64),
-                            serde_json::to_string(&d.metadata).expect("metadata serialises"),
-                            record.updated,
-                            d.dataset_id.to_string(),
-                        ])?;
-                        // The row must be this dataset's: a store whose rows disagree with the
-                        // places in memory must not be written to.
-                        if updated != 1 {
-                            return Err(rusqlite::Error::StatementChangedRows(updated));
+                        let row = row_of(*place);
+                        let dataset_id = d.dataset_id.to_string();
+                        let primary = d.primary.to_string();
+                        let size = d.maximum_size.map(|size| size.get() as i64);
+                        let metadata =
+                            serde_json::to_string(&d.metadata).expect("metadata serialises");
+                        if matches!(change, Change::AddDataset { .. }) {
+                            add_dataset.execute(params![
+                                row,
+                                dataset_id,
+                                primary,
+                                d.deleted,
+                                size,
+                                metadata,
+                                record.created,
+                                record.updated,
+                            ])?;
+                        } else {
+                            let updated = update_dataset.execute(params![
+                                row,
+                                primary,
+                                d.deleted,
+                                size,
+                                metadata,
+                                record.updated,
+                                dataset_id,
+                            ])?;
+                            // The row must be this dataset's: a store whose rows disagree with
+                            // the places in memory must not be written to.
+                            if updated != 1 {
+                                return Err(rusqlite::Error::StatementChangedRows(updated));
+                            }
                         }
                     }
                     Change::PutLease(lease) => {
