@@ -103,8 +103,8 @@ fn remaining_log(server: &ChildServer) -> Vec<Value> {
     }
 }
 
-/// The dataset list by id, and its configuration tag.
-async fn list(server: &ChildServer) -> (BTreeMap<String, Value>, String) {
+/// The dataset list as the server lists it, and its configuration tag.
+async fn list_in_order(server: &ChildServer) -> (Vec<Value>, String) {
     let response = common::client()
         .get(server.url(LIST))
         .send()
@@ -118,7 +118,12 @@ async fn list(server: &ChildServer) -> (BTreeMap<String, Value>, String) {
         .to_str()
         .unwrap()
         .to_string();
-    let items: Vec<Value> = response.json().await.unwrap();
+    (response.json().await.unwrap(), tag)
+}
+
+/// The dataset list by id, and its configuration tag.
+async fn list(server: &ChildServer) -> (BTreeMap<String, Value>, String) {
+    let (items, tag) = list_in_order(server).await;
     let by_id = items
         .into_iter()
         .map(|d| (d["dataset_id"].as_str().unwrap().to_string(), d))
@@ -128,15 +133,9 @@ async fn list(server: &ChildServer) -> (BTreeMap<String, Value>, String) {
 
 /// The ids of the dataset list, in the order it lists them.
 async fn listed_ids(server: &ChildServer) -> Vec<String> {
-    let items: Vec<Value> = common::client()
-        .get(server.url(LIST))
-        .send()
+    list_in_order(server)
         .await
-        .expect("GET list")
-        .json()
-        .await
-        .unwrap();
-    items
+        .0
         .iter()
         .map(|d| d["dataset_id"].as_str().unwrap().to_string())
         .collect()
