@@ -11,6 +11,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use common::TestServer;
+use common::routes::{declared_routes, route_matches, unnamed};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -19,57 +20,6 @@ const ADMIN_TOKEN: &str = "admin_token";
 
 /// The file under test.
 const EXAMPLES_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/api_examples.yml");
-
-/// Every route floe serves, as (method, path pattern); `{id}` matches one path segment.
-const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/v1/version"),
-    ("GET", "/v1/configuration/datasets"),
-    ("POST", "/v1/configuration/datasets"),
-    ("GET", "/v1/configuration/datasets/{id}"),
-    ("POST", "/v1/configuration/datasets/{id}"),
-    ("DELETE", "/v1/configuration/datasets/{id}"),
-    ("GET", "/v1/configuration/leases"),
-    ("POST", "/v1/configuration/leases"),
-    ("DELETE", "/v1/configuration/leases/{id}"),
-    ("GET", "/api/mathematicians/new"),
-    ("GET", "/api/mathematicians"),
-    ("POST", "/api/mathematicians"),
-    ("GET", "/api/mathematicians/{id}"),
-    ("PUT", "/api/mathematicians/{id}"),
-    ("PUT", "/v1/agent/nodes/{id}"),
-    ("DELETE", "/v1/agent/nodes/{id}"),
-    ("GET", "/v1/state/datasets"),
-    ("GET", "/v1/state/nodes"),
-    ("GET", "/v1/state/nodes/by_era/{id}"),
-    ("GET", "/v1/state/containers"),
-    ("GET", "/v1/configuration/containers"),
-    ("POST", "/v1/configuration/containers"),
-    ("POST", "/v1/configuration/containers/{id}"),
-    ("DELETE", "/v1/configuration/containers/{id}"),
-    ("GET", "/api/{id}/packages"),
-    ("POST", "/api/{id}/packages"),
-    ("OPTIONS", "/api/{id}/packages"),
-    ("GET", "/api/{id}/packages/new"),
-    ("GET", "/api/{id}/packages/{id}"),
-    ("PUT", "/api/{id}/packages/{id}"),
-    ("DELETE", "/api/{id}/packages/{id}"),
-    ("PUT", "/api/{id}/packages/{id}/metadata"),
-    ("DELETE", "/api/{id}/packages/{id}/metadata"),
-    ("PUT", "/api/{id}/packages/{id}/metadata/{id}"),
-    ("DELETE", "/api/{id}/packages/{id}/metadata/{id}"),
-    ("POST", "/api/{id}/sessions"),
-    ("GET", "/api/{id}/sessions"),
-    ("GET", "/api/{id}/sessions/{id}"),
-    ("DELETE", "/api/{id}/sessions/{id}"),
-    ("POST", "/api/{id}/oauth/token"),
-    ("GET", "/api/{id}/users"),
-    ("POST", "/api/{id}/users"),
-    ("GET", "/api/{id}/users/{id}"),
-    ("PUT", "/api/{id}/users/{id}"),
-    ("DELETE", "/api/{id}/users/{id}"),
-    ("PUT", "/api/{id}/users/{id}/permissions/{id}/{id}/{id}"),
-    ("DELETE", "/api/{id}/users/{id}/permissions/{id}/{id}/{id}"),
-];
 
 /// One documented exchange.
 #[derive(Debug, Deserialize)]
@@ -287,18 +237,6 @@ impl Bindings {
     }
 }
 
-/// Whether `path` is an instance of `pattern` (`{id}` = one non-empty segment).
-fn route_matches(pattern: &str, path: &str) -> bool {
-    let path = path.split('?').next().unwrap_or(path);
-    let want: Vec<&str> = pattern.split('/').collect();
-    let got: Vec<&str> = path.split('/').collect();
-    want.len() == got.len()
-        && want
-            .iter()
-            .zip(&got)
-            .all(|(w, g)| if *w == "{id}" { !g.is_empty() } else { w == g })
-}
-
 fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }
@@ -492,15 +430,15 @@ fn binding_names(value: &Value) -> Vec<String> {
 #[test]
 fn examples_cover_every_route() {
     let examples = load_examples();
-    let missing: Vec<String> = ROUTES
-        .iter()
-        .filter(|(method, pattern)| {
+    let missing: Vec<String> = declared_routes()
+        .into_iter()
+        .filter(|route| {
             !examples.iter().any(|example| {
-                example.request.method.eq_ignore_ascii_case(method)
-                    && route_matches(pattern, &example.request.path)
+                example.request.method.eq_ignore_ascii_case(&route.method)
+                    && route_matches(&route.path, &example.request.path)
             })
         })
-        .map(|(method, pattern)| format!("{method} {pattern}"))
+        .map(|route| format!("{} {}", route.method, route.path))
         .collect();
     assert!(
         missing.is_empty(),
@@ -723,4 +661,48 @@ async fn runner_reports_wrong_expectations() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     server.stop().await;
+}
+
+#[test]
+fn reads_a_chained_method_router() {
+    let source = r#"
+        Router::new()
+            .route("/a/{id}", get(read).put(write).options(|| options("GET, PUT")))
+            .route(
+                "/b",
+                axum::routing::post(create),
+            )
+    "#;
+    let routes = common::routes::routes_in(source, "test");
+    let pairs: Vec<(&str, &str)> = routes
+        .iter()
+        .map(|route| (route.method.as_str(), route.path.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("GET", "/a/{id}"),
+            ("PUT", "/a/{id}"),
+            ("OPTIONS", "/a/{id}"),
+            ("POST", "/b")
+        ]
+    );
+}
+
+#[test]
+#[should_panic(expected = "only methods")]
+fn refuses_a_method_router_it_does_not_understand() {
+    common::routes::routes_in(r#".route("/a", any(handler))"#, "test");
+}
+
+#[test]
+fn matches_segments_and_the_rest_of_a_path() {
+    assert!(route_matches("/a/{id}", "/a/1?x=y"));
+    assert!(!route_matches("/a/{id}", "/a/"));
+    assert!(!route_matches("/a/{id}", "/a/1/2"));
+    assert!(route_matches("/a/{*rest}", "/a/1/2/3"));
+    assert!(route_matches("/a/{*rest}", "/a/1"));
+    assert!(!route_matches("/a/{*rest}", "/a"));
+    assert!(!route_matches("/a/{*rest}", "/a/1//2"));
+    assert_eq!(unnamed("/api/{v}/p/{*path}"), "/api/{}/p/{}");
 }

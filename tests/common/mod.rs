@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod routes;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
