@@ -1,6 +1,6 @@
-//! The routes floe serves, read from the routers' own source in `src/api/`, so that the tests
-//! which must reach every route (the examples file, the bad-input sweeps) fail when a route is
-//! added, moved or dropped instead of silently leaving it out.
+//! The routes floe serves, read from the routers' own source (`src/api.rs`, `src/api/`), so
+//! that the tests which must reach every route (the examples file, the bad-input sweeps) fail
+//! when a route is added, moved or dropped instead of silently leaving it out.
 //!
 //! The routers all declare routes one way: `.route("PATTERN", get(a).post(b)...)`. A method
 //! router written any other way (`on(...)`, `any(...)`, a `.layer(...)` on one route) is
@@ -22,19 +22,23 @@ const METHODS: &[&str] = &[
     "get", "post", "put", "delete", "patch", "options", "head", "trace",
 ];
 
-/// Every route of every router in `src/api/`, sorted.
+/// Every route of every router in `src/api.rs` and `src/api/`, sorted.
 pub fn declared_routes() -> Vec<DeclaredRoute> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
-    let mut routes = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("src/api is readable") {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.join("api.rs")];
+    for entry in std::fs::read_dir(src.join("api")).expect("src/api is readable") {
         let path = entry.expect("src/api lists").path();
         if path.extension().is_some_and(|ext| ext == "rs") {
-            let source = std::fs::read_to_string(&path).expect("a router's source is readable");
-            routes.extend(routes_in(&source, &path.display().to_string()));
+            files.push(path);
         }
     }
+    let mut routes = Vec::new();
+    for file in files {
+        let source = std::fs::read_to_string(&file).expect("a router's source is readable");
+        routes.extend(routes_in(&source, &file.display().to_string()));
+    }
     routes.sort();
-    assert!(!routes.is_empty(), "no `.route(` call found under src/api");
+    assert!(!routes.is_empty(), "no `.route(` call found in src/api");
     routes
 }
 
