@@ -91,6 +91,8 @@ pub struct Shared {
     pub accounts: Option<Arc<Accounts>>,
     /// The dataset list, rendered once per revision.
     pub rendered: datasets::RenderedList,
+    /// The requests held until their list changes, and their release when the server stops.
+    pub waits: waiting::Waits,
     in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -116,6 +118,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             store,
             cluster,
+            waits: waiting::Waits::new(settings.max_wait),
             settings,
             accounts,
             rendered: datasets::RenderedList::default(),
@@ -190,13 +193,13 @@ impl AppState {
     /// Holds a request for a configuration list that asks to wait (see [`waiting`]) until the
     /// configuration changes.
     pub async fn hold_for_configuration(&self, conditions: &Conditions) {
-        waiting::hold_while_unchanged(
-            conditions,
-            self.settings.max_wait,
-            || self.store.subscribe(),
-            || self.store.read().tag.to_string(),
-        )
-        .await;
+        self.waits
+            .hold_while_unchanged(
+                conditions,
+                || self.store.subscribe(),
+                || self.store.read().tag.to_string(),
+            )
+            .await;
     }
 
     /// Marks an idempotency key as in flight until the returned guard is dropped.

@@ -121,19 +121,6 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// The application over an open store and the live cluster state; `accounts` is `None` when
-/// authentication is off; `client_certificates` is `Some(required)` over TLS.
-pub fn app(
-    store: Store,
-    cluster: LiveCluster,
-    settings: api::ApiSettings,
-    accounts: Option<Arc<Accounts>>,
-    client_certificates: Option<bool>,
-) -> api::App {
-    let state = api::AppState::new(store, cluster, settings, accounts);
-    api::app(state, client_certificates)
-}
-
 /// Refuses settings that would let anyone who can reach `address` change the configuration:
 /// plain HTTP off loopback without `--insecure`, and `--auth none` off loopback without client
 /// certificates. Called before binding (with the address asked for) and again after (with the
@@ -194,13 +181,15 @@ pub async fn run(
     let cluster = LiveCluster::new(std::time::Duration::from_secs(config.node_expiry));
     let expiry = cluster.spawn_expiry();
     let client_certificates = tls.is_some().then_some(clients_authenticated);
-    let app = app(
-        store,
-        cluster,
-        config.api_settings(),
-        accounts,
-        client_certificates,
-    );
+    let state = api::AppState::new(store, cluster, config.api_settings(), accounts);
+    let waits = state.waits.clone();
+    let app = api::app(state, client_certificates);
+    // Held waits are requests in flight, which a graceful stop lets finish: release them as
+    // soon as the stop begins, so that it does not last as long as the longest wait.
+    let shutdown = async move {
+        shutdown.await;
+        waits.release_all();
+    };
     let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout);
     match tls {
         Some(tls) => {

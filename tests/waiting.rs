@@ -19,6 +19,7 @@ const DATASETS: &str = "/v1/configuration/datasets";
 const LEASES: &str = "/v1/configuration/leases";
 const CONTAINERS: &str = "/v1/configuration/containers";
 const MATHEMATICIANS: &str = "/api/mathematicians";
+const PACKAGES: &str = "/api/2/packages";
 const STATE_DATASETS: &str = "/v1/state/datasets";
 const STATE_NODES: &str = "/v1/state/nodes";
 const STATE_CONTAINERS: &str = "/v1/state/containers";
@@ -312,6 +313,37 @@ async fn waits_are_capped_by_max_wait() {
         assert_not_modified(&waited, &etag, what);
         assert_within(waited.took(), 950, 1_800, what);
     }
+}
+
+/// A held wait is a request in flight, which a graceful stop lets finish: the stop releases
+/// it (304, nothing changed) at once instead of lasting as long as the wait asked for.
+#[tokio::test]
+async fn a_stop_releases_held_waits_at_once() {
+    let s = server(300).await;
+    let mut held = Vec::new();
+    for path in [DATASETS, PACKAGES, STATE_NODES] {
+        let etag = current_etag(&s, path).await;
+        held.push((
+            path,
+            etag.clone(),
+            start_waiting(&s, path, &etag, "wait=60"),
+        ));
+    }
+    // Long enough for every request to be held.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    let stopped = tokio::spawn(s.stop());
+    for (path, etag, handle) in held {
+        let waited = handle.await.unwrap();
+        assert_not_modified(&waited, &etag, path);
+        assert_within(waited.took(), 250, 5_000, path);
+    }
+    stopped.await.unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "the stop took {:?}",
+        stopping.elapsed()
+    );
 }
 
 #[tokio::test]

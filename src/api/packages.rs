@@ -378,13 +378,14 @@ async fn list_packages(
         tag_of_canonical(format!("{tag}|{format:?}|{full}|{fields:?}|{who}").as_bytes()).to_string()
     };
     // `Prefer: wait=N` with the current ETag holds the request until the list changes.
-    super::waiting::hold_while_unchanged(
-        &conditions,
-        state.settings.max_wait,
-        || state.store.subscribe(),
-        || list_etag(state.store.read().tag.as_str()),
-    )
-    .await;
+    state
+        .waits
+        .hold_while_unchanged(
+            &conditions,
+            || state.store.subscribe(),
+            || list_etag(state.store.read().tag.as_str()),
+        )
+        .await;
     let snapshot = state.store.read();
     let etag = list_etag(snapshot.tag.as_str());
     let version = crate::model::precondition::ResourceVersion {

@@ -17,7 +17,6 @@ use super::body::WriteRequest;
 use super::conditional::Conditions;
 use super::containers::ContainerBody;
 use super::segment::Segment;
-use super::waiting::hold_while_unchanged;
 use super::{ApiError, AppState, list_answer};
 use crate::model::cluster::{MountedDataset, NodeReport, RunningContainer, SeenDataset};
 use crate::model::{NodeId, schema};
@@ -48,13 +47,14 @@ struct ReportBody {
 /// Holds a state list request that asks to wait (see [`super::waiting`]) until the cluster
 /// state changes.
 pub(super) async fn hold_for_state(state: &AppState, conditions: &Conditions) {
-    hold_while_unchanged(
-        conditions,
-        state.settings.max_wait,
-        || state.cluster.subscribe(),
-        || state.cluster.view().tag.clone(),
-    )
-    .await;
+    state
+        .waits
+        .hold_while_unchanged(
+            conditions,
+            || state.cluster.subscribe(),
+            || state.cluster.view().tag.clone(),
+        )
+        .await;
 }
 
 async fn list_state_datasets(State(state): State<AppState>, conditions: Conditions) -> Response {

@@ -3,7 +3,8 @@
 //! N seconds pass; then it is answered as usual (200 with the new list, or 304).
 //!
 //! A held request is a parked future on a `watch` channel: it costs no CPU until the store (or
-//! the cluster state) publishes a change, and one change wakes every waiter at once.
+//! the cluster state) publishes a change, and one change wakes every waiter at once. When the
+//! server stops, [`Waits::release_all`] answers them all.
 
 use std::time::Duration;
 
@@ -34,39 +35,74 @@ pub fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// Holds the request while the client already has the current version of the list (its
-/// `If-None-Match` matches `current_etag()`), until a change published on the channel
-/// `subscribe` returns alters the ETag, or until the wait it asked for (at most `max_wait`)
-/// is over. Returns at once when the request does not ask to wait.
-pub async fn hold_while_unchanged(
-    conditions: &Conditions,
+/// The server's held requests: how long one may wait, and the signal that releases them all
+/// when the server stops. A held request is a request in flight, and a graceful stop waits for
+/// those; without the release, stopping would take as long as the longest wait (up to
+/// `--max-wait`, past a service manager's stop timeout).
+#[derive(Clone)]
+pub struct Waits {
     max_wait: Duration,
-    subscribe: impl FnOnce() -> watch::Receiver<u64>,
-    current_etag: impl Fn() -> String,
-) {
-    let Some(wait) = conditions.wait.map(|wait| wait.min(max_wait)) else {
-        return;
-    };
-    let validators = &conditions.precondition.validators;
-    let deadline = Instant::now() + wait;
-    // Subscribed only now: most reads do not wait, and a subscription is shared state.
-    let mut changes = subscribe();
-    loop {
-        // Mark the current version as seen *before* reading the ETag, so that a change
-        // published in between still wakes us.
-        changes.borrow_and_update();
-        let etag = current_etag();
-        let version = ResourceVersion {
-            etag: &etag,
-            last_modified: None,
+    stopping: watch::Sender<bool>,
+}
+
+impl Waits {
+    /// Waits of at most `max_wait`.
+    pub fn new(max_wait: Duration) -> Self {
+        Waits {
+            max_wait,
+            stopping: watch::Sender::new(false),
+        }
+    }
+
+    /// Answers every held request now (each as usual: 304 while its list is unchanged), and
+    /// any that asks to wait from now on at once.
+    pub fn release_all(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Holds the request while the client already has the current version of the list (its
+    /// `If-None-Match` matches `current_etag()`), until a change published on the channel
+    /// `subscribe` returns alters the ETag, the wait it asked for (at most `max_wait`) is
+    /// over, or the server stops. Returns at once when the request does not ask to wait.
+    pub async fn hold_while_unchanged(
+        &self,
+        conditions: &Conditions,
+        subscribe: impl FnOnce() -> watch::Receiver<u64>,
+        current_etag: impl Fn() -> String,
+    ) {
+        let Some(wait) = conditions.wait.map(|wait| wait.min(self.max_wait)) else {
+            return;
         };
-        if validators.evaluate(Some(version), true) != Verdict::NotModified {
+        let validators = &conditions.precondition.validators;
+        let deadline = Instant::now() + wait;
+        let mut stopping = self.stopping.subscribe();
+        if *stopping.borrow_and_update() {
             return;
         }
-        match tokio::time::timeout_at(deadline, changes.changed()).await {
-            Ok(Ok(())) => continue,
-            // Timed out, or the publisher is gone (shutting down): answer now.
-            _ => return,
+        // Subscribed only now: most reads do not wait, and a subscription is shared state.
+        let mut changes = subscribe();
+        loop {
+            // Mark the current version as seen *before* reading the ETag, so that a change
+            // published in between still wakes us.
+            changes.borrow_and_update();
+            let etag = current_etag();
+            let version = ResourceVersion {
+                etag: &etag,
+                last_modified: None,
+            };
+            if validators.evaluate(Some(version), true) != Verdict::NotModified {
+                return;
+            }
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The publisher is gone (shutting down): answer now.
+                        return;
+                    }
+                }
+                _ = stopping.changed() => return,
+                () = tokio::time::sleep_until(deadline) => return,
+            }
         }
     }
 }
