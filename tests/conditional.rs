@@ -836,9 +836,16 @@ async fn lease_preconditions() {
     let answer = send(&server, "DELETE", &release, &[(IM, renewed.etag())], None).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_strong_hex_etag(&answer.etag());
-    // Gone: If-Match: * fails.
+    // Gone: the 404 a release of no lease meets anyway takes precedence over the failed
+    // If-Match (RFC 9110 §13.2.1).
     let answer = send(&server, "DELETE", &release, &[(IM, "*".into())], None).await;
-    assert_eq!(answer.status, 412, "{answer:?}");
+    assert_eq!(answer.status, 404, "{answer:?}");
+    let plain = send(&server, "DELETE", &release, &[], None).await;
+    assert_eq!(
+        (plain.status, plain.text),
+        (404, answer.text),
+        "the same 404"
+    );
     let answer = send(&server, "DELETE", &release, &[(IM, "garbage".into())], None).await;
     assert_eq!(answer.status, 400, "{answer:?}");
     assert!(answer.description().contains("If-Match"), "{answer:?}");
@@ -1488,5 +1495,74 @@ async fn only_one_of_32_concurrent_conditional_moves_wins() {
         assert_eq!(now.json()["primary"], primary.as_str(), "round {round}");
         assert_eq!(now.etag(), answer.etag(), "round {round}");
     }
+    server.stop().await;
+}
+
+/// RFC 9110 §13.2.1: an error a request meets anyway, such as the 404 for a missing resource,
+/// takes precedence over its preconditions; only a request that would succeed (a create
+/// under `If-Match`) answers 412. Each request is sent with a failing `If-Match` first, then
+/// without it: where the plain one fails, the conditional one must fail the same way.
+#[tokio::test]
+async fn a_failed_if_match_on_a_missing_resource_answers_what_the_request_meets_anyway() {
+    let server = TestServer::start().await;
+    let missing = new_id();
+    let mathematician = json!({
+        "unique": missing,
+        "name": { "ids": [], "firstName": "Emmy", "lastName": "Noether" },
+    });
+    let cases = [
+        ("DELETE", dataset_path(&missing), None),
+        (
+            "POST",
+            dataset_path(&missing),
+            Some(json!({"primary": NODE_1})),
+        ),
+        ("DELETE", format!("{LEASES}/{missing}"), None),
+        (
+            "DELETE",
+            "/v1/configuration/containers/site".to_string(),
+            None,
+        ),
+        ("DELETE", format!("/api/2/packages/{missing}"), None),
+        (
+            "PUT",
+            format!("/api/mathematicians/{missing}"),
+            Some(mathematician),
+        ),
+        (
+            "POST",
+            DATASETS.to_string(),
+            Some(json!({"primary": NODE_0, "dataset_id": missing})),
+        ),
+    ];
+    let mut created = 0;
+    for (method, path, body) in cases {
+        for condition in [OTHER_ETAG, "*"] {
+            let conditional = send(
+                &server,
+                method,
+                &path,
+                &[(IM, condition.into())],
+                body.clone(),
+            )
+            .await;
+            let plain = send(&server, method, &path, &[], body.clone()).await;
+            let what = format!("{method} {path} with If-Match: {condition}");
+            if (200..300).contains(&plain.status) {
+                // It created the resource: the conditional request had no representation
+                // to match, and would have created it.
+                assert_eq!(conditional.status, 412, "{what}: {conditional:?}");
+                created += 1;
+                break;
+            }
+            assert_eq!(
+                (conditional.status, &conditional.text),
+                (plain.status, &plain.text),
+                "{what}: the plain request's answer"
+            );
+            assert_ne!(plain.status, 412, "{what}: {plain:?}");
+        }
+    }
+    assert!(created >= 1, "no case exercised a create");
     server.stop().await;
 }

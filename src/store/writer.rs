@@ -189,6 +189,13 @@ impl Working {
             .validators
             .evaluate(current.as_ref().map(|v| v.as_version()), false);
         if verdict != Verdict::Proceed {
+            if current.is_none() {
+                // RFC 9110 §13.2.1: a failure the request meets anyway (a 404 for a missing
+                // resource) takes precedence over its preconditions. Only a request that would
+                // succeed, such as a create under `If-Match`, is answered 412. Tried on a copy:
+                // the copy shares structure, and nothing of it is kept.
+                self.configuration.clone().apply(operation, self.now)?;
+            }
             return Err(StoreError::ResourceChanged {
                 current_etag: current.map(|version| version.etag.to_string()),
             });
