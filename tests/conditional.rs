@@ -1259,6 +1259,55 @@ async fn idempotent_writes_replay_their_first_answer() {
     server.stop().await;
 }
 
+/// A key is the sender's own: another user who picks the same key has their request done,
+/// not answered with the first user's result (and a different body is no reuse either).
+#[tokio::test]
+async fn idempotency_keys_are_kept_per_user() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let mut bearers = Vec::new();
+    for name in ["alice", "bob"] {
+        server
+            .create_user(
+                &admin,
+                name,
+                "secret",
+                json!([["cloud", "datasets", "create"]]),
+            )
+            .await;
+        let login = server
+            .client
+            .post(server.url("/api/0.1.0/sessions"))
+            .json(&json!({"user": name, "password": "secret"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 303, "log in {name}");
+        let token = login.headers()["x-snarl-token"].to_str().unwrap();
+        bearers.push(("Authorization", format!("Bearer {token}")));
+    }
+    let body = json!({"primary": NODE_0});
+    let create = |bearer: &(&'static str, String), body: &Value| {
+        let headers = [bearer.clone(), key("1")];
+        let body = body.clone();
+        let server = &server;
+        async move { send(server, "POST", DATASETS, &headers, Some(body)).await }
+    };
+    let alices = create(&bearers[0], &body).await;
+    assert_eq!(alices.status, 201, "{alices:?}");
+    let bobs = create(&bearers[1], &body).await;
+    assert_eq!(bobs.status, 201, "{bobs:?}");
+    assert!(!bobs.replayed(), "bob got alice's answer: {bobs:?}");
+    let id = |answer: &Answer| answer.json()["dataset_id"].as_str().unwrap().to_string();
+    assert_ne!(id(&bobs), id(&alices), "one dataset for two users");
+    // Each user's retry replays their own answer.
+    assert_replay_of(&alices, &create(&bearers[0], &body).await);
+    assert_replay_of(&bobs, &create(&bearers[1], &body).await);
+    // The key is bob's now too: another body under it is a reuse for bob alone.
+    let other = json!({"primary": NODE_1});
+    assert_eq!(create(&bearers[1], &other).await.status, 422);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn malformed_idempotency_keys_are_refused() {
     let server = TestServer::start().await;

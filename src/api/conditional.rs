@@ -10,9 +10,11 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::auth::Caller;
+use super::identity::Identity;
 use super::{ApiError, AppState};
 use crate::model::precondition::{EntityTag, ResourceVersion, TagCondition, Validators, Verdict};
 use crate::model::{Timestamp, Versioned};
@@ -61,7 +63,7 @@ pub enum IfMatchPolicy {
 pub struct Conditions {
     /// What the store checks with the write.
     pub precondition: Precondition,
-    /// The request's idempotency key, if any.
+    /// The request's idempotency key, if any, scoped to who sent it (see [`scoped_key`]).
     pub idempotency_key: Option<String>,
     /// Whether ETags are in use (`--if-match` is not `off`).
     pub etags: bool,
@@ -77,8 +79,29 @@ impl FromRequestParts<AppState> for Conditions {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Conditions::from_headers(&parts.headers, state.settings.if_match)
+        let mut conditions = Conditions::from_headers(&parts.headers, state.settings.if_match)?;
+        if let Some(key) = conditions.idempotency_key.take() {
+            conditions.idempotency_key = Some(scoped_key(key, &parts.extensions));
+        }
+        Ok(conditions)
     }
+}
+
+/// The name under which an idempotent request's answer is kept: the client's key and who sent
+/// it. Keyed by the client's key alone, a second client that happens to pick the same key
+/// (low-entropy keys do collide) would be handed the first one's answer and have nothing
+/// done. Keys never hold a line break, so `key \n who` cannot be mistaken for another pair;
+/// an anonymous caller's key is kept as sent.
+fn scoped_key(key: String, extensions: &Extensions) -> String {
+    let who = match (extensions.get::<Caller>(), extensions.get::<Identity>()) {
+        // A token names the caller even on a connection certified as someone else.
+        (Some(Caller::User { name, .. }), _) | (_, Some(Identity::User(name))) => {
+            format!("user:{name}")
+        }
+        (_, Some(Identity::Node(node))) => format!("node:{node}"),
+        _ => return key,
+    };
+    format!("{key}\n{who}")
 }
 
 impl Conditions {
