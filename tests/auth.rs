@@ -511,3 +511,146 @@ async fn oversized_bodies_to_the_account_endpoints_are_json_413() {
     assert_eq!(users.body, json!(["admin"]));
     server.stop().await;
 }
+
+/// `POST /api/2/users` as the holder of `token`, creating `name` (password "secret") with
+/// `permissions`.
+async fn create_as(server: &TestServer, token: &str, name: &str, permissions: Value) -> Answer {
+    send(
+        server
+            .client
+            .post(server.url("/api/2/users"))
+            .bearer_auth(token)
+            .json(&json!({ "user": name, "password": "secret", "permissions": permissions })),
+    )
+    .await
+}
+
+/// Asserts that `name` does not exist: the admin cannot read it, and it cannot log in.
+async fn assert_no_user(server: &TestServer, admin: &str, name: &str) {
+    let path = format!("/api/2/users/{name}");
+    let answer = as_user(server, admin, reqwest::Method::GET, &path).await;
+    assert_eq!(answer.status, 404, "{name}: {}", answer.text);
+    let login = send(
+        server
+            .client
+            .post(server.url("/api/0.1.0/sessions"))
+            .json(&json!({ "user": name, "password": "secret" })),
+    )
+    .await;
+    login.assert_error(401, "Forbidden!");
+}
+
+#[tokio::test]
+async fn a_user_creator_cannot_create_a_superuser_and_a_refusal_leaves_nothing_behind() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let erin = user_with(
+        &server,
+        &admin,
+        "erin",
+        json!([["cloud", "users", "create"]]),
+    )
+    .await;
+    // `...` is every permission; the others erin lacks, or (her own `cloud users create`)
+    // holds but may not grant, having no `users root2 grant`; one lacking spoils a list.
+    for permissions in [
+        json!([["..."]]),
+        json!([["cloud", "packages", "list"]]),
+        json!([["cloud", "users", "create"]]),
+        json!([["cloud", "users", "create"], ["users", "_", "grant"]]),
+    ] {
+        let answer = create_as(&server, &erin, "root2", permissions.clone()).await;
+        answer.assert_error(403, "Forbidden.");
+        assert_no_user(&server, &admin, "root2").await;
+    }
+    let users = as_user(&server, &admin, reqwest::Method::GET, "/api/2/users").await;
+    assert_eq!(users.body, json!(["admin", "erin"]));
+
+    // Without permissions (absent or empty), creating a user needs only `cloud users create`,
+    // as before, and the user can log in.
+    for (name, body) in [
+        ("plain", json!({ "user": "plain", "password": "secret" })),
+        (
+            "empty",
+            json!({ "user": "empty", "password": "secret", "permissions": [] }),
+        ),
+    ] {
+        let answer = send(
+            server
+                .client
+                .post(server.url("/api/2/users"))
+                .bearer_auth(&erin)
+                .json(&body),
+        )
+        .await;
+        assert_eq!(answer.status, 303, "{name}: {}", answer.text);
+        assert_eq!(answer.headers["location"], format!("/api/2/users/{name}"));
+        login(&server, name, "secret").await;
+        let path = format!("/api/2/users/{name}");
+        let user = as_user(&server, &admin, reqwest::Method::GET, &path).await;
+        assert_eq!(user.body, json!({ "name": name, "permissions": [] }));
+    }
+
+    // The admin (who holds `...`) still creates anyone, a superuser too; the name is free,
+    // so the refused attempts above left no half-created user behind.
+    let answer = create_as(&server, &admin, "root2", json!([["..."]])).await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    let root2 = login(&server, "root2", "secret").await;
+    let users = as_user(&server, &root2, reqwest::Method::GET, "/api/2/users").await;
+    assert_eq!(users.status, 200);
+}
+
+#[tokio::test]
+async fn a_creator_hands_out_at_creation_only_what_it_could_grant_afterwards() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let frank = user_with(
+        &server,
+        &admin,
+        "frank",
+        json!([["cloud", "users", "create"], ["packages", "_", "get"]]),
+    )
+    .await;
+    // frank holds `packages _ get` but may not grant it to gina (no `users gina grant`), so
+    // he may not create her with it either.
+    let answer = create_as(&server, &frank, "gina", json!([["packages", "_", "get"]])).await;
+    answer.assert_error(403, "Forbidden.");
+    assert_no_user(&server, &admin, "gina").await;
+
+    let grant = send(
+        server
+            .client
+            .put(server.url("/api/2/users/frank/permissions/users/_/grant"))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(grant.status, 204);
+    // Now what he holds, and what his grants match (`packages p1 get`), he may hand out.
+    for (name, permissions) in [
+        ("gina", json!([["packages", "_", "get"]])),
+        ("hank", json!([["packages", "p1", "get"]])),
+        (
+            "ivy",
+            json!([["packages", "p1", "get"], ["packages", "_", "get"]]),
+        ),
+    ] {
+        let answer = create_as(&server, &frank, name, permissions.clone()).await;
+        assert_eq!(answer.status, 303, "{name}: {}", answer.text);
+        let path = format!("/api/2/users/{name}");
+        let user = as_user(&server, &admin, reqwest::Method::GET, &path).await;
+        assert_eq!(
+            user.body,
+            json!({ "name": name, "permissions": permissions })
+        );
+        login(&server, name, "secret").await;
+    }
+    // But not what he lacks, alone or beside what he holds, nor anything broader.
+    for permissions in [
+        json!([["packages", "_", "delete"]]),
+        json!([["packages", "_", "get"], ["packages", "_", "delete"]]),
+        json!([["packages", "..."]]),
+        json!([["..."]]),
+    ] {
+        let answer = create_as(&server, &frank, "jack", permissions.clone()).await;
+        answer.assert_error(403, "Forbidden.");
+        assert_no_user(&server, &admin, "jack").await;
+    }
+}

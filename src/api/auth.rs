@@ -498,9 +498,24 @@ fn parse_permission(value: &Value) -> Option<Permission> {
     permission.filter(|p| !p.is_empty())
 }
 
-/// `POST /api/{v}/users` `{"user", "password", "permissions"?: [[…], …]}` → 303.
+/// Refuses (403) unless `caller` holds every one of `permissions`, each read as a literal
+/// path, so that nobody hands out more than they have. The one check behind granting and
+/// behind creating a user with permissions: two copies could drift apart, and the one that
+/// fell behind would be a way round the other.
+fn may_hand_out(caller: &Caller, permissions: &[Permission]) -> Result<(), ApiError> {
+    if permissions.iter().all(|permission| caller.may(permission)) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+/// `POST /api/{v}/users` `{"user", "password", "permissions"?: [[…], …]}` → 303. With
+/// permissions, the caller must be allowed to grant them (see below); without, only
+/// `cloud->users->create` (checked before the handler) is needed.
 async fn create_user(
     State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
     PathParams(params): PathParams,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
@@ -533,6 +548,20 @@ async fn create_user(
             ));
         }
     };
+    if !permissions.is_empty() {
+        // Creating a user with permissions is creating it and then granting them, in one
+        // request, so it needs what the two steps need: `users->U->grant` for the new user
+        // and every permission held by the caller. Requiring less (only the permissions
+        // held) would let a caller without `users->U->grant` hand out permissions at creation
+        // that it could not grant a moment later, so the one-step path would allow what the
+        // two-step path refuses. Checked before the password is hashed: Argon2 is slow on
+        // purpose, and a refusal should cost nothing; nothing is stored before it either.
+        let caller = caller_of(caller);
+        if !caller.may(&permission(&["users", name, "grant"])) {
+            return Err(ApiError::Forbidden);
+        }
+        may_hand_out(&caller, &permissions)?;
+    }
     let password = hash_off_worker(password).await?;
     accounts
         .create_user(User {
@@ -618,9 +647,7 @@ async fn grant(
     let permission = permission
         .filter(|p| !p.is_empty())
         .ok_or(ApiError::BadRequest("Name a permission to grant.".into()))?;
-    if !caller_of(caller).may(&permission) {
-        return Err(ApiError::Forbidden);
-    }
+    may_hand_out(&caller_of(caller), std::slice::from_ref(&permission))?;
     accounts_of(&state)?
         .edit_user(&name, |user| {
             if user.permissions.contains(&permission) {
