@@ -654,3 +654,53 @@ async fn a_creator_hands_out_at_creation_only_what_it_could_grant_afterwards() {
         assert_no_user(&server, &admin, "jack").await;
     }
 }
+
+/// A permission handed out is a grant for whoever receives it, wildcards and all: a caller
+/// whose `_` matches the one-segment path `...` still may not hand out `...` (every
+/// permission), nor turn `packages _ get` into the wider `packages ... get`.
+#[tokio::test]
+async fn wildcards_are_handed_out_only_by_wildcards_at_least_as_wide() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let kim = user_with(
+        &server,
+        &admin,
+        "kim",
+        json!([
+            ["cloud", "users", "create"],
+            ["users", "_", "grant"],
+            ["_"],
+            ["packages", "_", "get"],
+        ]),
+    )
+    .await;
+    server.create_user(&admin, "lee", "secret", json!([])).await;
+    for (path, permissions) in [
+        ("...", json!([["..."]])),
+        ("packages/.../get", json!([["packages", "...", "get"]])),
+    ] {
+        let granted = send(
+            server
+                .client
+                .put(server.url(&format!("/api/2/users/lee/permissions/{path}")))
+                .bearer_auth(&kim),
+        )
+        .await;
+        granted.assert_error(403, "Forbidden.");
+        let answer = create_as(&server, &kim, "mia", permissions).await;
+        answer.assert_error(403, "Forbidden.");
+        assert_no_user(&server, &admin, "mia").await;
+    }
+    let lee = as_user(&server, &admin, reqwest::Method::GET, "/api/2/users/lee").await;
+    assert_eq!(lee.body, json!({ "name": "lee", "permissions": [] }));
+    // What kim's wildcards do cover, she may hand out.
+    for path in ["anything", "packages/p1/get", "packages/_/get"] {
+        let granted = send(
+            server
+                .client
+                .put(server.url(&format!("/api/2/users/lee/permissions/{path}")))
+                .bearer_auth(&kim),
+        )
+        .await;
+        assert_eq!(granted.status, 204, "{path}: {}", granted.text);
+    }
+}

@@ -23,7 +23,7 @@ use super::body::LimitedBody;
 use super::identity::Identity;
 use super::segment::PathParams;
 use super::{ApiError, AppState};
-use crate::model::permission::{Permission, allowed, permission};
+use crate::model::permission::{Permission, allowed, covers, permission};
 use crate::store::accounts::{AccountsError, User, hash_password, verify_password};
 use crate::store::now_millis;
 
@@ -498,12 +498,16 @@ fn parse_permission(value: &Value) -> Option<Permission> {
     permission.filter(|p| !p.is_empty())
 }
 
-/// Refuses (403) unless `caller` holds every one of `permissions`, each read as a literal
-/// path, so that nobody hands out more than they have. The one check behind granting and
-/// behind creating a user with permissions: two copies could drift apart, and the one that
-/// fell behind would be a way round the other.
+/// Refuses (403) unless `caller` holds every one of `permissions`, wildcards included (see
+/// [`covers`]), so that nobody hands out more than they have. The one check behind granting
+/// and behind creating a user with permissions: two copies could drift apart, and the one
+/// that fell behind would be a way round the other.
 fn may_hand_out(caller: &Caller, permissions: &[Permission]) -> Result<(), ApiError> {
-    if permissions.iter().all(|permission| caller.may(permission)) {
+    let holds = |handed: &Permission| match caller {
+        Caller::Anyone => true,
+        Caller::User { grants, .. } => grants.iter().any(|grant| covers(grant, handed)),
+    };
+    if permissions.iter().all(holds) {
         Ok(())
     } else {
         Err(ApiError::Forbidden)

@@ -54,6 +54,57 @@ pub fn matches(required: &[String], granted: &[String]) -> bool {
     later[0]
 }
 
+/// Whether `grant` grants everything `handed` would grant: every path `handed` matches, `grant`
+/// matches too. `handed` is a permission being handed out, whose `_` and `...` are wildcards
+/// for whoever receives it, so it cannot be checked as a literal path with [`matches`]: a
+/// grant of `_` matches the one-segment path `...`, yet `...` grants every path.
+///
+/// Each segment of `handed` is one of a grant's segments, as in [`matches`], except that a
+/// `...` of `handed` (a run of any length) is covered only by a `...` of `grant`. The answer
+/// errs on the side of "no", which only ever refuses a hand-out: a `grant` with `...` before
+/// `_` (which matches nothing) covers nothing.
+pub fn covers(grant: &[String], handed: &[String]) -> bool {
+    if grant
+        .windows(2)
+        .any(|pair| pair[0] == "..." && pair[1] == "_")
+    {
+        return false;
+    }
+    let n = handed.len();
+    // `sure[i]`: whatever `handed[i..]` matches has at least one segment (a literal or `_`,
+    // or a trailing `...`, which takes one or more; a `...` before a literal may take none).
+    let mut sure = vec![false; n + 1];
+    for i in (0..n).rev() {
+        sure[i] = handed[i] != "..." || i + 1 == n || sure[i + 1];
+    }
+    // As in `matches`: `later[i]` says whether `grant[j + 1..]` covers `handed[i..]`.
+    let mut later: Vec<bool> = (0..=n).map(|i| i == n).collect();
+    let mut here = vec![false; n + 1];
+    for (j, segment) in grant.iter().enumerate().rev() {
+        if segment == "..." {
+            if j + 1 == grant.len() {
+                // A trailing `...` takes the rest, one or more segments.
+                here.copy_from_slice(&sure);
+            } else {
+                // Before a literal: zero or more segments, so it may take any run.
+                let mut any_later = false;
+                for i in (0..=n).rev() {
+                    any_later |= later[i];
+                    here[i] = any_later;
+                }
+            }
+        } else {
+            here[n] = false;
+            for i in 0..n {
+                let one = &handed[i];
+                here[i] = one != "..." && (segment == "_" || segment == one) && later[i + 1];
+            }
+        }
+        std::mem::swap(&mut here, &mut later);
+    }
+    later[0]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +223,63 @@ mod tests {
         assert!(allowed(&path("packages U get"), &grants));
         assert!(!allowed(&path("packages U delete"), &grants));
         assert!(!allowed(&path("packages U get"), &[]));
+    }
+
+    #[test]
+    fn covering_a_literal_path_is_matching_it() {
+        for (required, granted, expected) in CASES {
+            assert_eq!(
+                covers(&path(granted), &path(required)),
+                *expected,
+                "{granted:?} covers {required:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wildcards_handed_out_need_wildcards_at_least_as_wide() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("_", "...", false),
+            ("packages _ get", "packages ... get", false),
+            ("cloud _", "cloud ...", false),
+            ("cloud _", "cloud _", true),
+            ("cloud ...", "cloud _", true),
+            ("cloud ...", "cloud ...", true),
+            ("...", "...", true),
+            ("...", "_", true),
+            ("... get", "packages ... get", true),
+            ("packages ... get", "... get", false),
+            ("a ... d", "a _ ... d", true),
+            ("a _ d", "a ... d", false),
+            ("packages U get", "packages _ get", false),
+        ];
+        for (granted, handed, expected) in cases {
+            assert_eq!(
+                covers(&path(granted), &path(handed)),
+                *expected,
+                "{granted:?} covers {handed:?}"
+            );
+        }
+    }
+
+    /// Never says yes wrongly: whenever `g` covers `h`, every short path `h` grants, `g`
+    /// grants too.
+    #[test]
+    fn covering_is_sound() {
+        let patterns = paths(&["a", "b", "_", "..."], 3);
+        let concrete = paths(&["a", "b", "c"], 5);
+        let mut covered = 0;
+        for g in &patterns {
+            for h in &patterns {
+                if !covers(g, h) {
+                    continue;
+                }
+                covered += 1;
+                for p in concrete.iter().filter(|p| matches(p, h)) {
+                    assert!(matches(p, g), "{g:?} covers {h:?} but not {p:?}");
+                }
+            }
+        }
+        assert!(covered > 85, "only {covered} pairs covered");
     }
 }
