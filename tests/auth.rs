@@ -674,18 +674,19 @@ async fn wildcards_are_handed_out_only_by_wildcards_at_least_as_wide() {
     )
     .await;
     server.create_user(&admin, "lee", "secret", json!([])).await;
-    for (path, permissions) in [
-        ("...", json!([["..."]])),
-        ("packages/.../get", json!([["packages", "...", "get"]])),
-    ] {
-        let granted = send(
+    let grant_to_lee = |path: &str| {
+        send(
             server
                 .client
                 .put(server.url(&format!("/api/2/users/lee/permissions/{path}")))
                 .bearer_auth(&kim),
         )
-        .await;
-        granted.assert_error(403, "Forbidden.");
+    };
+    for (path, permissions) in [
+        ("...", json!([["..."]])),
+        ("packages/.../get", json!([["packages", "...", "get"]])),
+    ] {
+        grant_to_lee(path).await.assert_error(403, "Forbidden.");
         let answer = create_as(&server, &kim, "mia", permissions).await;
         answer.assert_error(403, "Forbidden.");
         assert_no_user(&server, &admin, "mia").await;
@@ -694,13 +695,7 @@ async fn wildcards_are_handed_out_only_by_wildcards_at_least_as_wide() {
     assert_eq!(lee.body, json!({ "name": "lee", "permissions": [] }));
     // What kim's wildcards do cover, she may hand out.
     for path in ["anything", "packages/p1/get", "packages/_/get"] {
-        let granted = send(
-            server
-                .client
-                .put(server.url(&format!("/api/2/users/lee/permissions/{path}")))
-                .bearer_auth(&kim),
-        )
-        .await;
+        let granted = grant_to_lee(path).await;
         assert_eq!(granted.status, 204, "{path}: {}", granted.text);
     }
 }
