@@ -37,8 +37,8 @@ use futures_util::future::Either;
 use tower::Service;
 use tower_http::trace::TraceLayer;
 
-use crate::model::Operation;
 use crate::model::precondition::ResourceVersion;
+use crate::model::{Collection, Operation};
 use crate::store::accounts::Accounts;
 use crate::store::cluster::LiveCluster;
 use crate::store::{Command, Committed, ConfigTag, Idempotency, Reply, Store, StoreError};
@@ -190,14 +190,14 @@ impl AppState {
         }
     }
 
-    /// Holds a request for a configuration list that asks to wait (see [`waiting`]) until the
-    /// configuration changes.
-    pub async fn hold_for_configuration(&self, conditions: &Conditions) {
+    /// Holds a request for the list of `collection` that asks to wait (see [`waiting`]) until
+    /// that list changes.
+    pub async fn hold_for_list(&self, conditions: &Conditions, collection: Collection) {
         self.waits
             .hold_while_unchanged(
                 conditions,
                 || self.store.subscribe(),
-                || self.store.read().tag.to_string(),
+                || self.store.read().lists.tag(collection).to_string(),
             )
             .await;
     }

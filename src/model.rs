@@ -15,8 +15,8 @@ pub mod precondition;
 pub mod schema;
 
 pub use configuration::{
-    Change, Configuration, NameChange, Operation, Outcome, OwnedVersion, Records, Rejection,
-    Target, Versioned,
+    Change, Collection, Configuration, NameChange, Operation, Outcome, OwnedVersion, Records,
+    Rejection, Target, Versioned,
 };
 pub use dataset::{Dataset, DatasetId, Metadata, NodeId};
 pub use lease::{Lease, Timestamp};

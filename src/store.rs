@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::model::precondition::Validators;
 use crate::model::{Change, Operation, Outcome, Records, Rejection, Timestamp};
 
-pub use snapshot::{ConfigTag, Snapshot};
+pub use snapshot::{ConfigTag, ListVersions, Snapshot};
 pub use sqlite::DATABASE_FILE;
 
 /// How many commands the writer takes into one batch at most. Bounded so that one batch's
@@ -282,6 +282,9 @@ impl Store {
                 .into_iter()
                 .map(|(key, record)| (key, Arc::new(record)))
                 .collect(),
+            // When each kind last changed is not stored: after a restart every list takes
+            // the current revision, so its ETag changes once and clients fetch it again.
+            ListVersions::all_at(loaded.store_id, loaded.revision),
         );
         let current = Arc::new(ArcSwap::from_pointee(snapshot));
         let (commands, queue) = mpsc::channel(QUEUE_DEPTH);

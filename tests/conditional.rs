@@ -674,12 +674,13 @@ async fn etags_are_content_hashes_and_stable() {
     let again = send(&server, "DELETE", &dataset_path(&id), &[], None).await;
     assert_eq!((again.status, again.etag()), (200, e2));
 
-    // Lists: datasets carry the quoted configuration tag, leases the weak one.
+    // Lists: each carries the configuration tag of the last change to its own kind, quoted
+    // for datasets, weak for leases.
     let list = send(&server, "GET", DATASETS, &[], None).await;
-    assert_eq!(list.etag(), format!("\"{}\"", list.tag()));
+    assert_eq!(list.etag(), format!("\"{}\"", deleted.tag()));
     let leases = send(&server, "GET", LEASES, &[], None).await;
-    assert_eq!(leases.etag(), format!("W/\"{}\"", leases.tag()));
-    assert_eq!(leases.tag(), list.tag());
+    assert!(leases.etag().starts_with("W/\""), "{leases:?}");
+    assert_ne!(leases.etag(), format!("W/\"{}\"", leases.tag()));
 
     // Leases: acquire and release carry a strong content ETag; same content, same ETag.
     let lease_body = json!({"dataset_id": id, "node_uuid": NODE_0, "expires": null});
@@ -687,6 +688,14 @@ async fn etags_are_content_hashes_and_stable() {
     assert_eq!(acquired.status, 201);
     let l0 = acquired.etag();
     assert_strong_hex_etag(&l0);
+    let leases = send(&server, "GET", LEASES, &[], None).await;
+    assert_eq!(leases.etag(), format!("W/\"{}\"", acquired.tag()));
+    let unchanged = send(&server, "GET", DATASETS, &[], None).await;
+    assert_eq!(
+        unchanged.etag(),
+        list.etag(),
+        "a lease leaves the dataset list alone"
+    );
     let renewed = send(&server, "POST", LEASES, &[], Some(lease_body)).await;
     assert_eq!((renewed.status, renewed.etag()), (200, l0.clone()));
     let released = send(&server, "DELETE", &format!("{LEASES}/{id}"), &[], None).await;
@@ -703,8 +712,7 @@ async fn lists_answer_304_to_a_matching_if_none_match() {
         let full = send(&server, "GET", path, &[], None).await;
         assert_eq!(full.status, 200);
         let etag = full.etag();
-        let tag = full.tag();
-        let strong = format!("\"{tag}\"");
+        let strong = etag.trim_start_matches("W/").to_string();
         for value in [
             etag.clone(),
             strong.clone(),
@@ -738,8 +746,9 @@ async fn lists_answer_304_to_a_matching_if_none_match() {
     let answer = send(&server, "GET", DATASETS, &[(INM, before.clone())], None).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_ne!(answer.etag(), before);
+    // The lease list did not change: its ETag still matches.
     let answer = send(&server, "GET", LEASES, &[(INM, leases_before)], None).await;
-    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.status, 304, "{answer:?}");
     server.stop().await;
 }
 

@@ -130,7 +130,7 @@ async fn create_dataset(s: &TestServer) -> Answer {
 }
 
 /// One change to each list: what to wait on, and the write that changes it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Change {
     Dataset,
     Lease,
@@ -312,6 +312,47 @@ async fn waits_are_capped_by_max_wait() {
         let waited = handle.await.unwrap();
         assert_not_modified(&waited, &etag, what);
         assert_within(waited.took(), 950, 1_800, what);
+    }
+}
+
+/// Each configuration list has a version of its own: a write to one kind releases the
+/// requests waiting on that kind's list and leaves the others waiting (their ETags do not
+/// change), so that agents waiting on datasets do not wake for every lease or mathematician.
+#[tokio::test]
+async fn a_write_releases_only_the_waiters_on_its_own_list() {
+    let kinds = [
+        Change::Dataset,
+        Change::Lease,
+        Change::Container,
+        Change::Mathematician,
+    ];
+    for change in kinds {
+        let s = server(5).await;
+        let write = change.prepare(&s).await;
+        let mut held = Vec::new();
+        for other in kinds {
+            let path = other.path();
+            let etag = current_etag(&s, path).await;
+            held.push((
+                other,
+                etag.clone(),
+                start_waiting(&s, path, &etag, "wait=1"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let written = send(write).await;
+        assert!(written.status < 300, "{change:?}: {}", written.text);
+        for (other, etag, handle) in held {
+            let waited = handle.await.unwrap();
+            let what = format!("{other:?} list after a {change:?} write");
+            if other == change {
+                assert_eq!(waited.answer.status, 200, "{what}");
+                assert_within(waited.took(), 150, 900, &what);
+            } else {
+                assert_not_modified(&waited, &etag, &what);
+                assert_within(waited.took(), 950, 1_700, &what);
+            }
+        }
     }
 }
 

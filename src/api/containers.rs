@@ -17,7 +17,7 @@ use super::conditional::Conditions;
 use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::container::{Container, Link, Port, RestartPolicy, Volume, normalise_image};
-use crate::model::{NodeId, Operation, Outcome, schema};
+use crate::model::{Collection, NodeId, Operation, Outcome, schema};
 use crate::store::Committed;
 
 /// The routes of this resource.
@@ -123,7 +123,9 @@ pub fn render(container: &Container) -> Map<String, Value> {
 }
 
 async fn list_containers(State(state): State<AppState>, conditions: Conditions) -> Response {
-    state.hold_for_configuration(&conditions).await;
+    state
+        .hold_for_list(&conditions, Collection::Containers)
+        .await;
     let snapshot = state.store.read();
     let items: Vec<Value> = snapshot
         .configuration
@@ -132,7 +134,7 @@ async fn list_containers(State(state): State<AppState>, conditions: Conditions) 
         .collect();
     list_answer(
         &conditions,
-        snapshot.tag.as_str(),
+        snapshot.lists.tag(Collection::Containers).as_str(),
         Some(&snapshot.tag),
         || serde_json::to_vec(&items).expect("JSON"),
     )

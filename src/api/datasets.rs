@@ -21,7 +21,7 @@ use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::dataset::dataset_id_from_path;
 use crate::model::schema;
-use crate::model::{Metadata, NodeId, Operation, Outcome};
+use crate::model::{Collection, Metadata, NodeId, Operation, Outcome};
 use crate::store::{Committed, Snapshot};
 
 /// The routes of this resource.
@@ -54,7 +54,7 @@ struct MoveDataset {
     primary: Option<NodeId>,
 }
 
-/// The dataset list as JSON, rendered once per revision and shared by every reader of it.
+/// The dataset list as JSON, rendered once per change to it and shared by every reader.
 #[derive(Default)]
 pub struct RenderedList {
     latest: ArcSwapOption<(u64, Bytes)>,
@@ -62,8 +62,9 @@ pub struct RenderedList {
 
 impl RenderedList {
     fn datasets(&self, snapshot: &Snapshot) -> Bytes {
+        let version = snapshot.lists.revision(Collection::Datasets);
         if let Some(cached) = self.latest.load().as_ref()
-            && cached.0 == snapshot.revision
+            && cached.0 == version
         {
             return cached.1.clone();
         }
@@ -83,19 +84,20 @@ impl RenderedList {
         }
         list.push(b']');
         let rendered = Bytes::from(list);
-        // Keep the newest revision if two readers render at once.
+        // Keep the newest version if two readers render at once.
         self.latest.rcu(|old| match old {
-            Some(old) if old.0 > snapshot.revision => Some(Arc::clone(old)),
-            _ => Some(Arc::new((snapshot.revision, rendered.clone()))),
+            Some(old) if old.0 > version => Some(Arc::clone(old)),
+            _ => Some(Arc::new((version, rendered.clone()))),
         });
         rendered
     }
 }
 
-/// The list's ETag is the configuration tag: it changes exactly when the configuration does.
-/// With `Prefer: wait=N` and a current `If-None-Match`, the request waits for that change.
+/// The list's ETag is the configuration tag of the last change to a dataset: it changes
+/// exactly when the list does. With `Prefer: wait=N` and a current `If-None-Match`, the
+/// request waits for that change.
 async fn list_datasets(State(state): State<AppState>, conditions: Conditions) -> Response {
-    state.hold_for_configuration(&conditions).await;
+    state.hold_for_list(&conditions, Collection::Datasets).await;
     dataset_list(&state, &conditions)
 }
 
@@ -103,7 +105,7 @@ fn dataset_list(state: &AppState, conditions: &Conditions) -> Response {
     let snapshot = state.store.read();
     list_answer(
         conditions,
-        snapshot.tag.as_str(),
+        snapshot.lists.tag(Collection::Datasets).as_str(),
         Some(&snapshot.tag),
         || state.rendered.datasets(&snapshot),
     )

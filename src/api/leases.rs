@@ -14,7 +14,7 @@ use super::conditional::{Conditions, version_headers};
 use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer_tagged};
 use crate::model::precondition::ResourceVersion;
-use crate::model::{DatasetId, Lease, NodeId, Operation, Outcome, Timestamp, schema};
+use crate::model::{Collection, DatasetId, Lease, NodeId, Operation, Outcome, Timestamp, schema};
 use crate::store::{Committed, now_millis};
 
 /// The routes of this resource.
@@ -51,11 +51,11 @@ impl LeaseBody {
 /// The list's ETag is weak: it follows the configuration tag, but the seconds left in each
 /// lease change with every second.
 async fn list_leases(State(state): State<AppState>, conditions: Conditions) -> Response {
-    state.hold_for_configuration(&conditions).await;
+    state.hold_for_list(&conditions, Collection::Leases).await;
     let snapshot = state.store.read();
     list_answer_tagged(
         &conditions,
-        snapshot.tag.as_str(),
+        snapshot.lists.tag(Collection::Leases).as_str(),
         true,
         Some(&snapshot.tag),
         || {

@@ -19,7 +19,7 @@ use super::meta::MetaFields;
 use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::mathematician::{Mathematician, VersionHash};
-use crate::model::{NameChange, Operation, Outcome, Versioned, schema};
+use crate::model::{Collection, NameChange, Operation, Outcome, Versioned, schema};
 use crate::store::Committed;
 
 const NOT_FOUND: &str = "Mathematician not found.";
@@ -154,12 +154,14 @@ async fn list_mathematicians(
     conditions: Conditions,
     headers: HeaderMap,
 ) -> Response {
-    state.hold_for_configuration(&conditions).await;
+    state
+        .hold_for_list(&conditions, Collection::Mathematicians)
+        .await;
     let snapshot = state.store.read();
     let base = base_url(&headers);
     list_answer(
         &conditions,
-        snapshot.tag.as_str(),
+        snapshot.lists.tag(Collection::Mathematicians).as_str(),
         Some(&snapshot.tag),
         || {
             let items: Vec<Value> = snapshot

@@ -25,7 +25,7 @@ use super::meta::MetaFields;
 use super::segment::PathParams;
 use super::{ApiError, AppState, Render};
 use crate::model::package::{Package, sorted};
-use crate::model::{Operation, Outcome, Versioned, schema, tag_of_canonical};
+use crate::model::{Collection, Operation, Outcome, Versioned, schema, tag_of_canonical};
 use crate::store::Committed;
 
 const NOT_FOUND: &str = "Package not found.";
@@ -383,11 +383,11 @@ async fn list_packages(
         .hold_while_unchanged(
             &conditions,
             || state.store.subscribe(),
-            || list_etag(state.store.read().tag.as_str()),
+            || list_etag(state.store.read().lists.tag(Collection::Packages).as_str()),
         )
         .await;
     let snapshot = state.store.read();
-    let etag = list_etag(snapshot.tag.as_str());
+    let etag = list_etag(snapshot.lists.tag(Collection::Packages).as_str());
     let version = crate::model::precondition::ResourceVersion {
         etag: &etag,
         last_modified: None,

@@ -306,6 +306,45 @@ pub enum Change {
     RemovePackage(Uuid),
 }
 
+/// The kinds of resource the configuration holds, each listed on its own: a list's version
+/// follows the changes to its own kind only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collection {
+    /// Datasets.
+    Datasets,
+    /// Leases.
+    Leases,
+    /// Mathematicians.
+    Mathematicians,
+    /// Containers.
+    Containers,
+    /// Packages.
+    Packages,
+}
+
+impl Collection {
+    /// How many kinds there are.
+    pub const COUNT: usize = 5;
+
+    /// A distinct number below [`Collection::COUNT`], to index per-kind tables.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Change {
+    /// The kind of resource this change is to.
+    pub fn collection(&self) -> Collection {
+        match self {
+            Change::AddDataset { .. } | Change::UpdateDataset { .. } => Collection::Datasets,
+            Change::PutLease(_) | Change::RemoveLease(_) => Collection::Leases,
+            Change::PutMathematician(_) => Collection::Mathematicians,
+            Change::PutContainer(_) | Change::RemoveContainer(_) => Collection::Containers,
+            Change::PutPackage(_) | Change::RemovePackage(_) => Collection::Packages,
+        }
+    }
+}
+
 /// Why an operation was refused. The configuration is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 use super::IdempotencyRecord;
-use crate::model::Configuration;
+use crate::model::{Change, Collection, Configuration};
 
 /// The configuration tag: names one configuration of one store, and never another.
 ///
@@ -57,6 +57,8 @@ pub struct Snapshot {
     /// Recorded answers by idempotency key. Not part of the configuration: recording or
     /// forgetting one does not change the revision.
     pub answers: imbl::HashMap<String, Arc<IdempotencyRecord>>,
+    /// The version of each kind's list.
+    pub lists: ListVersions,
     pub(super) store_id: u64,
 }
 
@@ -66,14 +68,63 @@ impl Snapshot {
         revision: u64,
         configuration: Configuration,
         answers: imbl::HashMap<String, Arc<IdempotencyRecord>>,
+        lists: ListVersions,
     ) -> Self {
         Snapshot {
             revision,
             tag: ConfigTag::new(store_id, revision),
             configuration,
             answers,
+            lists,
             store_id,
         }
+    }
+}
+
+/// For each kind of resource, the revision that last changed it and that revision's tag:
+/// the version of its list. A write to one kind leaves the other lists' ETags alone, and
+/// with them the requests waiting for those lists to change.
+#[derive(Debug, Clone)]
+pub struct ListVersions {
+    revisions: [u64; Collection::COUNT],
+    tags: [ConfigTag; Collection::COUNT],
+}
+
+impl ListVersions {
+    /// Every list at `revision` (what is known at start: not when each last changed).
+    pub(super) fn all_at(store_id: u64, revision: u64) -> Self {
+        ListVersions {
+            revisions: [revision; Collection::COUNT],
+            tags: std::array::from_fn(|_| ConfigTag::new(store_id, revision)),
+        }
+    }
+
+    /// The versions once `changes` are made at `revision`.
+    pub(super) fn after<'a>(
+        &self,
+        store_id: u64,
+        revision: u64,
+        changes: impl IntoIterator<Item = &'a Change>,
+    ) -> Self {
+        let mut next = self.clone();
+        for change in changes {
+            let index = change.collection().index();
+            if next.revisions[index] != revision {
+                next.revisions[index] = revision;
+                next.tags[index] = ConfigTag::new(store_id, revision);
+            }
+        }
+        next
+    }
+
+    /// The revision that last changed `collection`.
+    pub fn revision(&self, collection: Collection) -> u64 {
+        self.revisions[collection.index()]
+    }
+
+    /// The tag of that revision: the list's ETag.
+    pub fn tag(&self, collection: Collection) -> &ConfigTag {
+        &self.tags[collection.index()]
     }
 }
 

@@ -138,11 +138,17 @@ fn apply_batch(
             return;
         }
         let revision = working.batch.revision;
+        // Each list the batch changed takes the batch's revision: no snapshot in between is
+        // ever published, and every batch ends at a revision of its own.
+        let lists = base
+            .lists
+            .after(working.store_id, revision, &working.batch.changes);
         let superseded = current.swap(Arc::new(Snapshot::new(
             working.store_id,
             revision,
             working.configuration,
             working.answers,
+            lists,
         )));
         if revision != base.revision {
             published.send_replace(revision);
