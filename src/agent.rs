@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::AgentConfig;
+use crate::model::dataset::node_id;
 use crate::model::{DatasetId, NodeId};
 use backend::Backend;
 use control::{CONFIGURATION_DATASETS, Control, STATE_DATASETS, Snapshot, Waited};
@@ -107,7 +108,7 @@ pub fn node_identity(state_dir: &Path, certified: Option<NodeId>) -> anyhow::Res
         Ok(text) => {
             let node = Uuid::try_parse(text.trim())
                 .ok()
-                .filter(|uuid| uuid.get_version_num() == 4 || Some(*uuid) == certified);
+                .filter(|uuid| node_id(*uuid).is_ok() || Some(*uuid) == certified);
             match node {
                 Some(node) if certified.is_some_and(|certified| certified != node) => bail!(
                     "{} says this node is {node} but its certificate names node {}; use the certificate issued for this node, or remove the file to take the certificate's identity",

@@ -22,6 +22,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use uuid::Uuid;
 
+use crate::model::dataset::{InvalidNodeId, node_id};
 use crate::tls::x509;
 
 /// The CA certificate's file name.
@@ -61,6 +62,11 @@ pub enum CaError {
     /// A name that cannot go into a certificate or a file name.
     #[error("{0}")]
     BadName(String),
+    /// A node UUID whose agent the control service would refuse.
+    #[error(
+        "{0} The control service refuses reports from other node UUIDs; omit the UUID to issue a certificate for a new node."
+    )]
+    NodeId(#[from] InvalidNodeId),
     /// Generating a key or certificate failed.
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
@@ -120,9 +126,13 @@ pub fn control(dir: &Path, hostname: &str) -> Result<Written, CaError> {
 }
 
 /// `floe ca node [UUID]`: a node agent's certificate (common name `node-UUID`), for a fresh
-/// UUID when none is given.
+/// UUID when none is given. A given UUID must be of version 4, checked before anything is
+/// written.
 pub fn node(dir: &Path, node: Option<Uuid>) -> Result<(Uuid, Written), CaError> {
-    let node = node.unwrap_or_else(Uuid::new_v4);
+    let node = match node {
+        Some(node) => node_id(node)?,
+        None => Uuid::new_v4(),
+    };
     let written = issue(dir, &node.to_string(), &format!("node-{node}"), |_| {})?;
     Ok((node, written))
 }

@@ -61,7 +61,8 @@ pub enum CaCommand {
     },
     /// Issue a node agent's certificate: `UUID.crt/.key` with CN `node-UUID`.
     Node {
-        /// The node's UUID; a new one when omitted.
+        /// The node's UUID, of version 4 (the only kind the control service accepts); a new
+        /// one when omitted.
         uuid: Option<uuid::Uuid>,
     },
     /// Issue an API user's certificate: `NAME.crt/.key` with CN `user-NAME`.

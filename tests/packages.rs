@@ -158,6 +158,121 @@ async fn every_optional_field_and_requirement_shape_is_kept() {
     assert!(answer.body.get("cpu_shares").is_none());
 }
 
+/// Requirements in the order a client might send them: a rule without `weight` and the same
+/// rule with `"weight": "must"`, which FiFo's `js2req` makes one and the same requirement.
+fn unordered_requirements() -> Value {
+    json!([
+        { "attribute": "a", "condition": ">=", "value": 5 },
+        { "weight": "scale", "attribute": "cpu", "low": 0, "high": 10 },
+        { "condition": "<", "attribute": "b", "value": 9 },
+        { "weight": 10, "attribute": "d", "condition": "element", "value": ["x"] },
+        { "weight": "must", "attribute": "a", "condition": ">=", "value": 5 },
+        { "weight": "cant", "attribute": "c", "condition": "=:=", "value": "x" },
+        { "weight": "random", "low": 1, "high": 2 },
+        { "weight": 3, "attribute": "e", "condition": "subset", "value": { "k": 1, "j": [] } },
+    ])
+}
+
+/// What FiFo lists for [`unordered_requirements`]: every rule with its weight (`must` when it
+/// had none), the duplicate gone, in Erlang's order of FiFo's tuples — `{random, Low, High}`
+/// (the only 3-tuple) first, then the rules by weight (integers, then `cant`, then `must`) and
+/// condition, then `{scale, …}`.
+fn fifos_requirements() -> Value {
+    json!([
+        { "high": 2, "low": 1, "weight": "random" },
+        { "attribute": "e", "condition": "subset", "value": { "j": [], "k": 1 }, "weight": 3 },
+        { "attribute": "d", "condition": "element", "value": ["x"], "weight": 10 },
+        { "attribute": "c", "condition": "=:=", "value": "x", "weight": "cant" },
+        { "attribute": "b", "condition": "<", "value": 9, "weight": "must" },
+        { "attribute": "a", "condition": ">=", "value": 5, "weight": "must" },
+        { "attribute": "cpu", "high": 10, "low": 0, "weight": "scale" },
+    ])
+}
+
+/// fifo_and_mathematicians.md A.5: `weight` is `must` when absent, and requirements are a
+/// set — the same requirement twice is kept once — listed in sorted term order. Every form
+/// of the package (JSON, full list, msgpack, after a restart) shows the same set.
+#[tokio::test]
+async fn requirements_default_to_must_collapse_and_keep_fifos_order() {
+    let server = TestServer::start().await;
+    let uuid = created(
+        &server,
+        &json!({ "name": "w1", "requirements": unordered_requirements() }),
+    )
+    .await;
+    let answer = get(&server, &one(&uuid)).await;
+    assert_eq!(answer.body["requirements"], fifos_requirements());
+    let text = &answer.text;
+    let first = text.find("\"requirements\"").unwrap();
+    assert!(
+        text[first..].starts_with(r#""requirements":[{"high":2,"low":1,"weight":"random"},{"attribute":"e","condition":"subset","value":{"j":[],"k":1},"weight":3}"#),
+        "keys are emitted sorted: {text}"
+    );
+
+    let full = get(&server, &format!("{}?full-list=true", packages("2"))).await;
+    assert_eq!(full.body[0]["requirements"], fifos_requirements());
+
+    let response = server
+        .client
+        .get(server.url(&one(&uuid)))
+        .header("accept", MSGPACK)
+        .send()
+        .await
+        .unwrap();
+    let decoded: Value = rmp_serde::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(decoded["requirements"], fifos_requirements());
+
+    // The same set, however it was written, is the same package.
+    let mut reversed = unordered_requirements();
+    reversed.as_array_mut().unwrap().reverse();
+    let twin = created(&server, &json!({ "name": "w2", "requirements": reversed })).await;
+    assert_eq!(
+        get(&server, &one(&twin)).await.body["requirements"],
+        fifos_requirements()
+    );
+
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    let again = get(&server, &one(&uuid)).await;
+    assert_eq!(again.body["requirements"], fifos_requirements());
+    assert_eq!(again.headers["etag"], answer.headers["etag"]);
+}
+
+/// Packages stored before requirements were normalised (without `weight`, with duplicates, in
+/// another order) load normalised: no migration is needed.
+#[tokio::test]
+async fn requirements_stored_without_weights_load_normalised() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &json!({ "name": "old" })).await;
+    let dir = server.stop().await;
+
+    let database = dir.path().join(floe::store::DATABASE_FILE);
+    let connection = rusqlite::Connection::open(&database).expect("open floe's database");
+    let document: String = connection
+        .query_row(
+            "SELECT document FROM packages WHERE uuid = ?1",
+            [&uuid],
+            |row| row.get(0),
+        )
+        .expect("the package's row");
+    let mut document: Value = serde_json::from_str(&document).unwrap();
+    document["requirements"] = unordered_requirements();
+    connection
+        .execute(
+            "UPDATE packages SET document = ?1 WHERE uuid = ?2",
+            [document.to_string(), uuid.clone()],
+        )
+        .expect("write the old form");
+    drop(connection);
+
+    let server = TestServer::start_in(dir, |_| {}).await;
+    let answer = get(&server, &one(&uuid)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.body["requirements"], fifos_requirements());
+    let full = get(&server, &format!("{}?full-list=true", packages("2"))).await;
+    assert_eq!(full.body[0]["requirements"], fifos_requirements());
+}
+
 #[tokio::test]
 async fn invalid_bodies_are_400_and_store_nothing() {
     let server = TestServer::start().await;
@@ -830,7 +945,7 @@ async fn metadata_and_requirements_nest_at_most_120_levels_and_what_is_kept_load
     assert_eq!(get(&server, &one(&uuid)).await.body, before.body);
     assert_eq!(
         get(&server, &one(&kept)).await.body["requirements"],
-        json!([rule(nested_arrays(119))])
+        json!([{ "weight": "must", "condition": "=:=", "attribute": "a", "value": nested_arrays(119) }])
     );
 }
 

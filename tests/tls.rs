@@ -374,6 +374,47 @@ fn floe_ca_writes_flockers_layout_with_private_keys_and_never_overwrites() {
     assert!(!init.status.success());
 }
 
+/// The control service accepts reports only from version-4 node UUIDs (Flocker's client reads
+/// every node UUID as version 4, flocker.md 8.4), so a certificate for any other node would
+/// only make its agent retry for ever: `floe ca node` refuses it, and writes nothing.
+#[test]
+fn floe_ca_refuses_a_node_uuid_that_is_not_version_4() {
+    let dir = TempDir::new().unwrap();
+    floe::ca::init(dir.path(), "test-cluster").unwrap();
+    let files = || {
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = files();
+    for uuid in [
+        "00000000-0000-1000-8000-000000000000",
+        // Version 1, and the nil UUID.
+        "a8098c1a-f86e-11da-bd1a-00112444be1e",
+        "00000000-0000-0000-0000-000000000000",
+    ] {
+        let message = format!("The node UUID must be a version-4 UUID, not {uuid:?}.");
+        let error = floe::ca::node(dir.path(), Some(uuid.parse().unwrap()))
+            .expect_err("a node UUID that is not version 4 is refused");
+        assert!(error.to_string().contains(&message), "{error}");
+
+        let output = Command::new(floe_binary())
+            .arg("ca")
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["node", uuid])
+            .output()
+            .expect("floe ca runs");
+        assert!(!output.status.success(), "{uuid} was certified");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&message), "{stderr}");
+    }
+    assert_eq!(files(), before, "nothing was written");
+}
+
 /// DER: one element.
 fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];

@@ -24,7 +24,7 @@ use super::conditional::{Conditions, record_headers};
 use super::meta::MetaFields;
 use super::segment::PathParams;
 use super::{ApiError, AppState, Render};
-use crate::model::package::{Package, sorted};
+use crate::model::package::{Package, Requirement, sorted};
 use crate::model::{Collection, Operation, Outcome, Versioned, schema, tag_of_canonical};
 use crate::store::Committed;
 
@@ -482,7 +482,7 @@ struct CreateBody {
     blocksize: Option<u64>,
     compression: Option<String>,
     #[serde(default)]
-    requirements: Vec<Value>,
+    requirements: Vec<Requirement>,
     #[serde(default)]
     metadata: Map<String, Value>,
 }

@@ -19,6 +19,7 @@ use super::containers::ContainerBody;
 use super::segment::Segment;
 use super::{ApiError, AppState, list_answer};
 use crate::model::cluster::{MountedDataset, NodeReport, RunningContainer, SeenDataset};
+use crate::model::dataset::parse_node_id;
 use crate::model::{NodeId, schema};
 
 /// The routes of this resource.
@@ -147,12 +148,5 @@ async fn forget_node(
 
 /// Node ids must be version-4 UUIDs (Flocker's Python client forces the version bits).
 fn parse_node(text: &str) -> Result<NodeId, ApiError> {
-    Uuid::try_parse(text)
-        .ok()
-        .filter(|uuid| uuid.get_version_num() == 4)
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "The node UUID must be a version-4 UUID, not {text:?}."
-            ))
-        })
+    parse_node_id(text).map_err(|error| ApiError::BadRequest(error.to_string()))
 }

@@ -14,6 +14,33 @@ pub type DatasetId = Uuid;
 /// A node's identity, as chosen by its agent (Flocker requires version-4 UUIDs).
 pub type NodeId = Uuid;
 
+/// Why a UUID cannot name a node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("The node UUID must be a version-4 UUID, not {0:?}.")]
+pub struct InvalidNodeId(pub String);
+
+/// `uuid` as a node's identity, if it is a version-4 UUID. Flocker's Python client reads every
+/// node UUID as version 4 (`UUID(hex=…, version=4)` forces the version bits), so a node of any
+/// other version would be listed under a UUID that is not its own. The control service and
+/// `floe ca node` both check with this, so that no certificate names a node whose reports
+/// would be refused.
+pub fn node_id(uuid: Uuid) -> Result<NodeId, InvalidNodeId> {
+    if uuid.get_version_num() == 4 {
+        Ok(uuid)
+    } else {
+        Err(InvalidNodeId(uuid.to_string()))
+    }
+}
+
+/// `text` as a node's identity: a UUID, of version 4 (see [`node_id`]). The error quotes
+/// `text` as given.
+pub fn parse_node_id(text: &str) -> Result<NodeId, InvalidNodeId> {
+    Uuid::try_parse(text)
+        .ok()
+        .and_then(|uuid| node_id(uuid).ok())
+        .ok_or_else(|| InvalidNodeId(text.to_string()))
+}
+
 /// Free-form string metadata (Flocker clients keep the volume name under `name`).
 ///
 /// Kept sorted by key, so that its serialised form, and hence the resource's ETag, does not
@@ -160,6 +187,30 @@ pub fn dataset_id_from_path(segment: &str) -> Option<DatasetId> {
 mod tests {
     use super::*;
     use crate::model::content_tag;
+
+    #[test]
+    fn node_ids_are_version_4_uuids() {
+        let v4 = "cf0f0346-17b2-4812-beca-1434997d6c3f";
+        assert_eq!(parse_node_id(v4), Ok(v4.parse().unwrap()));
+        for text in [
+            "00000000-0000-1000-8000-000000000000",
+            "a8098c1a-f86e-11da-bd1a-00112444be1e",
+            "00000000-0000-0000-0000-000000000000",
+            "not-a-uuid",
+            &v4[..35],
+        ] {
+            assert_eq!(
+                parse_node_id(text),
+                Err(InvalidNodeId(text.to_string())),
+                "{text}"
+            );
+        }
+        let v1: Uuid = "a8098c1a-f86e-11da-bd1a-00112444be1e".parse().unwrap();
+        assert_eq!(
+            node_id(v1).unwrap_err().to_string(),
+            r#"The node UUID must be a version-4 UUID, not "a8098c1a-f86e-11da-bd1a-00112444be1e"."#
+        );
+    }
 
     fn sample() -> Dataset {
         Dataset {
