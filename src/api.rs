@@ -89,7 +89,7 @@ pub struct Shared {
     pub settings: ApiSettings,
     /// Users and tokens; `None` when authentication is off (`--auth none`).
     pub accounts: Option<Arc<Accounts>>,
-    /// The dataset list, rendered once per revision.
+    /// The dataset list, rendered once per change to a dataset.
     pub rendered: datasets::RenderedList,
     /// The requests held until their list changes, and their release when the server stops.
     pub waits: waiting::Waits,

@@ -48,8 +48,8 @@ impl LeaseBody {
     }
 }
 
-/// The list's ETag is weak: it follows the configuration tag, but the seconds left in each
-/// lease change with every second.
+/// The list's ETag is weak: it is the configuration tag of the last change to a lease, but
+/// the seconds left in each lease change with every second.
 async fn list_leases(State(state): State<AppState>, conditions: Conditions) -> Response {
     state.hold_for_list(&conditions, Collection::Leases).await;
     let snapshot = state.store.read();

@@ -133,6 +133,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_batch_moves_only_the_lists_it_changed() {
+        let start = ListVersions::all_at(7, 10);
+        let changes = [
+            Change::RemoveLease(uuid::Uuid::nil()),
+            Change::RemoveContainer("web".into()),
+            Change::RemoveLease(uuid::Uuid::max()),
+        ];
+        let next = start.after(7, 12, &changes);
+        for (collection, revision) in [
+            (Collection::Datasets, 10),
+            (Collection::Leases, 12),
+            (Collection::Mathematicians, 10),
+            (Collection::Containers, 12),
+            (Collection::Packages, 10),
+        ] {
+            assert_eq!(next.revision(collection), revision, "{collection:?}");
+            assert_eq!(next.tag(collection), &ConfigTag::new(7, revision));
+        }
+        // Nothing changed, nothing moves.
+        let same = next.after(7, 13, []);
+        assert_eq!(same.revision(Collection::Leases), 12);
+    }
+
+    #[test]
     fn tags_differ_across_stores_and_revisions() {
         assert_ne!(ConfigTag::new(1, 2), ConfigTag::new(1, 3));
         assert_ne!(ConfigTag::new(1, 2), ConfigTag::new(2, 2));
