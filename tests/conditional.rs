@@ -898,6 +898,48 @@ async fn required_policy_on_leases() {
     server.stop().await;
 }
 
+/// Under `--if-match required`, retrying a create by a client-held id (a mathematician's
+/// `unique`, a package's `uuid`) is a replay, not an edit: it answers as the first attempt did
+/// (201, 303), never 428, and changes nothing (DESIGN rule 3; mathematicians spec B.6.3).
+#[tokio::test]
+async fn required_policy_lets_idempotent_creates_be_retried() {
+    let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.if_match = IfMatchPolicy::Required;
+    })
+    .await;
+    let unique = new_id();
+    let mathematician = json!({
+        "unique": unique,
+        "name": {"ids": [], "firstName": "Ada", "lastName": "Lovelace"},
+    });
+    let uuid = new_id();
+    let package = json!({"uuid": uuid, "name": "small"});
+    for (path, body, status) in [
+        ("/api/mathematicians", mathematician, 201),
+        ("/api/2/packages", package, 303),
+    ] {
+        let first = send(&server, "POST", path, &[], Some(body.clone())).await;
+        assert_eq!(first.status, status, "{first:?}");
+        let before = send(&server, "GET", DATASETS, &[], None).await.tag();
+        let retry = send(&server, "POST", path, &[], Some(body)).await;
+        assert_eq!(
+            retry.status, status,
+            "a retried create of {path}: {retry:?}"
+        );
+        assert_eq!(retry.etag(), first.etag(), "{retry:?}");
+        assert_eq!(retry.tag(), before, "the retry changed nothing: {retry:?}");
+    }
+    // An edit of what exists still needs a validator.
+    let rename = json!({
+        "unique": unique,
+        "name": {"ids": [], "firstName": "Augusta", "lastName": "King"},
+    });
+    let path = format!("/api/mathematicians/{unique}");
+    let answer = send(&server, "PUT", &path, &[], Some(rename)).await;
+    assert_eq!(answer.status, 428, "{answer:?}");
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // X-If-Configuration-Matches comes first; the Off policy
 // ---------------------------------------------------------------------------------------------

@@ -228,6 +228,16 @@ impl Operation {
             | Operation::RemovePackageMetadata { uuid, .. } => Some(Target::Package(*uuid)),
         }
     }
+
+    /// Whether this is a create by a client-held id that, finding its resource already there,
+    /// changes nothing and answers as the first attempt did (a mathematician by `unique`, a
+    /// package by `uuid`): repeating it is a retry, not an edit of what exists.
+    pub fn is_replayable_create(&self) -> bool {
+        matches!(
+            self,
+            Operation::CreateMathematician(_) | Operation::CreatePackage(_)
+        )
+    }
 }
 
 /// A resource's version, owned, as the store hands it to precondition checks.
