@@ -54,8 +54,8 @@ pub struct Precondition {
     pub configuration_matches: Vec<String>,
     /// `If-Match` and friends, evaluated against the resource the operation targets.
     pub validators: Validators,
-    /// When true, a write to an existing resource must carry `If-Match` or
-    /// `X-If-Configuration-Matches` (428 otherwise).
+    /// When true, a write to an existing resource must carry `If-Match`, `If-None-Match: *`
+    /// or `X-If-Configuration-Matches` (428 otherwise).
     pub require_validator: bool,
 }
 

@@ -527,6 +527,8 @@ async fn create_preconditions_target_the_named_dataset() {
         (IfMatchPolicy::Required, New, &[], 201),
         (IfMatchPolicy::Required, Generated, &[], 201),
         (IfMatchPolicy::Required, Existing, &[], 428),
+        (IfMatchPolicy::Required, Existing, &[(INM, Lit("*"))], 412),
+        (IfMatchPolicy::Required, Existing, &[(INM, Other)], 428),
         (IfMatchPolicy::Required, Existing, &[(IM, Current)], 409),
         (IfMatchPolicy::Required, Existing, &[(XIC, ConfigTag)], 409),
         (IfMatchPolicy::Required, Existing, &[(IM, Other)], 412),
@@ -878,6 +880,11 @@ async fn required_policy_on_leases() {
     let renew = send(&server, "POST", LEASES, &[], Some(body.clone())).await;
     assert_eq!(renew.status, 428, "{renew:?}");
     assert_eq!(renew.description(), ETAG_REQUIRED);
+    // Create-only is a condition too: it fails (412), it is not missing (428).
+    let create_only = [(INM, "*".to_string())];
+    let again = send(&server, "POST", LEASES, &create_only, Some(body.clone())).await;
+    assert_eq!(again.status, 412, "{again:?}");
+    assert_eq!(again.etag(), taken.etag(), "{again:?}");
     let renew = send(
         &server,
         "POST",
