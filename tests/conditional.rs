@@ -905,6 +905,29 @@ async fn required_policy_on_leases() {
     server.stop().await;
 }
 
+/// An `--idempotency-ttl` as large as it goes keeps answers (it once wrapped around to a
+/// negative time and had the sweeper forget every answer at once, so a retry applied its
+/// request again).
+#[tokio::test]
+async fn the_longest_idempotency_ttl_keeps_answers() {
+    let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.idempotency_ttl = u64::MAX;
+    })
+    .await;
+    let key = [("Idempotency-Key", "\"keep-me\"".to_string())];
+    let body = json!({"primary": NODE_0});
+    let first = send(&server, "POST", DATASETS, &key, Some(body.clone())).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    // Past a few sweeps (every 250 ms).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let retry = send(&server, "POST", DATASETS, &key, Some(body)).await;
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert!(retry.replayed(), "the retry was applied again: {retry:?}");
+    let list = send(&server, "GET", DATASETS, &[], None).await;
+    assert_eq!(list.json().as_array().unwrap().len(), 1, "{list:?}");
+    server.stop().await;
+}
+
 /// Under `--if-match required`, retrying a create by a client-held id (a mathematician's
 /// `unique`, a package's `uuid`) is a replay, not an edit: it answers as the first attempt did
 /// (201, 303), never 428, and changes nothing (DESIGN rule 3; mathematicians spec B.6.3).
