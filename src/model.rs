@@ -35,18 +35,33 @@ pub fn canonical_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 /// The content tag of a canonical JSON form.
 pub fn tag_of_canonical(canonical: &[u8]) -> ContentTag {
-    ContentTag(bytes::Bytes::copy_from_slice(&quoted_tag(canonical)))
+    ContentTag(bytes::Bytes::copy_from_slice(&quoted_tag(canonical, None)))
 }
 
-/// `value`'s canonical JSON form and its content tag, both slices of one allocation.
+/// A kind of resource kept as a [`configuration::Versioned`] record: what its entity tag covers.
+pub trait Tagged: serde::Serialize {
+    /// Whether the representation shows when the record was created and last changed (the
+    /// `_created` and `_updated` meta fields of the packages and mathematicians APIs). A strong
+    /// tag must change whenever the representation does (RFC 9110 §8.8.1), so for these kinds
+    /// the tag covers both times as well as the content: a package deleted and made again
+    /// under its id, or whose metadata is changed and changed back, is then not taken for the
+    /// one a client read (no 304 for it, no `If-Match` that succeeds on it).
+    const SHOWS_TIMES: bool;
+}
+
+/// `value`'s canonical JSON form and its tag, both slices of one allocation. The tag covers
+/// the content and, when given, the record's creation and last change times (see [`Tagged`]).
 ///
 /// A record keeps both for as long as it lives, so their size is most of what a dataset
 /// costs: one exact-size buffer instead of the serialiser's doubled `Vec` and a second block
 /// for the tag saves about a hundred bytes per record.
-pub fn canonical_and_tag<T: serde::Serialize>(value: &T) -> (bytes::Bytes, ContentTag) {
+pub fn canonical_and_tag<T: serde::Serialize>(
+    value: &T,
+    times: Option<(Timestamp, Timestamp)>,
+) -> (bytes::Bytes, ContentTag) {
     let mut rendered = Vec::with_capacity(256);
     serde_json::to_writer(&mut rendered, value).expect("model values always serialise");
-    let quoted = quoted_tag(&rendered);
+    let quoted = quoted_tag(&rendered, times);
     let mut stored = Vec::with_capacity(rendered.len() + quoted.len());
     stored.extend_from_slice(&rendered);
     stored.extend_from_slice(&quoted);
@@ -57,10 +72,17 @@ pub fn canonical_and_tag<T: serde::Serialize>(value: &T) -> (bytes::Bytes, Conte
     )
 }
 
-/// The tag, in quotes, of a canonical form: the first 128 bits of its SHA-256, in hex.
-fn quoted_tag(canonical: &[u8]) -> [u8; 34] {
+/// The tag, in quotes, of a canonical form (followed by the creation and last change times,
+/// when given): the first 128 bits of its SHA-256, in hex.
+fn quoted_tag(canonical: &[u8], times: Option<(Timestamp, Timestamp)>) -> [u8; 34] {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(canonical);
+    let mut hasher = Sha256::new();
+    hasher.update(canonical);
+    if let Some((created, updated)) = times {
+        hasher.update(created.to_be_bytes());
+        hasher.update(updated.to_be_bytes());
+    }
+    let digest = hasher.finalize();
     let mut quoted = [b'"'; 34];
     hex::encode_to_slice(&digest[..16], &mut quoted[1..33]).expect("16 bytes are 32 hex digits");
     quoted
@@ -116,10 +138,20 @@ mod tests {
             metadata,
             maximum_size: std::num::NonZeroU64::new(67_108_864),
         };
-        let (canonical, tag) = canonical_and_tag(&dataset);
+        let (canonical, tag) = canonical_and_tag(&dataset, None);
         assert_eq!(canonical, canonical_json(&dataset));
         assert_eq!(tag, content_tag(&dataset));
         assert_eq!(tag.quoted().len(), 34);
         assert_eq!(tag.quoted()[0], b'"');
+    }
+
+    #[test]
+    fn a_tag_that_covers_the_times_changes_with_either() {
+        let value = "same content";
+        let tag = |times| canonical_and_tag(&value, times).1;
+        assert_ne!(tag(Some((1, 2))), tag(None));
+        assert_ne!(tag(Some((1, 2))), tag(Some((3, 2))), "another creation");
+        assert_ne!(tag(Some((1, 2))), tag(Some((1, 3))), "another last change");
+        assert_eq!(tag(Some((1, 2))), tag(Some((1, 2))));
     }
 }

@@ -54,8 +54,8 @@ pub struct Precondition {
     pub configuration_matches: Vec<String>,
     /// `If-Match` and friends, evaluated against the resource the operation targets.
     pub validators: Validators,
-    /// When true, a write to an existing resource must carry `If-Match` or
-    /// `X-If-Configuration-Matches` (428 otherwise).
+    /// When true, a write to an existing resource must carry `If-Match`, `If-None-Match: *`
+    /// or `X-If-Configuration-Matches` (428 otherwise).
     pub require_validator: bool,
 }
 
@@ -364,7 +364,10 @@ async fn sweep(store: Store, answer_ttl: Duration) {
         ticker.tick().await;
         let snapshot = store.snapshot();
         let now = now_millis();
-        let cutoff = now - answer_ttl.as_millis() as Timestamp;
+        // Saturating: a TTL past the range of a timestamp (`--idempotency-ttl` set huge, to
+        // mean "forever") wrapped to a negative one, which forgot every answer at once.
+        let ttl = Timestamp::try_from(answer_ttl.as_millis()).unwrap_or(Timestamp::MAX);
+        let cutoff = now.saturating_sub(ttl);
         if snapshot
             .answers
             .values()

@@ -527,6 +527,8 @@ async fn create_preconditions_target_the_named_dataset() {
         (IfMatchPolicy::Required, New, &[], 201),
         (IfMatchPolicy::Required, Generated, &[], 201),
         (IfMatchPolicy::Required, Existing, &[], 428),
+        (IfMatchPolicy::Required, Existing, &[(INM, Lit("*"))], 412),
+        (IfMatchPolicy::Required, Existing, &[(INM, Other)], 428),
         (IfMatchPolicy::Required, Existing, &[(IM, Current)], 409),
         (IfMatchPolicy::Required, Existing, &[(XIC, ConfigTag)], 409),
         (IfMatchPolicy::Required, Existing, &[(IM, Other)], 412),
@@ -878,6 +880,11 @@ async fn required_policy_on_leases() {
     let renew = send(&server, "POST", LEASES, &[], Some(body.clone())).await;
     assert_eq!(renew.status, 428, "{renew:?}");
     assert_eq!(renew.description(), ETAG_REQUIRED);
+    // Create-only is a condition too: it fails (412), it is not missing (428).
+    let create_only = [(INM, "*".to_string())];
+    let again = send(&server, "POST", LEASES, &create_only, Some(body.clone())).await;
+    assert_eq!(again.status, 412, "{again:?}");
+    assert_eq!(again.etag(), taken.etag(), "{again:?}");
     let renew = send(
         &server,
         "POST",
@@ -895,6 +902,71 @@ async fn required_policy_on_leases() {
     assert_eq!(answer.description(), ETAG_REQUIRED);
     let answer = send(&server, "DELETE", &release, &[(IM, renew.etag())], None).await;
     assert_eq!(answer.status, 200, "{answer:?}");
+    server.stop().await;
+}
+
+/// An `--idempotency-ttl` as large as it goes keeps answers (it once wrapped around to a
+/// negative time and had the sweeper forget every answer at once, so a retry applied its
+/// request again).
+#[tokio::test]
+async fn the_longest_idempotency_ttl_keeps_answers() {
+    let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.idempotency_ttl = u64::MAX;
+    })
+    .await;
+    let key = [("Idempotency-Key", "\"keep-me\"".to_string())];
+    let body = json!({"primary": NODE_0});
+    let first = send(&server, "POST", DATASETS, &key, Some(body.clone())).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    // Past a few sweeps (every 250 ms).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let retry = send(&server, "POST", DATASETS, &key, Some(body)).await;
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert!(retry.replayed(), "the retry was applied again: {retry:?}");
+    let list = send(&server, "GET", DATASETS, &[], None).await;
+    assert_eq!(list.json().as_array().unwrap().len(), 1, "{list:?}");
+    server.stop().await;
+}
+
+/// Under `--if-match required`, retrying a create by a client-held id (a mathematician's
+/// `unique`, a package's `uuid`) is a replay, not an edit: it answers as the first attempt did
+/// (201, 303), never 428, and changes nothing (DESIGN rule 3; mathematicians spec B.6.3).
+#[tokio::test]
+async fn required_policy_lets_idempotent_creates_be_retried() {
+    let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.if_match = IfMatchPolicy::Required;
+    })
+    .await;
+    let unique = new_id();
+    let mathematician = json!({
+        "unique": unique,
+        "name": {"ids": [], "firstName": "Ada", "lastName": "Lovelace"},
+    });
+    let uuid = new_id();
+    let package = json!({"uuid": uuid, "name": "small"});
+    for (path, body, status) in [
+        ("/api/mathematicians", mathematician, 201),
+        ("/api/2/packages", package, 303),
+    ] {
+        let first = send(&server, "POST", path, &[], Some(body.clone())).await;
+        assert_eq!(first.status, status, "{first:?}");
+        let before = send(&server, "GET", DATASETS, &[], None).await.tag();
+        let retry = send(&server, "POST", path, &[], Some(body)).await;
+        assert_eq!(
+            retry.status, status,
+            "a retried create of {path}: {retry:?}"
+        );
+        assert_eq!(retry.etag(), first.etag(), "{retry:?}");
+        assert_eq!(retry.tag(), before, "the retry changed nothing: {retry:?}");
+    }
+    // An edit of what exists still needs a validator.
+    let rename = json!({
+        "unique": unique,
+        "name": {"ids": [], "firstName": "Augusta", "lastName": "King"},
+    });
+    let path = format!("/api/mathematicians/{unique}");
+    let answer = send(&server, "PUT", &path, &[], Some(rename)).await;
+    assert_eq!(answer.status, 428, "{answer:?}");
     server.stop().await;
 }
 

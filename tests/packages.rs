@@ -876,6 +876,60 @@ async fn if_none_match_star_makes_a_create_by_id_create_only() {
     assert_eq!(second.status, 412);
 }
 
+/// A package's representation shows `_created` and `_updated`, so its strong ETag must change
+/// with them (RFC 9110 §8.8.1): a package deleted and created again under its id with the
+/// same content, or whose metadata is changed and changed back, is not the one a client read.
+/// The old ETag gets no 304, and an `If-Match` with it is refused rather than deleting or
+/// editing the newer package.
+#[tokio::test]
+async fn an_etag_is_never_that_of_a_representation_with_other_times() {
+    let server = TestServer::start().await;
+    let fresh = uuid::Uuid::new_v4().to_string();
+    let body = json!({ "uuid": fresh, "name": "again" });
+    let etag_of = |answer: &Answer| answer.headers["etag"].to_str().unwrap().to_string();
+    let not_modified = |etag: String| {
+        let request = server
+            .client
+            .get(server.url(&one(&fresh)))
+            .header("if-none-match", etag);
+        async move { send(request).await.status }
+    };
+    let gap = || tokio::time::sleep(std::time::Duration::from_millis(5));
+
+    assert_eq!(create(&server, &body).await.status, 303);
+    let first = get(&server, &one(&fresh)).await;
+    let first_etag = etag_of(&first);
+    gap().await;
+    assert_eq!(delete(&server, &one(&fresh)).await.status, 204);
+    gap().await;
+    assert_eq!(create(&server, &body).await.status, 303);
+    let second = get(&server, &one(&fresh)).await;
+    assert_ne!(second.body["_created"], first.body["_created"]);
+    assert_ne!(etag_of(&second), first_etag, "{:?}", second.body);
+    assert_eq!(second.body["_etag"], etag_of(&second).trim_matches('"'));
+    assert_eq!(not_modified(first_etag.clone()).await, 200);
+    let stale = server
+        .client
+        .delete(server.url(&one(&fresh)))
+        .header("if-match", &first_etag);
+    assert_eq!(send(stale).await.status, 412);
+
+    // Changed and changed back: the content is the same again, `_updated` is not.
+    let mut etags = Vec::new();
+    for value in [1, 2, 1] {
+        gap().await;
+        let answer = put_metadata(&server, &fresh, "", &json!({ "k": value })).await;
+        assert_eq!(answer.status, 204, "{}", answer.text);
+        etags.push(etag_of(&answer));
+    }
+    assert_ne!(etags[2], etags[0]);
+    assert_eq!(not_modified(etags[0].clone()).await, 200);
+    assert_eq!(not_modified(etags[2].clone()).await, 304);
+    // A write that changes nothing keeps the ETag.
+    let again = put_metadata(&server, &fresh, "", &json!({ "k": 1 })).await;
+    assert_eq!(etag_of(&again), etags[2]);
+}
+
 #[tokio::test]
 async fn packages_survive_a_restart() {
     let server = TestServer::start().await;

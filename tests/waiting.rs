@@ -315,6 +315,20 @@ async fn waits_are_capped_by_max_wait() {
     }
 }
 
+/// A wait as long as `--max-wait` allows at its largest is held, not a panic: a change
+/// still releases it with the new list.
+#[tokio::test]
+async fn the_longest_wait_there_is_is_held_until_a_change() {
+    let s = server(u64::MAX).await;
+    let etag = current_etag(&s, DATASETS).await;
+    let held = start_waiting(&s, DATASETS, &etag, &format!("wait={}", u64::MAX));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    create_dataset(&s).await;
+    let waited = held.await.expect("the held request is answered");
+    assert_eq!(waited.answer.status, 200, "{}", waited.answer.text);
+    assert_ne!(etag_of(&waited.answer), etag);
+}
+
 /// Each configuration list has a version of its own: a write to one kind releases the
 /// requests waiting on that kind's list and leaves the others waiting (their ETags do not
 /// change), so that agents waiting on datasets do not wake for every lease or mathematician.

@@ -53,8 +53,8 @@ pub enum IfMatchPolicy {
     Off,
     /// ETags are sent and honoured; the client decides whether to send validators.
     Optional,
-    /// As `optional`, and a write to an existing resource without `If-Match` or
-    /// `X-If-Configuration-Matches` is refused with 428.
+    /// As `optional`, and a write to an existing resource without `If-Match`,
+    /// `If-None-Match: *` or `X-If-Configuration-Matches` is refused with 428.
     Required,
 }
 

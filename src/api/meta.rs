@@ -46,6 +46,10 @@ pub fn rfc3339(millis: Timestamp) -> String {
 mod tests {
     use super::*;
 
+    impl crate::model::Tagged for String {
+        const SHOWS_TIMES: bool = true;
+    }
+
     #[test]
     fn annotates_with_configured_names() {
         let record = Versioned::new("x".to_string(), 0, 1_500);

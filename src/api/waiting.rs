@@ -74,7 +74,9 @@ impl Waits {
             return;
         };
         let validators = &conditions.precondition.validators;
-        let deadline = Instant::now() + wait;
+        // `None`: a wait too long for its end to be represented (a `--max-wait` near 2^64
+        // seconds) lasts until a change or the stop; adding it would panic the request.
+        let deadline = Instant::now().checked_add(wait);
         let mut stopping = self.stopping.subscribe();
         if *stopping.borrow_and_update() {
             return;
@@ -101,9 +103,17 @@ impl Waits {
                     }
                 }
                 _ = stopping.changed() => return,
-                () = tokio::time::sleep_until(deadline) => return,
+                () = until(deadline) => return,
             }
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

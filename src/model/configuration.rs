@@ -15,7 +15,7 @@ use super::lease::{Timestamp, expiry_after};
 use super::mathematician::{Mathematician, VersionHash};
 use super::package::{MetadataError, Package};
 use super::precondition::ResourceVersion;
-use super::{ContentTag, Dataset, DatasetId, Lease, Metadata, NodeId, canonical_and_tag};
+use super::{ContentTag, Dataset, DatasetId, Lease, Metadata, NodeId, Tagged, canonical_and_tag};
 use bytes::Bytes;
 use uuid::Uuid;
 
@@ -25,7 +25,8 @@ use uuid::Uuid;
 pub struct Versioned<T> {
     /// The resource.
     pub value: T,
-    /// Digest of the resource's canonical content.
+    /// Digest of the resource's canonical content, and of its times for a kind whose
+    /// representation shows them ([`Tagged`]).
     pub etag: ContentTag,
     /// The canonical JSON form the tag was computed from. Kept because for Flocker's datasets
     /// it is, byte for byte, the representation: reads serve it without serialising.
@@ -36,10 +37,12 @@ pub struct Versioned<T> {
     pub updated: Timestamp,
 }
 
-impl<T: serde::Serialize> Versioned<T> {
-    /// Wraps `value`, computing its content tag.
+impl<T: Tagged> Versioned<T> {
+    /// Wraps `value`, computing its tag: of its content, and of the times too for a kind whose
+    /// representation shows them.
     pub fn new(value: T, created: Timestamp, updated: Timestamp) -> Arc<Self> {
-        let (canonical, etag) = canonical_and_tag(&value);
+        let times = T::SHOWS_TIMES.then_some((created, updated));
+        let (canonical, etag) = canonical_and_tag(&value, times);
         Arc::new(Versioned {
             etag,
             canonical,
@@ -227,6 +230,16 @@ impl Operation {
             | Operation::SetPackageMetadata { uuid, .. }
             | Operation::RemovePackageMetadata { uuid, .. } => Some(Target::Package(*uuid)),
         }
+    }
+
+    /// Whether this is a create by a client-held id that, finding its resource already there,
+    /// changes nothing and answers as the first attempt did (a mathematician by `unique`, a
+    /// package by `uuid`): repeating it is a retry, not an edit of what exists.
+    pub fn is_replayable_create(&self) -> bool {
+        matches!(
+            self,
+            Operation::CreateMathematician(_) | Operation::CreatePackage(_)
+        )
     }
 }
 

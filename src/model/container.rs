@@ -45,6 +45,11 @@ pub struct Container {
     pub swappiness: Option<u8>,
 }
 
+/// Flocker's representation is the content alone.
+impl super::Tagged for Container {
+    const SHOWS_TIMES: bool = false;
+}
+
 /// A restart policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "name", rename_all = "kebab-case")]

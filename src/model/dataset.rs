@@ -166,6 +166,11 @@ pub struct Dataset {
     pub maximum_size: Option<NonZeroU64>,
 }
 
+/// Flocker's representation is the content alone: the same content is the same dataset.
+impl super::Tagged for Dataset {
+    const SHOWS_TIMES: bool = false;
+}
+
 /// Parses a dataset id as it appears in a URL path.
 ///
 /// Flocker matches the path segment byte-for-byte against the stored lower-case id, so an

@@ -168,6 +168,11 @@ pub struct Mathematician {
     pub versions: Vec<NameVersion>,
 }
 
+/// The representation carries `_created` and `_updated`.
+impl super::Tagged for Mathematician {
+    const SHOWS_TIMES: bool = true;
+}
+
 impl Mathematician {
     /// A mathematician with no name yet.
     pub fn new(unique: Uuid) -> Self {

@@ -47,6 +47,11 @@ pub struct Package {
     pub metadata: Map<String, Value>,
 }
 
+/// The representation carries `_created` and `_updated`.
+impl super::Tagged for Package {
+    const SHOWS_TIMES: bool = true;
+}
+
 /// How deeply free-form JSON may nest in a package: a metadata path's segments and the nesting
 /// of the value set there, together, or one requirement's nesting. The store reads a package
 /// back with a JSON parser that stops at 128 levels, and the package and its `metadata` or

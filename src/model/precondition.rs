@@ -82,6 +82,15 @@ impl Validators {
         *self == Validators::default()
     }
 
+    /// Whether these validators keep a write from overwriting a version the client has not
+    /// seen, as the required If-Match policy asks: `If-Match` names the version it may
+    /// replace, and `If-None-Match: *` lets it through only where nothing exists (create-only,
+    /// §13.1.2), so that on an existing resource its answer is a 412, not a 428 asking for an
+    /// `If-Match` the client cannot have.
+    pub fn guard_existing(&self) -> bool {
+        self.if_match.is_some() || self.if_none_match == Some(TagCondition::Any)
+    }
+
     /// Evaluates the validators in RFC 9110 §13.2.2 order against the resource's current
     /// version (`None`: it does not exist). `safe` is true for GET and HEAD, which answer 304
     /// where other methods answer 412.
@@ -214,6 +223,19 @@ mod tests {
             v.if_modified_since = Some(99_000)
         });
         assert_eq!(inm_wins.evaluate(Some(CURRENT), true), Proceed);
+    }
+
+    #[test]
+    fn if_match_and_create_only_guard_what_exists() {
+        assert!(!Validators::default().guard_existing());
+        assert!(with(|v| v.if_match = Some(tags(&[("abc", true)]))).guard_existing());
+        assert!(with(|v| v.if_none_match = Some(Any)).guard_existing());
+        let other = with(|v| v.if_none_match = Some(tags(&[("zzz", false)])));
+        assert!(
+            !other.guard_existing(),
+            "lets any other version be overwritten"
+        );
+        assert!(!with(|v| v.if_unmodified_since = Some(10_000)).guard_existing());
     }
 
     #[test]

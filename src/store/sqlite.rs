@@ -565,6 +565,14 @@ impl SqliteStore {
                     }
                 }
             }
+            // Forgotten before the new answers are written, as the writer forgot them before
+            // deciding the batch's commands: a key that expired and was used again in the same
+            // batch must keep its new answer on disk, or a retry after a restart would apply
+            // its request a second time.
+            let mut forget = tx.prepare_cached("DELETE FROM idempotency WHERE key = ?1")?;
+            for key in &batch.forgotten {
+                forget.execute([key])?;
+            }
             let mut remember = tx.prepare_cached(
                 "INSERT OR REPLACE INTO idempotency
                      (key, fingerprint, created_at, status, headers, body)
@@ -579,10 +587,6 @@ impl SqliteStore {
                     serde_json::to_string(&record.answer.headers).expect("headers serialise"),
                     record.answer.body,
                 ])?;
-            }
-            let mut forget = tx.prepare_cached("DELETE FROM idempotency WHERE key = ?1")?;
-            for key in &batch.forgotten {
-                forget.execute([key])?;
             }
             // Cached: a statement parsed for every batch showed up in the writer's profile.
             tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'revision'")?
@@ -696,6 +700,44 @@ mod tests {
         assert_eq!(CheckpointMode::next(false, Some((Restart, over))), Passive);
         assert_eq!(CheckpointMode::next(true, Some((Passive, over))), Truncate);
         assert_eq!(CheckpointMode::next(true, None), Truncate);
+    }
+
+    #[test]
+    fn a_key_forgotten_and_answered_again_in_one_batch_keeps_its_new_answer() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (mut store, _) = SqliteStore::open(dir.path()).unwrap();
+        let record = |created, status| {
+            Arc::new(IdempotencyRecord {
+                fingerprint: format!("request at {created}"),
+                created,
+                answer: RecordedAnswer {
+                    status,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                },
+            })
+        };
+        let first = Batch {
+            remembered: vec![("k".into(), record(1, 201))],
+            ..Batch::default()
+        };
+        store.commit(&first).unwrap();
+        // The writer's order: the expired answer is forgotten, then the key is used again.
+        let again = Batch {
+            forgotten: vec!["k".into()],
+            remembered: vec![("k".into(), record(2, 303))],
+            ..Batch::default()
+        };
+        store.commit(&again).unwrap();
+        drop(store);
+
+        let (_store, loaded) = SqliteStore::open(dir.path()).unwrap();
+        let answers: Vec<_> = loaded
+            .answers
+            .iter()
+            .map(|(key, record)| (key.as_str(), record.created, record.answer.status))
+            .collect();
+        assert_eq!(answers, [("k", 2, 303)]);
     }
 
     #[test]

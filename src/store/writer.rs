@@ -186,9 +186,16 @@ impl Working {
             .target()
             .filter(|_| needs_current)
             .and_then(|target| self.configuration.version_of(target));
-        let has_validator = precondition.validators.if_match.is_some()
+        let has_validator = precondition.validators.guard_existing()
             || !precondition.configuration_matches.is_empty();
-        if precondition.require_validator && current.is_some() && !has_validator {
+        // A retried create by a client-held id finds what its first attempt made and changes
+        // nothing: demanding If-Match there would turn a safe retry into a 428 that no retry
+        // can get past, where the first attempt's answer is due.
+        if precondition.require_validator
+            && current.is_some()
+            && !has_validator
+            && !operation.is_replayable_create()
+        {
             return Err(StoreError::PreconditionRequired);
         }
         let verdict = precondition
