@@ -87,7 +87,10 @@ impl LiveCluster {
 
     /// Forgets nodes silent for longer than the expiry. Returns the forgotten ones.
     pub fn expire(&self, now: Timestamp) -> Vec<NodeId> {
-        let before = now - self.inner.expiry.as_millis() as Timestamp;
+        // Saturating: an expiry past the range of a timestamp (`--node-expiry` set huge, to
+        // mean "never") wrapped to a negative one, which expired every node at once.
+        let expiry = Timestamp::try_from(self.inner.expiry.as_millis()).unwrap_or(Timestamp::MAX);
+        let before = now.saturating_sub(expiry);
         let stale = self
             .view()
             .state
@@ -145,4 +148,41 @@ impl LiveCluster {
 
 fn tag(instance: u64, version: u64) -> String {
     format!("s{instance:016x}{version:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> NodeReport {
+        NodeReport {
+            host: std::net::Ipv4Addr::LOCALHOST.into(),
+            era: uuid::Uuid::new_v4(),
+            datasets: Vec::new(),
+            nonmanifest_datasets: Vec::new(),
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_node_is_forgotten_after_the_expiry_and_not_before() {
+        let cluster = LiveCluster::new(Duration::from_secs(10));
+        let node = uuid::Uuid::new_v4();
+        cluster.report(node, report());
+        let now = now_millis();
+        assert!(cluster.expire(now + 9_000).is_empty());
+        assert_eq!(cluster.expire(now + 60_000), [node]);
+        assert!(cluster.view().state.oldest_report().is_none());
+    }
+
+    #[test]
+    fn an_expiry_past_the_range_of_a_timestamp_never_expires() {
+        // `--node-expiry` set huge, to mean "never": it must not wrap to a negative span,
+        // which would forget every node at once.
+        let cluster = LiveCluster::new(Duration::from_secs(u64::MAX));
+        let node = uuid::Uuid::new_v4();
+        cluster.report(node, report());
+        assert!(cluster.expire(now_millis() + 1_000).is_empty());
+        assert!(cluster.view().state.oldest_report().is_some());
+    }
 }
