@@ -1696,3 +1696,50 @@ async fn a_failed_if_match_on_a_missing_resource_answers_what_the_request_meets_
     assert!(created >= 1, "no case exercised a create");
     server.stop().await;
 }
+
+/// Flocker has no GET of one container, so the answer to a write is where a client learns the
+/// container's ETag: creates and moves carry it, it works in `If-Match`, and a tag the
+/// container has moved on from is refused with the current one.
+#[tokio::test]
+async fn container_writes_carry_the_etag_that_if_match_takes() {
+    let server = TestServer::start().await;
+    let path = "/v1/configuration/containers/site";
+    let created = send(
+        &server,
+        "POST",
+        "/v1/configuration/containers",
+        &[],
+        Some(json!({"name": "site", "node_uuid": NODE_0, "image": "nginx"})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let first = created.etag();
+    assert!(created.header("last-modified").is_some(), "{created:?}");
+
+    let moved = send(
+        &server,
+        "POST",
+        path,
+        &[(IM, first.clone())],
+        Some(json!({"node_uuid": NODE_1})),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{moved:?}");
+    let second = moved.etag();
+    assert_ne!(second, first, "a move changes the representation");
+
+    let stale = send(
+        &server,
+        "POST",
+        path,
+        &[(IM, first.clone())],
+        Some(json!({"node_uuid": NODE_0})),
+    )
+    .await;
+    assert_eq!(stale.status, 412, "{stale:?}");
+    assert_eq!(stale.etag(), second);
+
+    let deleted = send(&server, "DELETE", path, &[(IM, second)], None).await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    server.stop().await;
+}

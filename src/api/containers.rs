@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::answer::Answer;
 use super::body::WriteRequest;
-use super::conditional::Conditions;
+use super::conditional::{Conditions, record_headers};
 use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::container::{Container, Link, Port, RestartPolicy, Volume, normalise_image};
@@ -164,6 +164,7 @@ async fn create_container(
     conditions: Conditions,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
+    let etags = conditions.etags;
     state
         .write(conditions, &request, |request| {
             let body: ContainerBody = request.decode(&schema::CONTAINER_CREATE)?;
@@ -171,7 +172,7 @@ async fn create_container(
             let operation = Operation::CreateContainer(body.into_container(node)?);
             Ok((
                 operation,
-                container_answer(StatusCode::CREATED, "container created"),
+                container_answer(StatusCode::CREATED, "container created", etags),
             ))
         })
         .await
@@ -183,6 +184,7 @@ async fn move_container(
     Segment(name): Segment,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
+    let etags = conditions.etags;
     state
         .write(conditions, &request, |request| {
             let body: MoveContainer = request.decode(&schema::CONTAINER_MOVE)?;
@@ -192,7 +194,7 @@ async fn move_container(
             };
             Ok((
                 operation,
-                container_answer(StatusCode::OK, "container moved"),
+                container_answer(StatusCode::OK, "container moved", etags),
             ))
         })
         .await
@@ -218,13 +220,20 @@ async fn delete_container(
         .await
 }
 
-fn container_answer(status: StatusCode, what: &'static str) -> Render {
+/// Renders the container a write left, with its ETag unless ETags are off, and logs the
+/// change. Flocker has no GET of one container, so a write's answer (or a 412's) is where a
+/// client learns the tag to send back in `If-Match`.
+fn container_answer(status: StatusCode, what: &'static str, etags: bool) -> Render {
     Box::new(move |committed: &Committed| {
         let Outcome::Container(record) = &committed.outcome else {
             unreachable!("container operations answer with a container")
         };
         tracing::debug!(name = %record.value.name, node_uuid = %record.value.node_uuid, revision = committed.revision, "{what}");
         let body = serde_json::to_vec(&render(&record.value)).expect("JSON");
-        Answer::json(status, body).with_tag(&committed.tag)
+        let mut answer = Answer::json(status, body).with_tag(&committed.tag);
+        if etags {
+            record_headers(&mut answer.headers, record);
+        }
+        answer
     })
 }
