@@ -22,7 +22,7 @@ use super::auth::Caller;
 use super::body::{WriteRequest, checked};
 use super::conditional::{Conditions, record_headers};
 use super::meta::MetaFields;
-use super::segment::PathParams;
+use super::segment::{PathParams, decoded_segments};
 use super::{ApiError, AppState, Render};
 use crate::model::package::{Package, Requirement, sorted};
 use crate::model::{Collection, Operation, Outcome, Versioned, schema, tag_of_canonical};
@@ -295,12 +295,12 @@ impl<S: Send + Sync> FromRequestParts<S> for PackagePath {
             .get("uuid")
             .and_then(|uuid| Uuid::try_parse(uuid).ok());
         let metadata = match params.get("path") {
-            Some(path) => {
-                let segments: Vec<String> = path
-                    .trim_end_matches('/')
-                    .split('/')
-                    .map(String::from)
-                    .collect();
+            Some(_) => {
+                // From the raw path (`/api/{version}/packages/{uuid}/metadata/…`, none of whose
+                // first segments can hold a `/`): the decoded parameter has lost which `/`
+                // were escaped, and `%2F` belongs inside a key.
+                let raw = parts.uri.path().splitn(7, '/').nth(6).unwrap_or_default();
+                let segments = decoded_segments(raw.trim_end_matches('/'))?;
                 if segments.iter().any(String::is_empty) {
                     return Err(ApiError::BadRequest(
                         "A metadata path has no empty segments.".into(),
