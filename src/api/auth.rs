@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use super::answer::Answer;
 use super::body::LimitedBody;
 use super::identity::Identity;
+use super::packages::options;
 use super::segment::PathParams;
 use super::{ApiError, AppState};
 use crate::model::permission::{Permission, allowed, covers, permission};
@@ -231,21 +232,40 @@ async fn authenticate_inner(
 /// The routes of sessions, OAuth2 tokens and users.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/{version}/sessions", post(login).get(current_session))
+        .route(
+            "/api/{version}/sessions",
+            post(login)
+                .get(current_session)
+                .options(|| options("HEAD, OPTIONS, GET, POST")),
+        )
         .route(
             "/api/{version}/sessions/{token}",
-            get(get_session).delete(delete_session),
+            get(get_session)
+                .delete(delete_session)
+                .options(|| options("HEAD, OPTIONS, GET, DELETE")),
         )
         .route("/api/{version}/oauth/token", post(oauth_token))
-        .route("/api/{version}/users", get(list_users).post(create_user))
+        .route(
+            "/api/{version}/users",
+            get(list_users)
+                .post(create_user)
+                .options(|| options("HEAD, OPTIONS, GET, POST")),
+        )
         .route(
             "/api/{version}/users/{name}",
-            get(get_user).put(set_password).delete(delete_user),
+            get(get_user)
+                .put(set_password)
+                .delete(delete_user)
+                .options(|| options("HEAD, OPTIONS, GET, PUT, DELETE")),
         )
         .route(
             "/api/{version}/users/{name}/permissions/{*permission}",
-            put(grant).delete(revoke),
+            put(grant)
+                .delete(revoke)
+                .options(|| options("HEAD, OPTIONS, PUT, DELETE")),
         )
+        // Sessions and users answer with FiFo's CORS headers, as its packages do.
+        .layer(axum::middleware::from_fn(super::packages::cors))
 }
 
 fn accounts_of(state: &AppState) -> Result<&crate::store::accounts::Accounts, ApiError> {
