@@ -409,6 +409,36 @@ async fn users_are_managed_by_callers_with_permission_and_survive_a_restart() {
     assert_eq!(answer.status, 403);
 }
 
+/// A permission in a grant or revoke URL is split before its segments are decoded, as FiFo
+/// (cowboy) reads it: `%2F` stays inside a segment. A grant whose segment holds a `/` (given
+/// at creation, as JSON) can therefore be named to revoke it.
+#[tokio::test]
+async fn an_escaped_slash_in_a_permission_url_stays_inside_its_segment() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    server
+        .create_user(
+            &admin,
+            "dave",
+            "secret",
+            json!([["packages", "a/b", "get"]]),
+        )
+        .await;
+    let path = "/api/2/users/dave/permissions/packages/a%2Fb/get";
+    let answer = as_user(&server, &admin, reqwest::Method::DELETE, path).await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    let user = as_user(&server, &admin, reqwest::Method::GET, "/api/2/users/dave").await;
+    assert_eq!(user.body["permissions"], json!([]));
+
+    let path = "/api/2/users/dave/permissions/packages/x%2Fy/get";
+    let answer = as_user(&server, &admin, reqwest::Method::PUT, path).await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    let user = as_user(&server, &admin, reqwest::Method::GET, "/api/2/users/dave").await;
+    assert_eq!(
+        user.body["permissions"],
+        json!([["packages", "x/y", "get"]])
+    );
+}
+
 #[tokio::test]
 async fn auth_none_is_refused_off_loopback() {
     let mut config = floe::ServeConfig::ephemeral();
