@@ -62,6 +62,9 @@ pub struct ApiSettings {
     pub max_wait: Duration,
     /// The longest a request's body may take to arrive once its head has.
     pub body_read_timeout: Duration,
+    /// Whether clients reach this server over HTTPS, so that absolute links (a mathematician's
+    /// self link and `Location`) name the scheme they can follow.
+    pub https: bool,
 }
 
 impl Default for ApiSettings {
@@ -71,6 +74,7 @@ impl Default for ApiSettings {
             meta: MetaFields::default(),
             max_wait: Duration::from_secs(300),
             body_read_timeout: Duration::from_secs(30),
+            https: false,
         }
     }
 }

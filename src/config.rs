@@ -310,6 +310,7 @@ impl ServeConfig {
             },
             max_wait: std::time::Duration::from_secs(self.max_wait),
             body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout),
+            https: self.tls_cert.is_some(),
         }
     }
 }

@@ -180,6 +180,60 @@ async fn sessions_login_read_and_revoke() {
     assert_eq!(answer.status, 403);
 }
 
+/// wiggle serves sessions and users with the REST handler its packages use: OPTIONS is 200
+/// without credentials, and every answer carries the CORS headers, so that a browser client
+/// can log in across origins (its JSON POST is preflighted).
+#[tokio::test]
+async fn sessions_and_users_answer_options_and_cors_like_packages() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    user_with(&server, &admin, "alice", json!([])).await;
+    for (path, methods) in [
+        ("/api/0.1.0/sessions", "HEAD, OPTIONS, GET, POST"),
+        (
+            "/api/0.1.0/sessions/some-token",
+            "HEAD, OPTIONS, GET, DELETE",
+        ),
+        ("/api/2/users", "HEAD, OPTIONS, GET, POST"),
+        ("/api/2/users/alice", "HEAD, OPTIONS, GET, PUT, DELETE"),
+    ] {
+        let answer = send(
+            server
+                .client
+                .request(reqwest::Method::OPTIONS, server.url(path))
+                .header("origin", "http://ui.example")
+                .header("access-control-request-method", "POST"),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text);
+        assert_eq!(answer.headers["access-control-allow-methods"], methods);
+        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    }
+    let login = send(
+        server
+            .client
+            .post(server.url("/api/0.1.0/sessions"))
+            .json(&json!({ "user": "alice", "password": "secret" })),
+    )
+    .await;
+    assert_eq!(login.status, 303);
+    let wrong = send(
+        server
+            .client
+            .post(server.url("/api/0.1.0/sessions"))
+            .json(&json!({ "user": "alice", "password": "guess" })),
+    )
+    .await;
+    let users = send(server.client.get(server.url("/api/2/users"))).await;
+    assert_eq!(users.status, 401);
+    for answer in [&login, &wrong, &users] {
+        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+        assert_eq!(
+            answer.headers["access-control-expose-headers"],
+            "x-snarl-token, x-full-list, x-full-list-fields"
+        );
+    }
+}
+
 #[tokio::test]
 async fn oauth_password_grant() {
     let (server, admin) = TestServer::start_with_auth().await;
@@ -353,6 +407,36 @@ async fn users_are_managed_by_callers_with_permission_and_survive_a_restart() {
     assert_eq!(answer.status, 204);
     let answer = as_user(&server, &carol, reqwest::Method::GET, "/api/2/sessions").await;
     assert_eq!(answer.status, 403);
+}
+
+/// A permission in a grant or revoke URL is split before its segments are decoded, as FiFo
+/// (cowboy) reads it: `%2F` stays inside a segment. A grant whose segment holds a `/` (given
+/// at creation, as JSON) can therefore be named to revoke it.
+#[tokio::test]
+async fn an_escaped_slash_in_a_permission_url_stays_inside_its_segment() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    server
+        .create_user(
+            &admin,
+            "dave",
+            "secret",
+            json!([["packages", "a/b", "get"]]),
+        )
+        .await;
+    let path = "/api/2/users/dave/permissions/packages/a%2Fb/get";
+    let answer = as_user(&server, &admin, reqwest::Method::DELETE, path).await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    let user = as_user(&server, &admin, reqwest::Method::GET, "/api/2/users/dave").await;
+    assert_eq!(user.body["permissions"], json!([]));
+
+    let path = "/api/2/users/dave/permissions/packages/x%2Fy/get";
+    let answer = as_user(&server, &admin, reqwest::Method::PUT, path).await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    let user = as_user(&server, &admin, reqwest::Method::GET, "/api/2/users/dave").await;
+    assert_eq!(
+        user.body["permissions"],
+        json!([["packages", "x/y", "get"]])
+    );
 }
 
 #[tokio::test]

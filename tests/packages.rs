@@ -620,6 +620,32 @@ async fn metadata_puts_deep_merge_and_deletes_remove_subtrees() {
         .assert_error(404, "Package not found.");
 }
 
+/// FiFo (cowboy) splits the path into segments before it decodes them, so an escaped `/` is
+/// part of a key: `.../metadata/team%2Fops` addresses the key `team/ops`, not `team.ops`.
+#[tokio::test]
+async fn an_escaped_slash_in_a_metadata_path_is_part_of_a_key() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    put_metadata(&server, &uuid, "/team%2Fops", &json!({ "lead": "ada" })).await;
+    put_metadata(&server, &uuid, "/team/ops", &json!({ "lead": "bob" })).await;
+    assert_eq!(
+        metadata(&server, &uuid).await,
+        json!({ "team": { "ops": { "lead": "bob" } }, "team/ops": { "lead": "ada" } })
+    );
+    let answer = delete(&server, &format!("{}/metadata/team%2Fops/lead", one(&uuid))).await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    assert_eq!(
+        metadata(&server, &uuid).await,
+        json!({ "team": { "ops": { "lead": "bob" } }, "team/ops": {} })
+    );
+    // Other escapes are decoded as before.
+    put_metadata(&server, &uuid, "/caf%C3%A9", &json!({ "open": true })).await;
+    assert_eq!(
+        metadata(&server, &uuid).await["café"],
+        json!({ "open": true })
+    );
+}
+
 #[tokio::test]
 async fn methods_options_cors_and_vary() {
     let server = TestServer::start().await;

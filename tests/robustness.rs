@@ -200,16 +200,20 @@ const ROUTES: &[Route] = &[
         .public()
         .hashes(),
     Route::new("GET", "/api/{version}/sessions", Reads::Nothing),
+    Route::new("OPTIONS", "/api/{version}/sessions", Reads::Nothing).public(),
     Route::new("GET", "/api/{version}/sessions/{token}", Reads::Nothing),
     Route::new("DELETE", "/api/{version}/sessions/{token}", Reads::Nothing),
+    Route::new("OPTIONS", "/api/{version}/sessions/{token}", Reads::Nothing).public(),
     Route::new("POST", "/api/{version}/oauth/token", Reads::Form)
         .public()
         .hashes(),
     Route::new("GET", "/api/{version}/users", Reads::Nothing),
     Route::new("POST", "/api/{version}/users", Reads::Json).hashes(),
+    Route::new("OPTIONS", "/api/{version}/users", Reads::Nothing).public(),
     Route::new("GET", "/api/{version}/users/{user}", Reads::Nothing),
     Route::new("PUT", "/api/{version}/users/{user}", Reads::Json).hashes(),
     Route::new("DELETE", "/api/{version}/users/{user}", Reads::Nothing),
+    Route::new("OPTIONS", "/api/{version}/users/{user}", Reads::Nothing).public(),
     Route::new(
         "PUT",
         "/api/{version}/users/{user}/permissions/{permission}",
@@ -220,6 +224,12 @@ const ROUTES: &[Route] = &[
         "/api/{version}/users/{user}/permissions/{permission}",
         Reads::Nothing,
     ),
+    Route::new(
+        "OPTIONS",
+        "/api/{version}/users/{user}/permissions/{permission}",
+        Reads::Nothing,
+    )
+    .public(),
 ];
 
 /// A route added to a router but not to [`ROUTES`] would escape every sweep; one left in the

@@ -889,6 +889,34 @@ async fn without_a_client_ca_https_serves_anyone() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
+/// A mathematician's self link and `Location` are absolute: over HTTPS they must name https,
+/// or a client that follows them speaks plain HTTP to a TLS port.
+#[tokio::test]
+async fn absolute_links_over_https_name_https() {
+    let pki = pki();
+    let server = TlsServer::start_with(pki.path(), false).await;
+    let anonymous = client(pki.path(), None, server.addr);
+    let (status, fresh) = answer(anonymous.get(server.url("/api/mathematicians/new"))).await;
+    assert_eq!(status, StatusCode::OK, "{fresh}");
+    let unique = fresh["unique"].as_str().unwrap();
+    let href = server.url(&format!("/api/mathematicians/{unique}"));
+    assert_eq!(fresh["_links"]["self"]["href"], href.as_str());
+
+    let body = json!({ "unique": unique, "name": { "ids": [], "firstName": "Ada", "lastName": "Lovelace" } });
+    let response = anonymous
+        .post(server.url("/api/mathematicians"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(location, href);
+    let (status, created) = answer(anonymous.get(&location)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(created["_links"]["self"]["href"], href.as_str());
+}
+
 #[test]
 fn the_agent_takes_its_node_uuid_from_its_certificate_and_never_contradicts_the_state_dir() {
     let state = TempDir::new().unwrap();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 use super::answer::Answer;
 use super::body::LimitedBody;
 use super::identity::Identity;
-use super::segment::PathParams;
+use super::packages::options;
+use super::segment::{PathParams, decoded_segments};
 use super::{ApiError, AppState};
 use crate::model::permission::{Permission, allowed, covers, permission};
 use crate::store::accounts::{AccountsError, User, hash_password, verify_password};
@@ -231,21 +232,40 @@ async fn authenticate_inner(
 /// The routes of sessions, OAuth2 tokens and users.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/{version}/sessions", post(login).get(current_session))
+        .route(
+            "/api/{version}/sessions",
+            post(login)
+                .get(current_session)
+                .options(|| options("HEAD, OPTIONS, GET, POST")),
+        )
         .route(
             "/api/{version}/sessions/{token}",
-            get(get_session).delete(delete_session),
+            get(get_session)
+                .delete(delete_session)
+                .options(|| options("HEAD, OPTIONS, GET, DELETE")),
         )
         .route("/api/{version}/oauth/token", post(oauth_token))
-        .route("/api/{version}/users", get(list_users).post(create_user))
+        .route(
+            "/api/{version}/users",
+            get(list_users)
+                .post(create_user)
+                .options(|| options("HEAD, OPTIONS, GET, POST")),
+        )
         .route(
             "/api/{version}/users/{name}",
-            get(get_user).put(set_password).delete(delete_user),
+            get(get_user)
+                .put(set_password)
+                .delete(delete_user)
+                .options(|| options("HEAD, OPTIONS, GET, PUT, DELETE")),
         )
         .route(
             "/api/{version}/users/{name}/permissions/{*permission}",
-            put(grant).delete(revoke),
+            put(grant)
+                .delete(revoke)
+                .options(|| options("HEAD, OPTIONS, PUT, DELETE")),
         )
+        // Sessions and users answer with FiFo's CORS headers, as its packages do.
+        .layer(axum::middleware::from_fn(super::packages::cors))
 }
 
 fn accounts_of(state: &AppState) -> Result<&crate::store::accounts::Accounts, ApiError> {
@@ -582,23 +602,27 @@ async fn create_user(
     Ok(response)
 }
 
-/// The path parameters of a user route.
-fn user_params(params: &std::collections::HashMap<String, String>) -> (String, Option<Permission>) {
-    let name = params.get("name").cloned().unwrap_or_default();
-    let permission = params.get("permission").map(|path| {
-        path.split('/')
-            .filter(|segment| !segment.is_empty())
-            .map(str::to_string)
-            .collect::<Permission>()
-    });
-    (name, permission)
+/// The user a user route names.
+fn user_name(params: &std::collections::HashMap<String, String>) -> String {
+    params.get("name").cloned().unwrap_or_default()
+}
+
+/// The permission `.../users/{name}/permissions/p1/…/pn` names, from the raw path (none of
+/// whose first segments can hold a `/`): split before decoding, so that `%2F` stays inside a
+/// segment, as FiFo (cowboy) reads it, and a grant such as `["packages", "a/b", "get"]` can be
+/// named to revoke it. Empty segments are skipped.
+fn permission_in(uri: &Uri) -> Result<Permission, ApiError> {
+    let raw = uri.path().splitn(7, '/').nth(6).unwrap_or_default();
+    let mut permission = decoded_segments(raw)?;
+    permission.retain(|segment| !segment.is_empty());
+    Ok(permission)
 }
 
 async fn get_user(
     State(state): State<AppState>,
     PathParams(params): PathParams,
 ) -> Result<Response, ApiError> {
-    let (name, _) = user_params(&params);
+    let name = user_name(&params);
     let snapshot = accounts_of(&state)?.read();
     let user = snapshot
         .users
@@ -613,7 +637,7 @@ async fn set_password(
     PathParams(params): PathParams,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let (name, _) = user_params(&params);
+    let name = user_name(&params);
     let value: Value = serde_json::from_slice(&body).map_err(|_| ApiError::UndecodableBody)?;
     let Some(password) = value["password"].as_str() else {
         return Err(ApiError::BadRequest("Missing JSON key: password.".into()));
@@ -632,7 +656,7 @@ async fn delete_user(
     State(state): State<AppState>,
     PathParams(params): PathParams,
 ) -> Result<Response, ApiError> {
-    let (name, _) = user_params(&params);
+    let name = user_name(&params);
     accounts_of(&state)?
         .delete_user(&name)
         .map_err(ApiError::Accounts)?;
@@ -646,9 +670,10 @@ async fn grant(
     State(state): State<AppState>,
     caller: Option<axum::Extension<Caller>>,
     PathParams(params): PathParams,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
-    let (name, permission) = user_params(&params);
-    let permission = permission
+    let name = user_name(&params);
+    let permission = Some(permission_in(&uri)?)
         .filter(|p| !p.is_empty())
         .ok_or(ApiError::BadRequest("Name a permission to grant.".into()))?;
     may_hand_out(&caller_of(caller), std::slice::from_ref(&permission))?;
@@ -668,9 +693,10 @@ async fn grant(
 async fn revoke(
     State(state): State<AppState>,
     PathParams(params): PathParams,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
-    let (name, permission) = user_params(&params);
-    let permission = permission.unwrap_or_default();
+    let name = user_name(&params);
+    let permission = permission_in(&uri)?;
     accounts_of(&state)?
         .edit_user(&name, |user| {
             let before = user.permissions.len();

@@ -92,13 +92,19 @@ fn parse_unique(text: &str) -> Option<Uuid> {
     Uuid::try_parse(inner).ok()
 }
 
-/// Where this server is, as the client addressed it, for absolute links.
-fn base_url(headers: &HeaderMap) -> String {
+/// Where this server is, as the client addressed it, for absolute links: the request's host
+/// and the scheme it came in by (the original's `Url.Link` takes both from the request).
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    let scheme = if state.settings.https {
+        "https"
+    } else {
+        "http"
+    };
     let host = headers
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
         .unwrap_or("localhost");
-    format!("http://{host}")
+    format!("{scheme}://{host}")
 }
 
 fn self_href(base: &str, unique: &Uuid) -> String {
@@ -133,12 +139,12 @@ fn representation(record: &Versioned<Mathematician>, base: &str, meta: &MetaFiel
     Value::Object(object)
 }
 
-async fn new_mathematician(headers: HeaderMap) -> Response {
+async fn new_mathematician(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let unique = Uuid::new_v4();
     let body = json!({
         "unique": unique,
         "name": { "ids": [], "firstName": null, "lastName": null },
-        "_links": { "self": { "href": self_href(&base_url(&headers), &unique) } },
+        "_links": { "self": { "href": self_href(&base_url(&state, &headers), &unique) } },
     });
     let mut answer = Answer::json(StatusCode::OK, serde_json::to_vec(&body).expect("JSON"));
     // Every call mints a new id: never cache it.
@@ -158,7 +164,7 @@ async fn list_mathematicians(
         .hold_for_list(&conditions, Collection::Mathematicians)
         .await;
     let snapshot = state.store.read();
-    let base = base_url(&headers);
+    let base = base_url(&state, &headers);
     list_answer(
         &conditions,
         snapshot.lists.tag(Collection::Mathematicians).as_str(),
@@ -187,7 +193,7 @@ async fn get_mathematician(
     if let Some(answer) = conditions.check_read(Some(record.version())) {
         return Ok(answer);
     }
-    let body = representation(record, &base_url(&headers), &state.settings.meta);
+    let body = representation(record, &base_url(&state, &headers), &state.settings.meta);
     let mut answer = Answer::json(StatusCode::OK, serde_json::to_vec(&body).expect("JSON"))
         .with_tag(&snapshot.tag);
     conditions.add_record_validators(&mut answer.headers, record);
@@ -203,7 +209,7 @@ async fn create_mathematician(
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     let render_settings = (
-        base_url(&headers),
+        base_url(&state, &headers),
         state.settings.meta.clone(),
         conditions.etags,
     );
@@ -230,7 +236,7 @@ async fn name_mathematician(
 ) -> Result<Response, ApiError> {
     let url_unique = parse_unique(&unique).ok_or(ApiError::NotFound(NOT_FOUND))?;
     let render_settings = (
-        base_url(&headers),
+        base_url(&state, &headers),
         state.settings.meta.clone(),
         conditions.etags,
     );

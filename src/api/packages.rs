@@ -22,7 +22,7 @@ use super::auth::Caller;
 use super::body::{WriteRequest, checked};
 use super::conditional::{Conditions, record_headers};
 use super::meta::MetaFields;
-use super::segment::PathParams;
+use super::segment::{PathParams, decoded_segments};
 use super::{ApiError, AppState, Render};
 use crate::model::package::{Package, Requirement, sorted};
 use crate::model::{Collection, Operation, Outcome, Versioned, schema, tag_of_canonical};
@@ -76,10 +76,11 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Adds FiFo's CORS headers and `Vary: Accept` (two media types) to every answer of these
-/// routes. The router's fallbacks (404, 405) and the authentication layer (401, 403) add them
-/// themselves for packages paths, so that no other request pays for this layer.
+/// routes (and of sessions and users, see [`is_fifo_path`]). The router's fallbacks (404, 405)
+/// and the authentication layer (401, 403) add them themselves for these paths, so that no
+/// other request pays for this layer.
 pub async fn cors(request: Request, next: Next) -> Response {
-    let ours = is_packages_path(request.uri().path());
+    let ours = is_fifo_path(request.uri().path());
     let mut response = next.run(request).await;
     if ours {
         add_cors_headers(&mut response);
@@ -87,15 +88,15 @@ pub async fn cors(request: Request, next: Next) -> Response {
     response
 }
 
-/// FiFo's CORS headers, for an answer to a request for `path` under the packages paths.
+/// FiFo's CORS headers, for an answer to a request for `path` under FiFo's paths.
 pub fn with_cors(path: &str, mut response: Response) -> Response {
-    if is_packages_path(path) {
+    if is_fifo_path(path) {
         add_cors_headers(&mut response);
     }
     response
 }
 
-/// FiFo's CORS headers, on every answer under the packages paths.
+/// FiFo's CORS headers, on every answer under FiFo's paths.
 pub fn add_cors_headers(response: &mut Response) {
     let headers = response.headers_mut();
     for (name, value) in [
@@ -118,18 +119,22 @@ pub fn add_cors_headers(response: &mut Response) {
     }
 }
 
-/// Whether `path` is one of the packages API's.
-pub fn is_packages_path(path: &str) -> bool {
+/// Whether `path` is one of FiFo's APIs whose every answer carries the CORS headers: the
+/// packages, and the sessions and users, which wiggle serves with the same REST handler (a
+/// browser client's login is a cross-origin POST of JSON, preflighted with OPTIONS).
+pub fn is_fifo_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/api/") else {
         return false;
     };
     let Some((_version, rest)) = rest.split_once('/') else {
         return false;
     };
-    rest == "packages" || rest.starts_with("packages/")
+    let resource = rest.split('/').next().unwrap_or_default();
+    matches!(resource, "packages" | "sessions" | "users")
 }
 
-async fn options(methods: &'static str) -> Response {
+/// OPTIONS: 200 without credentials, naming the methods of the resource.
+pub async fn options(methods: &'static str) -> Response {
     let mut answer = empty(StatusCode::OK);
     answer.headers.insert(
         HeaderName::from_static("access-control-allow-methods"),
@@ -295,12 +300,12 @@ impl<S: Send + Sync> FromRequestParts<S> for PackagePath {
             .get("uuid")
             .and_then(|uuid| Uuid::try_parse(uuid).ok());
         let metadata = match params.get("path") {
-            Some(path) => {
-                let segments: Vec<String> = path
-                    .trim_end_matches('/')
-                    .split('/')
-                    .map(String::from)
-                    .collect();
+            Some(_) => {
+                // From the raw path (`/api/{version}/packages/{uuid}/metadata/…`, none of whose
+                // first segments can hold a `/`): the decoded parameter has lost which `/`
+                // were escaped, and `%2F` belongs inside a key.
+                let raw = parts.uri.path().splitn(7, '/').nth(6).unwrap_or_default();
+                let segments = decoded_segments(raw.trim_end_matches('/'))?;
                 if segments.iter().any(String::is_empty) {
                     return Err(ApiError::BadRequest(
                         "A metadata path has no empty segments.".into(),

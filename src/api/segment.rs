@@ -1,6 +1,7 @@
 //! Path parameters, percent-decoded: [`Segment`] for a route's one parameter, [`PathParams`]
-//! for routes with several. A rejection (a segment that is not UTF-8 once decoded) is floe's
-//! JSON 400, like every other error, not axum's plain-text one.
+//! for routes with several, [`decoded_segments`] for a wildcard's segments. A rejection (a
+//! segment that is not UTF-8 once decoded) is floe's JSON 400, like every other error, not
+//! axum's plain-text one.
 
 use std::collections::HashMap;
 
@@ -41,4 +42,54 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParams {
 /// axum's text already starts with "Invalid URL: ".
 fn invalid_url(rejection: PathRejection) -> ApiError {
     ApiError::BadRequest(format!("{}.", rejection.body_text()))
+}
+
+/// The segments of a raw (still percent-encoded) path, each decoded on its own. A wildcard
+/// parameter arrives decoded as a whole, where an escaped `/` (`%2F`) can no longer be told
+/// from a separator; FiFo (cowboy) splits first and decodes each segment, so `a%2Fb` is the
+/// one segment `a/b`. Invalid escapes are kept as they are, as axum keeps them.
+pub fn decoded_segments(raw: &str) -> Result<Vec<String>, ApiError> {
+    raw.split('/').map(percent_decoded).collect()
+}
+
+fn percent_decoded(segment: &str) -> Result<String, ApiError> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| ApiError::BadRequest("Invalid URL: a path segment is not UTF-8.".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_split_before_they_are_decoded() {
+        let segments = |raw: &str| decoded_segments(raw).ok();
+        assert_eq!(segments("a/b"), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(segments("x%2Fy/z"), Some(vec!["x/y".into(), "z".into()]));
+        assert_eq!(segments("%C3%A9%20"), Some(vec!["\u{e9} ".into()]));
+        assert_eq!(
+            segments("100%/%zz%4"),
+            Some(vec!["100%".into(), "%zz%4".into()])
+        );
+        assert_eq!(segments("%ff"), None);
+    }
 }
