@@ -2,9 +2,9 @@
 //! and the rules on what each kind of identity may do, applied before routing. Tokens and
 //! permissions are `auth`'s; a `user-` certificate stands for that user there.
 //!
-//! There is no permission system yet: every API user may do everything. A node's agent may
-//! report its own node and read what it needs to converge, nothing else. Handlers that need
-//! finer rules later take the identity as an argument (it is an extractor).
+//! At this layer an API user may go on to any route, where `auth` checks that user's
+//! permissions; a node's agent may report its own node and read what it needs to converge,
+//! nothing else. Handlers that need the identity take it as an argument (it is an extractor).
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
