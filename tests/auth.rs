@@ -783,3 +783,25 @@ async fn wildcards_are_handed_out_only_by_wildcards_at_least_as_wide() {
         assert_eq!(granted.status, 204, "{path}: {}", granted.text);
     }
 }
+
+/// Permissions name users by name, where `_` and `...` are wildcards, and `.` and `..` are
+/// dot segments no client sends as they are: none of these can be a user's name. Names with
+/// those characters and a letter or digit are fine.
+#[tokio::test]
+async fn user_names_that_read_as_wildcards_or_dot_segments_are_refused() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    for name in ["_", "...", ".", "..", "-", "@", "_.-"] {
+        let answer = create_as(&server, &admin, name, json!([])).await;
+        answer.assert_error(
+            400,
+            "A user name is 1 to 128 letters, digits or - _ . @, with at least one letter or digit.",
+        );
+    }
+    for name in ["a_", "...b", "x.y@z", "1"] {
+        let answer = create_as(&server, &admin, name, json!([])).await;
+        assert_eq!(answer.status, 303, "{name}: {}", answer.text);
+    }
+    let users = as_user(&server, &admin, reqwest::Method::GET, "/api/2/users").await;
+    assert_eq!(users.body, json!(["...b", "1", "a_", "admin", "x.y@z"]));
+    server.stop().await;
+}

@@ -499,13 +499,17 @@ async fn list_users(State(state): State<AppState>) -> Result<Response, ApiError>
     Ok(Answer::json(StatusCode::OK, json!(names).to_string()).into_response())
 }
 
-/// A user name is a plain path segment.
+/// A user name is a plain path segment with at least one letter or digit. Permissions name
+/// users by name, where `_` and `...` are wildcards: a user called `_` could never be granted
+/// anything about itself alone (`users->_->passwd` is every user's password). And `.` or `..`
+/// are dot segments, which clients resolve away before sending a URL.
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+        && name.chars().any(|c| c.is_ascii_alphanumeric())
 }
 
 /// Reads a permission (an array of non-empty strings).
@@ -552,7 +556,8 @@ async fn create_user(
     };
     if !valid_name(name) {
         return Err(ApiError::BadRequest(
-            "A user name is 1 to 128 letters, digits or - _ . @.".into(),
+            "A user name is 1 to 128 letters, digits or - _ . @, with at least one letter or digit."
+                .into(),
         ));
     }
     let permissions = match &value["permissions"] {
