@@ -53,26 +53,9 @@ pub fn decoded_segments(raw: &str) -> Result<Vec<String>, ApiError> {
 }
 
 fn percent_decoded(segment: &str) -> Result<String, ApiError> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
         .map_err(|_| ApiError::BadRequest("Invalid URL: a path segment is not UTF-8.".into()))
 }
 
