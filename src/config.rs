@@ -31,10 +31,10 @@ pub enum Command {
     /// Manage the cluster's certificate authority and issue certificates, like Flocker's
     /// flocker-ca and in its file layout.
     Ca(CaArgs),
-    /// Take over a Flocker cluster: load its control service's `current_configuration.json`
-    /// (format version 6, also 5 and 4) into an empty floe store, then start `floe serve` on it.
+    /// Take over a Flocker cluster: load its `current_configuration.json` into an empty store.
     ///
-    /// Every dataset (deleted ones included, with metadata and maximum size), every lease
+    /// Reads Flocker's control service file (format version 6, also 5 and 4); then start
+    /// `floe serve` with the same --data-dir. Every dataset (deleted ones included, with metadata and maximum size), every lease
     /// (with its expiry) and every application (as a container) is imported in one
     /// transaction, checked as the API checks them; if anything is refused, nothing is
     /// imported. The store must hold no dataset, lease or container: an import takes over a

@@ -161,29 +161,35 @@ impl Reader {
     fn nodes(&mut self, nodes: &Value) -> Result<(), FileError> {
         let at = "deployment.nodes";
         // Version 4 kept nodes as a list; later versions map each node's UUID to it.
-        let nodes: Vec<(String, &Value)> = if self.version == 4 {
+        let nodes: Vec<(String, Option<Uuid>, &Value)> = if self.version == 4 {
             array(nodes, at)?
                 .iter()
                 .enumerate()
-                .map(|(index, node)| (format!("{at}[{index}]"), node))
+                .map(|(index, node)| (format!("{at}[{index}]"), None, node))
                 .collect()
         } else {
             let mut keyed = Vec::new();
             for (index, (key, node)) in pmap(nodes, at)?.into_iter().enumerate() {
                 let key = uuid(key, &format!("{at}[{index}] (key)"))?;
-                keyed.push((format!("{at}[{key}]"), node));
+                keyed.push((format!("{at}[{key}]"), Some(key), node));
             }
             keyed
         };
-        for (at, node) in nodes {
-            self.node(&at, node)?;
+        for (at, key, node) in nodes {
+            self.node(&at, key, node)?;
         }
         Ok(())
     }
 
-    fn node(&mut self, at: &str, node: &Value) -> Result<(), FileError> {
+    fn node(&mut self, at: &str, key: Option<Uuid>, node: &Value) -> Result<(), FileError> {
         let node = object(node, at, "Node")?;
         let uuid = uuid(field(node, "uuid", at)?, &format!("{at}.uuid"))?;
+        if key.is_some_and(|key| key != uuid) {
+            return Err(error(
+                &format!("{at}.uuid"),
+                format!("{uuid} differs from its key"),
+            ));
+        }
         let uuid = super::dataset::node_id(uuid)
             .map_err(|e| error(&format!("{at}.uuid"), e.to_string()))?;
         let manifestations_at = format!("{at}.manifestations");
@@ -847,8 +853,16 @@ mod tests {
             node_a(document)["uuid"]["hex"] = json!("5d5f4c2e-8b0e-1c1a-9f4e-1b2c3d4e5f60");
         }));
         assert!(
-            message.starts_with(&format!("deployment.nodes[{NODE_A}].uuid: "))
-                && message.contains("version-4"),
+            message.starts_with(&format!("deployment.nodes[{NODE_A}].uuid: ")),
+            "{message}"
+        );
+        let message = refusal(&edited(|document| {
+            let bad = json!("5d5f4c2e-8b0e-1c1a-9f4e-1b2c3d4e5f60");
+            node_a(document)["uuid"]["hex"] = bad.clone();
+            document["deployment"]["nodes"]["values"][0][0]["hex"] = bad;
+        }));
+        assert!(
+            message.contains("].uuid: ") && message.contains("version-4"),
             "{message}"
         );
     }
