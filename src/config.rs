@@ -31,6 +31,33 @@ pub enum Command {
     /// Manage the cluster's certificate authority and issue certificates, like Flocker's
     /// flocker-ca and in its file layout.
     Ca(CaArgs),
+    /// Take over a Flocker cluster: load its `current_configuration.json` into an empty store.
+    ///
+    /// Reads Flocker's control service file (format version 6, also 5 and 4); then start
+    /// `floe serve` with the same --data-dir. Every dataset (deleted ones included, with metadata and maximum size), every lease
+    /// (with its expiry) and every application (as a container) is imported in one
+    /// transaction, checked as the API checks them; if anything is refused, nothing is
+    /// imported. The store must hold no dataset, lease or container: an import takes over a
+    /// cluster, it does not merge into one. It cannot run while a floe server uses the data
+    /// directory. Stop Flocker's control service first, so the file no longer changes.
+    #[command(name = "import-flocker")]
+    ImportFlocker(ImportFlockerArgs),
+}
+
+/// Settings of `floe import-flocker`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportFlockerArgs {
+    /// Flocker's configuration file, usually `/var/lib/flocker/current_configuration.json`.
+    pub file: PathBuf,
+
+    /// Directory holding the configuration database (created if missing): the --data-dir the
+    /// server will be started with.
+    #[arg(long, env = "FLOE_DATA_DIR", default_value = "./floe-data")]
+    pub data_dir: PathBuf,
+
+    /// Log line format on standard error. The level is set with RUST_LOG (default `info`).
+    #[arg(long, env = "FLOE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// Settings of `floe ca`.

@@ -12,11 +12,13 @@
 //! - [`agent`]: the reference node agent (`floe agent`), a client of the API.
 //! - [`tls`]: HTTPS, client certificates and the identities they name.
 //! - [`ca`]: `floe ca`, the certificate authority tool (Flocker's `flocker-ca`).
+//! - [`import`]: `floe import-flocker`, taking over a Flocker cluster's configuration file.
 
 pub mod agent;
 pub mod api;
 pub mod ca;
 pub mod config;
+pub mod import;
 pub mod model;
 pub mod serve;
 pub mod store;

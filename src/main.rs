@@ -38,6 +38,20 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::ImportFlocker(args) => {
+            init_logging(args.log_format);
+            match floe::import::import_flocker(&args.file, &args.data_dir).await {
+                Ok(summary) => {
+                    print_import(&summary);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    tracing::error!("{error}");
+                    eprintln!("floe import-flocker: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Ca(args) => match ca(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -45,6 +59,22 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Says what an import brought in and what it left behind.
+fn print_import(summary: &floe::import::ImportSummary) {
+    let counts = &summary.counts;
+    println!(
+        "imported Flocker configuration (version {}): {} datasets ({} deleted), {} leases, {} containers",
+        summary.version, counts.datasets, counts.deleted, counts.leases, counts.containers
+    );
+    println!("configuration tag: {}", summary.tag);
+    if summary.not_carried.is_empty() {
+        println!("nothing was left out");
+    }
+    for line in &summary.not_carried {
+        println!("not carried over: {line}");
     }
 }
 

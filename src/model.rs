@@ -7,6 +7,7 @@ pub mod configuration;
 pub mod container;
 pub mod dataset;
 pub mod dataset_table;
+pub mod flocker_file;
 pub mod lease;
 pub mod mathematician;
 pub mod package;
@@ -15,8 +16,8 @@ pub mod precondition;
 pub mod schema;
 
 pub use configuration::{
-    Change, Collection, Configuration, NameChange, Operation, Outcome, OwnedVersion, Records,
-    Rejection, Target, Versioned,
+    Change, Collection, Configuration, Import, ImportCounts, NameChange, Operation, Outcome,
+    OwnedVersion, Records, Rejection, Target, Versioned,
 };
 pub use dataset::{Dataset, DatasetId, Metadata, NodeId};
 pub use lease::{Lease, Timestamp};

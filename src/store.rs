@@ -210,6 +210,14 @@ pub enum OpenError {
         /// What went wrong.
         reason: String,
     },
+    /// Another process (a running `floe serve`, an import) holds the data directory's lock.
+    #[error(
+        "cannot use data directory {path}: another floe process is using it (floe.lock is held)"
+    )]
+    InUse {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The database could not be opened, read or initialised.
     #[error("cannot open the database {path}: {reason}")]
     Database {

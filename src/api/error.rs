@@ -115,6 +115,8 @@ impl ApiError {
                     | Rejection::DuplicateLinkPort
                     | Rejection::DatasetAttached
                     | Rejection::PackageNameInUse
+                    | Rejection::NotEmpty { .. }
+                    | Rejection::ImportItem { .. }
                     | Rejection::Metadata(MetadataError::NotAnObject(_)) => StatusCode::CONFLICT,
                     Rejection::Metadata(MetadataError::TooDeep) => StatusCode::BAD_REQUEST,
                     Rejection::DatasetNotFound

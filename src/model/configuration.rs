@@ -189,6 +189,37 @@ pub enum Operation {
         /// Where, never empty.
         path: Vec<String>,
     },
+    /// Take over a whole configuration made elsewhere (`floe import-flocker`): refused unless
+    /// the configuration holds no dataset, lease or container.
+    Import(Box<Import>),
+}
+
+/// A configuration to take over: what `floe import-flocker` read from Flocker's file. Applied
+/// as the operations a client would have sent for it, one after the other, so each item meets
+/// the same checks as through the API; the whole is one operation, so it lands in one
+/// transaction or not at all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Import {
+    /// Every dataset, deleted ones included.
+    pub datasets: Vec<Dataset>,
+    /// Every container.
+    pub containers: Vec<Container>,
+    /// Every lease; an expiry in the past is kept (the sweeper removes it, as Flocker's
+    /// would have).
+    pub leases: Vec<Lease>,
+}
+
+/// How much an import brought in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    /// Datasets, deleted ones included.
+    pub datasets: usize,
+    /// Of which deleted.
+    pub deleted: usize,
+    /// Leases.
+    pub leases: usize,
+    /// Containers.
+    pub containers: usize,
 }
 
 /// A name a client asks for, on top of the versions it saw.
@@ -229,6 +260,7 @@ impl Operation {
             Operation::DeletePackage { uuid }
             | Operation::SetPackageMetadata { uuid, .. }
             | Operation::RemovePackageMetadata { uuid, .. } => Some(Target::Package(*uuid)),
+            Operation::Import(_) => None,
         }
     }
 
@@ -282,6 +314,8 @@ pub enum Outcome {
     Container(Arc<Versioned<Container>>),
     /// The package as it is after the operation (or was, before a delete).
     Package(Arc<Versioned<Package>>),
+    /// What an import brought in.
+    Imported(ImportCounts),
 }
 
 /// One persisted effect of an operation. An operation that changes nothing yields none,
@@ -412,6 +446,26 @@ pub enum Rejection {
     /// A metadata change cannot be made, or nests too deeply.
     #[error("{0}")]
     Metadata(#[from] MetadataError),
+    /// An import was asked for, but the configuration already holds something.
+    #[error(
+        "the configuration is not empty ({datasets} datasets, {leases} leases, {containers} containers): an import takes over a cluster, it does not merge into one"
+    )]
+    NotEmpty {
+        /// Datasets held.
+        datasets: usize,
+        /// Leases held.
+        leases: usize,
+        /// Containers held.
+        containers: usize,
+    },
+    /// One item of an import was refused; so was the whole import.
+    #[error("{item}: {reason}")]
+    ImportItem {
+        /// Which item.
+        item: String,
+        /// Why.
+        reason: Box<Rejection>,
+    },
 }
 
 impl Configuration {
@@ -724,6 +778,7 @@ impl Configuration {
                 }
                 Ok(self.put_package(Versioned::new(package, current.created, now)))
             }
+            Operation::Import(import) => self.import(*import, now),
             Operation::ExpireLeases => {
                 let expired: Vec<DatasetId> = self
                     .leases
@@ -740,6 +795,84 @@ impl Configuration {
                 ))
             }
         }
+    }
+
+    /// Applies an import: every dataset created, every container created, then the deleted
+    /// datasets deleted (a container may use a dataset deleted after it was attached, as
+    /// through the API), then every lease acquired for the time it has left. Worked on a copy
+    /// (which shares structure), so a refused item leaves `self` untouched.
+    fn import(
+        &mut self,
+        import: Import,
+        now: Timestamp,
+    ) -> Result<(Outcome, Vec<Change>), Rejection> {
+        if !self.datasets.is_empty() || !self.leases.is_empty() || !self.containers.is_empty() {
+            return Err(Rejection::NotEmpty {
+                datasets: self.datasets.len(),
+                leases: self.leases.len(),
+                containers: self.containers.len(),
+            });
+        }
+        let counts = ImportCounts {
+            datasets: import.datasets.len(),
+            deleted: import.datasets.iter().filter(|d| d.deleted).count(),
+            leases: import.leases.len(),
+            containers: import.containers.len(),
+        };
+        let mut next = self.clone();
+        let mut changes = Vec::new();
+        let mut step = |next: &mut Configuration, item: String, operation: Operation| {
+            next.apply(operation, now)
+                .map(|(_, effects)| changes.extend(effects))
+                .map_err(|reason| Rejection::ImportItem {
+                    item,
+                    reason: Box::new(reason),
+                })
+        };
+        for dataset in &import.datasets {
+            let operation = Operation::CreateDataset {
+                dataset_id: dataset.dataset_id,
+                primary: dataset.primary,
+                metadata: dataset.metadata.clone(),
+                maximum_size: dataset.maximum_size,
+            };
+            step(
+                &mut next,
+                format!("dataset {}", dataset.dataset_id),
+                operation,
+            )?;
+        }
+        for container in import.containers {
+            let item = format!("container {}", container.name);
+            step(&mut next, item, Operation::CreateContainer(container))?;
+        }
+        for dataset in import.datasets.iter().filter(|d| d.deleted) {
+            let operation = Operation::DeleteDataset {
+                dataset_id: Some(dataset.dataset_id),
+            };
+            step(
+                &mut next,
+                format!("dataset {}", dataset.dataset_id),
+                operation,
+            )?;
+        }
+        for lease in import.leases {
+            // The time left, to the millisecond: acquiring for it lands on the same expiry.
+            let operation = Operation::AcquireLease {
+                dataset_id: lease.dataset_id,
+                node_uuid: lease.node_uuid,
+                expires: lease
+                    .expires_at
+                    .map(|expires_at| expires_at.saturating_sub(now) as f64 / 1000.0),
+            };
+            step(
+                &mut next,
+                format!("lease on {}", lease.dataset_id),
+                operation,
+            )?;
+        }
+        *self = next;
+        Ok((Outcome::Imported(counts), changes))
     }
 
     fn existing_dataset(
@@ -873,6 +1006,106 @@ mod tests {
             maximum_size: None,
         };
         config.apply(op, 0).unwrap().1
+    }
+
+    fn dataset(primary: NodeId, deleted: bool) -> Dataset {
+        Dataset {
+            dataset_id: Uuid::new_v4(),
+            primary,
+            deleted,
+            metadata: Metadata::new(),
+            maximum_size: None,
+        }
+    }
+
+    fn container(name: &str, node_uuid: NodeId, volume: Option<DatasetId>) -> Container {
+        Container {
+            node_uuid,
+            name: name.into(),
+            image: "busybox:latest".into(),
+            restart_policy: Default::default(),
+            ports: Default::default(),
+            links: Vec::new(),
+            environment: Default::default(),
+            volume: volume.map(|dataset_id| super::super::container::Volume {
+                dataset_id,
+                mountpoint: "/data".into(),
+            }),
+            cpu_shares: None,
+            memory_limit: None,
+            command_line: None,
+            swappiness: None,
+        }
+    }
+
+    #[test]
+    fn an_import_lands_whole_with_deleted_datasets_and_lease_expiries_kept() {
+        let node = Uuid::new_v4();
+        let (kept, gone) = (dataset(node, false), dataset(node, true));
+        let lease = Lease {
+            dataset_id: kept.dataset_id,
+            node_uuid: node,
+            expires_at: Some(90_000),
+        };
+        let import = Import {
+            datasets: vec![kept.clone(), gone.clone()],
+            // Attached to a dataset that was deleted after: as the API allows.
+            containers: vec![container("app", node, Some(gone.dataset_id))],
+            leases: vec![lease.clone()],
+        };
+        let mut config = Configuration::default();
+        let (outcome, changes) = config
+            .apply(Operation::Import(Box::new(import)), 10_000)
+            .unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::Imported(ImportCounts {
+                datasets: 2,
+                deleted: 1,
+                leases: 1,
+                containers: 1
+            })
+        );
+        assert!(!changes.is_empty());
+        assert_eq!(config.dataset(&kept.dataset_id).unwrap().value, kept);
+        assert_eq!(config.dataset(&gone.dataset_id).unwrap().value, gone);
+        assert_eq!(config.leases().collect::<Vec<_>>(), vec![&lease]);
+        assert_eq!(config.containers().len(), 1);
+    }
+
+    #[test]
+    fn an_import_is_refused_whole_into_a_non_empty_configuration_or_for_one_bad_item() {
+        let node = Uuid::new_v4();
+        let mut config = Configuration::default();
+        let bad = Import {
+            datasets: vec![dataset(node, false)],
+            containers: vec![container("app", Uuid::new_v4(), Some(Uuid::new_v4()))],
+            leases: Vec::new(),
+        };
+        let refused = config.apply(Operation::Import(Box::new(bad)), 0);
+        assert!(
+            matches!(&refused, Err(Rejection::ImportItem { item, reason })
+                if item == "container app" && **reason == Rejection::DatasetNotFound),
+            "{refused:?}"
+        );
+        assert_eq!(config, Configuration::default(), "nothing of it applied");
+
+        create(&mut config, Uuid::new_v4(), node);
+        let before = config.clone();
+        let good = Import {
+            datasets: vec![dataset(node, false)],
+            ..Import::default()
+        };
+        let refused = config.apply(Operation::Import(Box::new(good)), 0);
+        assert_eq!(
+            refused,
+            Err(Rejection::NotEmpty {
+                datasets: 1,
+                leases: 0,
+                containers: 0
+            })
+        );
+        assert_eq!(config, before);
     }
 
     #[test]

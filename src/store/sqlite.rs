@@ -220,8 +220,8 @@ impl SqliteStore {
         };
         fs::create_dir_all(dir).map_err(|e| dir_error(e.to_string()))?;
         let lock = File::create(dir.join("floe.lock")).map_err(|e| dir_error(e.to_string()))?;
-        lock.try_lock().map_err(|_| {
-            dir_error("another floe process is using it (floe.lock is held)".into())
+        lock.try_lock().map_err(|_| OpenError::InUse {
+            path: dir.to_path_buf(),
         })?;
 
         let path = dir.join(DATABASE_FILE);
