@@ -524,6 +524,24 @@ fn serve_help_lists_every_flag_with_its_environment_variable() {
     }
 }
 
+#[test]
+fn agent_help_does_not_print_the_token_from_the_environment() {
+    let secret = "d6f1b0a4-secret-agent-token";
+    let (status, stdout, stderr) = run_floe(
+        &["agent".as_ref(), "--help".as_ref()],
+        &[("FLOE_AGENT_TOKEN", secret)],
+    );
+    assert!(status.success(), "floe agent --help exited with {status}");
+    assert!(
+        stdout.contains("FLOE_AGENT_TOKEN"),
+        "floe agent --help does not name FLOE_AGENT_TOKEN:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "floe agent --help prints the token set in FLOE_AGENT_TOKEN:\n{stdout}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floe_store_environment_variable_selects_the_memory_store() {
     let parent = tempfile::TempDir::new().unwrap();
