@@ -524,6 +524,46 @@ fn serve_help_lists_every_flag_with_its_environment_variable() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_request_traces_do_not_log_session_tokens() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let server = ChildServer::start_with_env(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--auth", "token"],
+        &[("RUST_LOG", "debug")],
+    );
+    let token = std::fs::read_to_string(dir.path().join("admin-token")).expect("admin-token");
+    let token = token.trim();
+    let http = common::client();
+    // A session's URL names its token: reading it, then revoking it (as logging out does).
+    let path = format!("/api/2/sessions/{token}");
+    let read = http
+        .get(server.url(&path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET session");
+    assert_eq!(read.status(), 200);
+    let revoked = http
+        .delete(server.url(&path))
+        .header("x-snarl-token", token)
+        .send()
+        .await
+        .expect("DELETE session");
+    assert_eq!(revoked.status(), 204);
+    sigterm(&server);
+    let log = remaining_log(&server);
+    let text: Vec<String> = log.iter().map(Value::to_string).collect();
+    assert!(
+        text.iter().any(|line| line.contains("/api/2/sessions/")),
+        "the requests were not traced at debug level:\n{}",
+        text.join("\n")
+    );
+    let leaks: Vec<&String> = text.iter().filter(|line| line.contains(token)).collect();
+    assert!(leaks.is_empty(), "the session token is logged: {leaks:#?}");
+}
+
 #[test]
 fn agent_help_does_not_print_the_token_from_the_environment() {
     let secret = "d6f1b0a4-secret-agent-token";
