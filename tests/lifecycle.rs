@@ -565,6 +565,35 @@ async fn debug_request_traces_do_not_log_session_tokens() {
 }
 
 #[test]
+fn a_start_up_failure_is_one_line_on_standard_error() {
+    // The port is taken: a failure after logging is set up, as every start-up failure is.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (status, _, stderr) = run_floe(
+        &[
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            address.as_ref(),
+            "--data-dir".as_ref(),
+            dir.path().as_os_str(),
+        ],
+        &[("RUST_LOG", "info"), ("FLOE_LOG_FORMAT", "text")],
+    );
+    assert!(!status.success(), "floe started on a port in use");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line saying why floe did not start, got:\n{stderr}"
+    );
+    assert!(
+        lines[0].starts_with(&format!("floe: cannot listen on {address}")),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn agent_help_does_not_print_the_token_from_the_environment() {
     let secret = "d6f1b0a4-secret-agent-token";
     let (status, stdout, stderr) = run_floe(
