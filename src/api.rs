@@ -310,7 +310,7 @@ pub fn app(state: AppState, client_certificates: Option<bool>) -> App {
     if traces {
         layered = layered.layer(TraceLayer::new_for_http().make_span_with(
             |request: &Request<_>| {
-                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+                tracing::debug_span!("request", method = %request.method(), path = %logged_path(request.uri().path()))
             },
         ));
     }
@@ -321,6 +321,21 @@ pub fn app(state: AppState, client_certificates: Option<bool>) -> App {
         ));
     }
     App(Inner::Layered(layered))
+}
+
+/// `path` as request traces show it. A session's path names its token
+/// (`/api/{v}/sessions/{token}`), a bearer credential valid for a year: it must not reach log
+/// files, so that segment is replaced.
+fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    match segments.as_slice() {
+        ["", "api", _, "sessions", token, ..] if !token.is_empty() => {
+            let mut redacted = segments.clone();
+            redacted[4] = "<token>";
+            redacted.join("/").into()
+        }
+        _ => path.into(),
+    }
 }
 
 /// floe's HTTP service, as [`app`] builds it.

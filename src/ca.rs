@@ -43,8 +43,9 @@ pub enum CaError {
         "{0} already exists; floe ca never overwrites a certificate or key (move it away first)"
     )]
     Exists(PathBuf),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be written. The message says so: a bare "cluster.key: No such file
+    /// or directory" reads as if floe ca were looking for a key, when --dir is missing.
+    #[error("cannot write {path}: {source}")]
     Io {
         /// The file.
         path: PathBuf,

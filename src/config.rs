@@ -203,7 +203,8 @@ pub struct AgentConfig {
 
     /// The token the agent presents (as `Authorization: Bearer`) when the control service
     /// authenticates; its user needs `nodes->_->report` and read permissions.
-    #[arg(long, env = "FLOE_AGENT_TOKEN")]
+    // hide_env_values: `--help` would otherwise print the token set in FLOE_AGENT_TOKEN.
+    #[arg(long, env = "FLOE_AGENT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
     /// The IP address this node reports as its host (an IP literal, not a name).

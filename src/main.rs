@@ -20,22 +20,14 @@ async fn main() -> ExitCode {
             init_logging(config.log_format);
             match serve(&config).await {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    tracing::error!("{error:#}");
-                    eprintln!("floe: {error:#}");
-                    ExitCode::FAILURE
-                }
+                Err(error) => fail("floe", config.log_format, &error),
             }
         }
         Command::Agent(config) => {
             init_logging(config.log_format);
             match floe::agent::run(&config, signal_received()).await {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    tracing::error!("{error:#}");
-                    eprintln!("floe agent: {error:#}");
-                    ExitCode::FAILURE
-                }
+                Err(error) => fail("floe agent", config.log_format, &error),
             }
         }
         Command::ImportFlocker(args) => {
@@ -45,11 +37,7 @@ async fn main() -> ExitCode {
                     print_import(&summary);
                     ExitCode::SUCCESS
                 }
-                Err(error) => {
-                    tracing::error!("{error}");
-                    eprintln!("floe import-flocker: {error}");
-                    ExitCode::FAILURE
-                }
+                Err(error) => fail("floe import-flocker", args.log_format, &error),
             }
         }
         Command::Ca(args) => match ca(&args) {
@@ -76,6 +64,17 @@ fn print_import(summary: &floe::import::ImportSummary) {
     for line in &summary.not_carried {
         println!("not carried over: {line}");
     }
+}
+
+/// Reports why `command` stopped, as one line on standard error, and fails. JSON logs also get
+/// the error as an event, for whatever collects them; text logs do not, because there it would
+/// only repeat the same message on a second line.
+fn fail(command: &str, format: LogFormat, error: &dyn std::fmt::Display) -> ExitCode {
+    if format == LogFormat::Json {
+        tracing::error!("{error:#}");
+    }
+    eprintln!("{command}: {error:#}");
+    ExitCode::FAILURE
 }
 
 /// Runs a `floe ca` subcommand and says what it wrote.

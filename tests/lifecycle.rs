@@ -525,6 +525,93 @@ fn serve_help_lists_every_flag_with_its_environment_variable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_request_traces_do_not_log_session_tokens() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let server = ChildServer::start_with_env(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--auth", "token"],
+        &[("RUST_LOG", "debug")],
+    );
+    let token = std::fs::read_to_string(dir.path().join("admin-token")).expect("admin-token");
+    let token = token.trim();
+    let http = common::client();
+    // A session's URL names its token: reading it, then revoking it (as logging out does).
+    let path = format!("/api/2/sessions/{token}");
+    let read = http
+        .get(server.url(&path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET session");
+    assert_eq!(read.status(), 200);
+    let revoked = http
+        .delete(server.url(&path))
+        .header("x-snarl-token", token)
+        .send()
+        .await
+        .expect("DELETE session");
+    assert_eq!(revoked.status(), 204);
+    sigterm(&server);
+    let log = remaining_log(&server);
+    let text: Vec<String> = log.iter().map(Value::to_string).collect();
+    assert!(
+        text.iter().any(|line| line.contains("/api/2/sessions/")),
+        "the requests were not traced at debug level:\n{}",
+        text.join("\n")
+    );
+    let leaks: Vec<&String> = text.iter().filter(|line| line.contains(token)).collect();
+    assert!(leaks.is_empty(), "the session token is logged: {leaks:#?}");
+}
+
+#[test]
+fn a_start_up_failure_is_one_line_on_standard_error() {
+    // The port is taken: a failure after logging is set up, as every start-up failure is.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (status, _, stderr) = run_floe(
+        &[
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            address.as_ref(),
+            "--data-dir".as_ref(),
+            dir.path().as_os_str(),
+        ],
+        &[("RUST_LOG", "info"), ("FLOE_LOG_FORMAT", "text")],
+    );
+    assert!(!status.success(), "floe started on a port in use");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line saying why floe did not start, got:\n{stderr}"
+    );
+    assert!(
+        lines[0].starts_with(&format!("floe: cannot listen on {address}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn agent_help_does_not_print_the_token_from_the_environment() {
+    let secret = "d6f1b0a4-secret-agent-token";
+    let (status, stdout, stderr) = run_floe(
+        &["agent".as_ref(), "--help".as_ref()],
+        &[("FLOE_AGENT_TOKEN", secret)],
+    );
+    assert!(status.success(), "floe agent --help exited with {status}");
+    assert!(
+        stdout.contains("FLOE_AGENT_TOKEN"),
+        "floe agent --help does not name FLOE_AGENT_TOKEN:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "floe agent --help prints the token set in FLOE_AGENT_TOKEN:\n{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floe_store_environment_variable_selects_the_memory_store() {
     let parent = tempfile::TempDir::new().unwrap();
     let dir = parent.path().join("absent");

@@ -378,6 +378,29 @@ fn floe_ca_writes_flockers_layout_with_private_keys_and_never_overwrites() {
 /// every node UUID as version 4, flocker.md 8.4), so a certificate for any other node would
 /// only make its agent retry for ever: `floe ca node` refuses it, and writes nothing.
 #[test]
+fn floe_ca_says_it_cannot_write_into_a_missing_directory() {
+    let dir = TempDir::new().unwrap();
+    let missing = dir.path().join("missing");
+    let output = Command::new(floe_binary())
+        .arg("ca")
+        .arg("--dir")
+        .arg(&missing)
+        .args(["init", "mycluster"])
+        .output()
+        .expect("floe ca runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!(
+        "floe ca: cannot write {}",
+        missing.join("cluster.").display()
+    );
+    assert!(
+        stderr.starts_with(&expected) && stderr.lines().count() == 1,
+        "expected one line starting {expected:?}, got {stderr:?}"
+    );
+}
+
+#[test]
 fn floe_ca_refuses_a_node_uuid_that_is_not_version_4() {
     let dir = TempDir::new().unwrap();
     floe::ca::init(dir.path(), "test-cluster").unwrap();

@@ -185,6 +185,17 @@ impl ChildServer {
 
     /// As [`ChildServer::start`], listening on `listen` (a restart where clients expect it).
     pub fn start_at(data_dir: &Path, listen: &str, args: &[&str]) -> Self {
+        Self::start_with_env(data_dir, listen, args, &[])
+    }
+
+    /// As [`ChildServer::start_at`], with environment variables `env` set last (`RUST_LOG`
+    /// to see what another log level writes, for example).
+    pub fn start_with_env(
+        data_dir: &Path,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(floe_binary())
             .arg("serve")
             .args(["--listen", listen, "--log-format", "json", "--data-dir"])
@@ -193,6 +204,7 @@ impl ChildServer {
             .env("RUST_LOG", "info")
             // The suite tests the API, not authentication: tests of auth set it with --auth.
             .env("FLOE_AUTH", "none")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
