@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::num::NonZeroU64;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -218,7 +219,13 @@ impl SqliteStore {
             path: dir.to_path_buf(),
             reason,
         };
-        fs::create_dir_all(dir).map_err(|e| dir_error(e.to_string()))?;
+        // Owner-only: the database holds the users' password hashes and token digests. A
+        // directory that exists already keeps the modes its owner gave it.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| dir_error(e.to_string()))?;
         let lock = File::create(dir.join("floe.lock")).map_err(|e| dir_error(e.to_string()))?;
         lock.try_lock().map_err(|_| OpenError::InUse {
             path: dir.to_path_buf(),
@@ -700,6 +707,16 @@ mod tests {
         assert_eq!(CheckpointMode::next(false, Some((Restart, over))), Passive);
         assert_eq!(CheckpointMode::next(true, Some((Passive, over))), Truncate);
         assert_eq!(CheckpointMode::next(true, None), Truncate);
+    }
+
+    #[test]
+    fn a_new_data_directory_is_for_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::TempDir::new().unwrap();
+        let dir = parent.path().join("floe-data");
+        let _store = SqliteStore::open(&dir).unwrap();
+        let mode = fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
     }
 
     #[test]
