@@ -123,8 +123,10 @@ pub struct ServeConfig {
     pub tls_client_ca: Option<PathBuf>,
 
     /// Allow plain HTTP on a non-loopback address (anyone who can reach it can change the
-    /// configuration).
-    #[arg(long, env = "FLOE_INSECURE")]
+    /// configuration). FLOE_INSECURE takes true/false, yes/no, on/off or 1/0.
+    // Boolish: an environment variable is often set to 1 or yes, which clap's default parser
+    // for a flag refuses (it takes only true or false).
+    #[arg(long, env = "FLOE_INSECURE", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure: bool,
 
     /// Directory holding the configuration database (created if missing).

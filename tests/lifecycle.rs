@@ -727,3 +727,35 @@ async fn a_clean_restart_keeps_the_configuration_its_order_and_its_tag() {
         "the tag changed across a clean restart"
     );
 }
+
+/// `FLOE_INSECURE` takes the usual spellings of a yes or a no, as an environment variable is
+/// often set, and refuses anything else naming the accepted ones. A port in use makes each
+/// accepted value end in the listen failure, after the settings were read, without serving.
+#[test]
+fn floe_insecure_takes_the_usual_spellings_of_yes_and_no() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let args = [
+        "serve".as_ref(),
+        "--listen".as_ref(),
+        address.as_ref(),
+        "--data-dir".as_ref(),
+        dir.path().as_os_str(),
+    ];
+    for value in ["1", "yes", "on", "true", "0", "no", "off", "false"] {
+        let (status, _, stderr) = run_floe(&args, &[("FLOE_INSECURE", value)]);
+        assert!(!status.success(), "FLOE_INSECURE={value}: floe started");
+        assert!(
+            stderr.contains(&format!("cannot listen on {address}")),
+            "FLOE_INSECURE={value} was not taken:\n{stderr}"
+        );
+    }
+    let (status, _, stderr) = run_floe(&args, &[("FLOE_INSECURE", "maybe")]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("FLOE_INSECURE") || stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("maybe"), "{stderr}");
+}
