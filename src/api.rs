@@ -261,7 +261,7 @@ pub(crate) fn list_answer_tagged<B: Into<Bytes>>(
         etag,
         last_modified: None,
     };
-    if let Some(answer) = conditions.check_read_tagged(Some(version), weak) {
+    if let Some(answer) = conditions.check_read_tagged(Some(version), weak, tag) {
         return answer;
     }
     let mut answer = Answer::json(StatusCode::OK, body());

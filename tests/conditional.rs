@@ -1743,3 +1743,47 @@ async fn container_writes_carry_the_etag_that_if_match_takes() {
     assert_eq!(deleted.status, 200, "{deleted:?}");
     server.stop().await;
 }
+
+/// A list's ETag follows its own kind only, so a 304 for it does not mean the configuration
+/// tag is unchanged: every 304 (and a read's 412) carries the current configuration tag, as
+/// the 200 would, so that the client's next `X-If-Configuration-Matches` can be current.
+#[tokio::test]
+async fn a_304_carries_the_current_configuration_tag() {
+    let server = TestServer::start().await;
+    let id = new_id();
+    create(&server, &id).await;
+    let list = send(&server, "GET", DATASETS, &[], None).await;
+    let one = get(&server, &id).await;
+    let before = list.tag();
+
+    // A lease changes the configuration, not the dataset list nor the dataset.
+    let lease = json!({"dataset_id": id, "node_uuid": NODE_0, "expires": null});
+    let acquired = send(&server, "POST", LEASES, &[], Some(lease)).await;
+    assert_eq!(acquired.status, 201, "{acquired:?}");
+    let now = acquired.tag();
+    assert_ne!(now, before);
+
+    for (path, etag) in [
+        (DATASETS.to_string(), list.etag()),
+        (dataset_path(&id), one.etag()),
+    ] {
+        let unchanged = send(&server, "GET", &path, &[(INM, etag.clone())], None).await;
+        assert_eq!(unchanged.status, 304, "{path}: {unchanged:?}");
+        assert_eq!(unchanged.tag(), now, "{path}");
+        assert_eq!(unchanged.etag(), etag, "{path}");
+        let refused = send(&server, "GET", &path, &[(IM, OTHER_ETAG.into())], None).await;
+        assert_eq!(refused.status, 412, "{path}: {refused:?}");
+        assert_eq!(refused.tag(), now, "{path}");
+    }
+    // The tag the 304 carried is the one a conditional write takes.
+    let moved = send(
+        &server,
+        "POST",
+        &dataset_path(&id),
+        &[(XIC, now)],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{moved:?}");
+    server.stop().await;
+}

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::store::{ConfigTag, RecordedAnswer};
 
-use super::conditional::CONFIGURATION_TAG;
+use super::conditional::{CONFIGURATION_TAG, configuration_tag_value};
 
 /// Status, headers and body of an answer.
 #[derive(Debug, Clone)]
@@ -37,9 +37,8 @@ impl Answer {
 
     /// Adds the configuration tag the answer was read at or written to.
     pub fn with_tag(mut self, tag: &ConfigTag) -> Self {
-        // Shares the tag's bytes rather than copying them.
-        let value = HeaderValue::from_maybe_shared(tag.to_bytes()).expect("tags are hex");
-        self.headers.insert(CONFIGURATION_TAG, value);
+        self.headers
+            .insert(CONFIGURATION_TAG, configuration_tag_value(tag));
         self
     }
 

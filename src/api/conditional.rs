@@ -18,7 +18,7 @@ use super::identity::Identity;
 use super::{ApiError, AppState};
 use crate::model::precondition::{EntityTag, ResourceVersion, TagCondition, Validators, Verdict};
 use crate::model::{Timestamp, Versioned};
-use crate::store::{Precondition, Snapshot};
+use crate::store::{ConfigTag, Precondition, Snapshot};
 
 /// Sent with the configuration tag on configuration reads and on every write's answer.
 pub const CONFIGURATION_TAG: HeaderName = HeaderName::from_static("x-configuration-tag");
@@ -155,9 +155,16 @@ impl Conditions {
     }
 
     /// Evaluates the validators of a GET or HEAD against what it would return. `Some` is the
-    /// answer to send instead: 304 (with the validators a cache needs) or 412.
-    pub fn check_read(&self, current: Option<ResourceVersion<'_>>) -> Option<Response> {
-        self.check_read_tagged(current, false)
+    /// answer to send instead: 304 (with the validators a cache needs) or 412. Either carries
+    /// `tag`, the configuration tag the read was made at, as the 200 would: a list's ETag
+    /// follows its own kind only, so a client that gets a 304 for it may still need the newer
+    /// configuration tag for its next conditional write.
+    pub fn check_read(
+        &self,
+        current: Option<ResourceVersion<'_>>,
+        tag: Option<&ConfigTag>,
+    ) -> Option<Response> {
+        self.check_read_tagged(current, false, tag)
     }
 
     /// As [`Conditions::check_read`], for a representation whose ETag is weak: a 304 must
@@ -166,9 +173,10 @@ impl Conditions {
         &self,
         current: Option<ResourceVersion<'_>>,
         weak: bool,
+        tag: Option<&ConfigTag>,
     ) -> Option<Response> {
-        match self.precondition.validators.evaluate(current, true) {
-            Verdict::Proceed => None,
+        let mut response = match self.precondition.validators.evaluate(current, true) {
+            Verdict::Proceed => return None,
             Verdict::NotModified => {
                 let mut response = StatusCode::NOT_MODIFIED.into_response();
                 if let Some(version) = current
@@ -176,15 +184,19 @@ impl Conditions {
                 {
                     version_headers(response.headers_mut(), version, weak);
                 }
-                Some(response)
+                response
             }
-            Verdict::Failed => Some(
-                ApiError::Store(crate::store::StoreError::ResourceChanged {
-                    current_etag: current.map(|version| version.etag.to_string()),
-                })
-                .into_response(),
-            ),
+            Verdict::Failed => ApiError::Store(crate::store::StoreError::ResourceChanged {
+                current_etag: current.map(|version| version.etag.to_string()),
+            })
+            .into_response(),
+        };
+        if let Some(tag) = tag {
+            response
+                .headers_mut()
+                .insert(CONFIGURATION_TAG, configuration_tag_value(tag));
         }
+        Some(response)
     }
 
     /// Adds `ETag` and `Last-Modified` for a stored record, unless ETags are off.
@@ -222,6 +234,11 @@ pub fn record_headers<T>(headers: &mut HeaderMap, record: &Versioned<T>) {
         .expect("content tags are quoted hex");
     headers.insert(header::ETAG, etag);
     headers.insert(header::LAST_MODIFIED, http_date_value(record.updated));
+}
+
+/// The `X-Configuration-Tag` header value for `tag`, sharing its bytes rather than copying them.
+pub fn configuration_tag_value(tag: &ConfigTag) -> HeaderValue {
+    HeaderValue::from_maybe_shared(tag.to_bytes()).expect("tags are hex")
 }
 
 /// The `ETag` header value for an opaque tag.

@@ -128,7 +128,7 @@ fn one_dataset(
     let record = dataset_id_from_path(dataset_id)
         .and_then(|id| snapshot.configuration.dataset(&id))
         .ok_or(ApiError::NotFound("Dataset not found."))?;
-    if let Some(answer) = conditions.check_read(Some(record.version())) {
+    if let Some(answer) = conditions.check_read(Some(record.version()), Some(&snapshot.tag)) {
         return Ok(answer);
     }
     let mut answer = Answer::json(StatusCode::OK, record.canonical.clone()).with_tag(&snapshot.tag);

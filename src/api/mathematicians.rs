@@ -190,7 +190,7 @@ async fn get_mathematician(
     let record = parse_unique(&unique)
         .and_then(|unique| snapshot.configuration.mathematician(&unique))
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    if let Some(answer) = conditions.check_read(Some(record.version())) {
+    if let Some(answer) = conditions.check_read(Some(record.version()), Some(&snapshot.tag)) {
         return Ok(answer);
     }
     let body = representation(record, &base_url(&state, &headers), &state.settings.meta);

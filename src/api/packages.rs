@@ -397,7 +397,7 @@ async fn list_packages(
         etag: &etag,
         last_modified: None,
     };
-    if let Some(answer) = conditions.check_read(Some(version)) {
+    if let Some(answer) = conditions.check_read(Some(version), Some(&snapshot.tag)) {
         return Ok(answer);
     }
     let items: Vec<Value> = snapshot
@@ -465,7 +465,7 @@ async fn get_package(
         .uuid
         .and_then(|uuid| snapshot.configuration.package(&uuid))
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    if let Some(answer) = conditions.check_read(Some(record.version())) {
+    if let Some(answer) = conditions.check_read(Some(record.version()), Some(&snapshot.tag)) {
         return Ok(answer);
     }
     let body = Value::Object(representation(record, &state.settings.meta));
