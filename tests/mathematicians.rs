@@ -1378,3 +1378,54 @@ async fn idempotency_keys_replay_posts_and_puts() {
     assert_eq!(ids_of(&now), [version_id("Leonhard", "Euler", &[LEONARD])]);
     server.stop().await;
 }
+
+/// Links are built from the request's `Host`, so one that is not a host and port is a 400
+/// (as Kestrel answers it), never a link or a `Location` made of it; hosts with ports, IPv6
+/// literals and names are used as sent.
+#[tokio::test]
+async fn links_come_from_a_valid_host_and_an_invalid_one_is_a_400() {
+    let server = TestServer::start().await;
+    let new = |host: &str| {
+        server
+            .client
+            .get(server.url("/api/mathematicians/new"))
+            .header("host", host)
+    };
+    for host in ["floe.example:8080", "[::1]:4523", "10.0.0.5", "floe"] {
+        let answer = send(new(host)).await;
+        assert_eq!(answer.status, 200, "{host}: {}", answer.text);
+        let href = answer.body["_links"]["self"]["href"].as_str().unwrap();
+        assert!(
+            href.starts_with(&format!("http://{host}/api/mathematicians/")),
+            "{host}: {href}"
+        );
+    }
+    for host in ["a b", "\"quoted\"", "user@floe", "floe/path", "floe:port"] {
+        send(new(host))
+            .await
+            .assert_error(400, "Invalid Host header.");
+        let list = server
+            .client
+            .get(server.url("/api/mathematicians"))
+            .header("host", host);
+        send(list).await.assert_error(400, "Invalid Host header.");
+        let create = server
+            .client
+            .post(server.url("/api/mathematicians"))
+            .header("host", host)
+            .json(&json!({
+                "unique": Uuid::new_v4(),
+                "name": { "ids": [], "firstName": "Ada", "lastName": "Lovelace" },
+            }));
+        send(create).await.assert_error(400, "Invalid Host header.");
+    }
+    // An empty Host (which HTTP allows) names no host: links name localhost.
+    let answer = send(new("")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let href = answer.body["_links"]["self"]["href"].as_str().unwrap();
+    assert!(href.starts_with("http://localhost/"), "{href}");
+    // Nothing was created by the refused requests.
+    let list = send(server.client.get(server.url("/api/mathematicians"))).await;
+    assert_eq!(list.body, json!([]));
+    server.stop().await;
+}

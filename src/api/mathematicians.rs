@@ -94,17 +94,36 @@ fn parse_unique(text: &str) -> Option<Uuid> {
 
 /// Where this server is, as the client addressed it, for absolute links: the request's host
 /// and the scheme it came in by (the original's `Url.Link` takes both from the request).
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+///
+/// A `Host` that is not a host and port (spaces, quotes, a path, user info) is a 400, as the
+/// original's server (Kestrel) answers it, rather than a link and a `Location` made from it.
+fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let scheme = if state.settings.https {
         "https"
     } else {
         "http"
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .unwrap_or("localhost");
-    format!("{scheme}://{host}")
+    // No host, or an empty one (which HTTP allows), names no host: this one, then.
+    let Some(host) = headers.get(header::HOST).filter(|host| !host.is_empty()) else {
+        return Ok(format!("{scheme}://localhost"));
+    };
+    let authority = host
+        .to_str()
+        .ok()
+        .and_then(|host| host.parse::<axum::http::uri::Authority>().ok())
+        .filter(|authority| !authority.as_str().contains('@'))
+        .filter(|authority| has_valid_port(authority.as_str()))
+        .ok_or_else(|| ApiError::BadRequest("Invalid Host header.".into()))?;
+    Ok(format!("{scheme}://{authority}"))
+}
+
+/// Whether a host's port, if it has one, is a number (the `Authority` parser takes any text).
+fn has_valid_port(authority: &str) -> bool {
+    match authority.rsplit_once(':') {
+        // An IPv6 literal without a port ends in `]`; its colons are not a port's.
+        Some((_, port)) if !authority.ends_with(']') => port.parse::<u16>().is_ok(),
+        _ => true,
+    }
 }
 
 fn self_href(base: &str, unique: &Uuid) -> String {
@@ -139,33 +158,37 @@ fn representation(record: &Versioned<Mathematician>, base: &str, meta: &MetaFiel
     Value::Object(object)
 }
 
-async fn new_mathematician(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn new_mathematician(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let unique = Uuid::new_v4();
     let body = json!({
         "unique": unique,
         "name": { "ids": [], "firstName": null, "lastName": null },
-        "_links": { "self": { "href": self_href(&base_url(&state, &headers), &unique) } },
+        "_links": { "self": { "href": self_href(&base_url(&state, &headers)?, &unique) } },
     });
     let mut answer = Answer::json(StatusCode::OK, serde_json::to_vec(&body).expect("JSON"));
     // Every call mints a new id: never cache it.
     answer
         .headers
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    answer.into_response()
+    Ok(answer.into_response())
 }
 
-/// The list's ETag is the configuration tag, as for every configuration list.
+/// The list's ETag is the configuration tag of the last change to a mathematician, as for
+/// every configuration list.
 async fn list_mathematicians(
     State(state): State<AppState>,
     conditions: Conditions,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
+    let base = base_url(&state, &headers)?;
     state
         .hold_for_list(&conditions, Collection::Mathematicians)
         .await;
     let snapshot = state.store.read();
-    let base = base_url(&state, &headers);
-    list_answer(
+    Ok(list_answer(
         &conditions,
         snapshot.lists.tag(Collection::Mathematicians).as_str(),
         Some(&snapshot.tag),
@@ -177,7 +200,7 @@ async fn list_mathematicians(
                 .collect();
             serde_json::to_vec(&items).expect("JSON")
         },
-    )
+    ))
 }
 
 async fn get_mathematician(
@@ -193,7 +216,7 @@ async fn get_mathematician(
     if let Some(answer) = conditions.check_read(Some(record.version()), Some(&snapshot.tag)) {
         return Ok(answer);
     }
-    let body = representation(record, &base_url(&state, &headers), &state.settings.meta);
+    let body = representation(record, &base_url(&state, &headers)?, &state.settings.meta);
     let mut answer = Answer::json(StatusCode::OK, serde_json::to_vec(&body).expect("JSON"))
         .with_tag(&snapshot.tag);
     conditions.add_record_validators(&mut answer.headers, record);
@@ -209,7 +232,7 @@ async fn create_mathematician(
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     let render_settings = (
-        base_url(&state, &headers),
+        base_url(&state, &headers)?,
         state.settings.meta.clone(),
         conditions.etags,
     );
@@ -236,7 +259,7 @@ async fn name_mathematician(
 ) -> Result<Response, ApiError> {
     let url_unique = parse_unique(&unique).ok_or(ApiError::NotFound(NOT_FOUND))?;
     let render_settings = (
-        base_url(&state, &headers),
+        base_url(&state, &headers)?,
         state.settings.meta.clone(),
         conditions.etags,
     );
