@@ -183,7 +183,7 @@ impl Reader {
 
     fn node(&mut self, at: &str, key: Option<Uuid>, node: &Value) -> Result<(), FileError> {
         let node = object(node, at, "Node")?;
-        let uuid = uuid(field(node, "uuid", at)?, &format!("{at}.uuid"))?;
+        let uuid = member(node, "uuid", at, uuid)?;
         if key.is_some_and(|key| key != uuid) {
             return Err(error(
                 &format!("{at}.uuid"),
@@ -233,30 +233,21 @@ impl Reader {
         manifestation: &Value,
     ) -> Result<(), FileError> {
         let manifestation = object(manifestation, at, "Manifestation")?;
-        let primary = boolean(
-            field(manifestation, "primary", at)?,
-            &format!("{at}.primary"),
-        )?;
+        let primary = member(manifestation, "primary", at, boolean)?;
         if !primary {
             self.replicas += 1;
             return Ok(());
         }
         let dataset_at = format!("{at}.dataset");
         let dataset = object(field(manifestation, "dataset", at)?, &dataset_at, "Dataset")?;
-        let id_text = string(
-            field(dataset, "dataset_id", &dataset_at)?,
-            &format!("{dataset_at}.dataset_id"),
-        )?;
+        let id_text = member(dataset, "dataset_id", &dataset_at, string)?;
         if id_text != key {
             return Err(error(
                 &dataset_at,
                 format!("dataset_id {id_text:?} differs from its key {key:?}"),
             ));
         }
-        let deleted = boolean(
-            field(dataset, "deleted", &dataset_at)?,
-            &format!("{dataset_at}.deleted"),
-        )?;
+        let deleted = member(dataset, "deleted", &dataset_at, boolean)?;
         let metadata_at = format!("{dataset_at}.metadata");
         let mut metadata = Map::new();
         for (name, value) in pmap(field(dataset, "metadata", &dataset_at)?, &metadata_at)? {
@@ -301,7 +292,7 @@ impl Reader {
         application: &Value,
     ) -> Result<Container, FileError> {
         let app = object(application, at, "Application")?;
-        let name = string(field(app, "name", at)?, &format!("{at}.name"))?;
+        let name = member(app, "name", at, string)?;
         if key.is_some_and(|key| key != name) {
             return Err(error(
                 at,
@@ -313,10 +304,7 @@ impl Reader {
         }
         let image_at = format!("{at}.image");
         let image = object(field(app, "image", at)?, &image_at, "DockerImage")?;
-        let repository = string(
-            field(image, "repository", &image_at)?,
-            &format!("{image_at}.repository"),
-        )?;
+        let repository = member(image, "repository", &image_at, string)?;
         let tag = match image.get("tag") {
             None | Some(Value::Null) => "latest",
             Some(tag) => string(tag, &format!("{image_at}.tag"))?,
@@ -335,14 +323,8 @@ impl Reader {
             let port_at = format!("{at}.ports[{index}]");
             let port = object(port, &port_at, "Port")?;
             ports.insert(Port {
-                internal: number(
-                    field(port, "internal_port", &port_at)?,
-                    &format!("{port_at}.internal_port"),
-                )?,
-                external: number(
-                    field(port, "external_port", &port_at)?,
-                    &format!("{port_at}.external_port"),
-                )?,
+                internal: member(port, "internal_port", &port_at, number)?,
+                external: member(port, "external_port", &port_at, number)?,
             });
         }
         let mut links = Vec::new();
@@ -353,16 +335,9 @@ impl Reader {
             let link_at = format!("{at}.links[{index}]");
             let link = object(link, &link_at, "Link")?;
             links.push(Link {
-                alias: string(field(link, "alias", &link_at)?, &format!("{link_at}.alias"))?
-                    .to_string(),
-                local_port: number(
-                    field(link, "local_port", &link_at)?,
-                    &format!("{link_at}.local_port"),
-                )?,
-                remote_port: number(
-                    field(link, "remote_port", &link_at)?,
-                    &format!("{link_at}.remote_port"),
-                )?,
+                alias: member(link, "alias", &link_at, string)?.to_string(),
+                local_port: member(link, "local_port", &link_at, number)?,
+                remote_port: member(link, "remote_port", &link_at, number)?,
             });
         }
         let mut environment = BTreeMap::new();
@@ -433,20 +408,14 @@ impl Reader {
             let key = uuid(key, &format!("{at}[{index}] (key)"))?;
             let lease_at = format!("{at}[{key}]");
             let lease = object(lease, &lease_at, "Lease")?;
-            let dataset_id = uuid(
-                field(lease, "dataset_id", &lease_at)?,
-                &format!("{lease_at}.dataset_id"),
-            )?;
+            let dataset_id = member(lease, "dataset_id", &lease_at, uuid)?;
             if dataset_id != key {
                 return Err(error(
                     &lease_at,
                     format!("dataset_id {dataset_id} differs from its key"),
                 ));
             }
-            let node = uuid(
-                field(lease, "node_id", &lease_at)?,
-                &format!("{lease_at}.node_id"),
-            )?;
+            let node = member(lease, "node_id", &lease_at, uuid)?;
             let expires_at = match lease.get("expiration") {
                 None | Some(Value::Null) => None,
                 Some(time) => Some(datetime(time, &format!("{lease_at}.expiration"))?),
@@ -486,10 +455,7 @@ fn attached_volume(volume: &Value, at: &str) -> Result<Volume, FileError> {
     let dataset_id = Uuid::try_parse(id).map_err(|e| error(&id_at, format!("not a UUID: {e}")))?;
     let mountpoint_at = format!("{at}.mountpoint");
     let mountpoint = object(field(volume, "mountpoint", at)?, &mountpoint_at, "FilePath")?;
-    let path = string(
-        field(mountpoint, "path", &mountpoint_at)?,
-        &format!("{mountpoint_at}.path"),
-    )?;
+    let path = member(mountpoint, "path", &mountpoint_at, string)?;
     Ok(Volume {
         dataset_id,
         mountpoint: path.to_string(),
@@ -546,6 +512,17 @@ fn object<'a>(
     }
 }
 
+/// `object`'s member `name`, read by `read` as the value at `at.name`, so that an error in it
+/// names the member.
+fn member<'a, T>(
+    object: &'a Map<String, Value>,
+    name: &str,
+    at: &str,
+    read: impl FnOnce(&'a Value, &str) -> Result<T, FileError>,
+) -> Result<T, FileError> {
+    read(field(object, name, at)?, &format!("{at}.{name}"))
+}
+
 fn field<'a>(object: &'a Map<String, Value>, name: &str, at: &str) -> Result<&'a Value, FileError> {
     object
         .get(name)
@@ -555,7 +532,7 @@ fn field<'a>(object: &'a Map<String, Value>, name: &str, at: &str) -> Result<&'a
 /// A `PMap`'s entries, in file order.
 fn pmap<'a>(value: &'a Value, at: &str) -> Result<Vec<(&'a Value, &'a Value)>, FileError> {
     let map = object(value, at, "PMap")?;
-    let values = array(field(map, "values", at)?, &format!("{at}.values"))?;
+    let values = member(map, "values", at, array)?;
     values
         .iter()
         .enumerate()
@@ -620,7 +597,7 @@ fn optional_number<T: TryFrom<u64>>(
 
 fn uuid(value: &Value, at: &str) -> Result<Uuid, FileError> {
     let object = object(value, at, "UUID")?;
-    let hex = string(field(object, "hex", at)?, &format!("{at}.hex"))?;
+    let hex = member(object, "hex", at, string)?;
     Uuid::try_parse(hex).map_err(|e| error(at, format!("{hex:?} is not a UUID: {e}")))
 }
 
