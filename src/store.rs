@@ -372,10 +372,7 @@ async fn sweep(store: Store, answer_ttl: Duration) {
         ticker.tick().await;
         let snapshot = store.snapshot();
         let now = now_millis();
-        // Saturating: a TTL past the range of a timestamp (`--idempotency-ttl` set huge, to
-        // mean "forever") wrapped to a negative one, which forgot every answer at once.
-        let ttl = Timestamp::try_from(answer_ttl.as_millis()).unwrap_or(Timestamp::MAX);
-        let cutoff = now.saturating_sub(ttl);
+        let cutoff = millis_before(now, answer_ttl);
         if snapshot
             .answers
             .values()
@@ -403,6 +400,13 @@ async fn sweep(store: Store, answer_ttl: Duration) {
             _ => {}
         }
     }
+}
+
+/// The time `span` before `now`, saturating: a span past the range of a timestamp (a setting
+/// such as `--idempotency-ttl` or `--node-expiry` made huge, to mean "never") must not wrap to
+/// a negative one, which would put the cutoff in the future and forget everything at once.
+pub(crate) fn millis_before(now: Timestamp, span: Duration) -> Timestamp {
+    now.saturating_sub(Timestamp::try_from(span.as_millis()).unwrap_or(Timestamp::MAX))
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

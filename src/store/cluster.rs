@@ -9,7 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use super::now_millis;
+use super::{millis_before, now_millis};
 use crate::model::cluster::{ClusterState, NodeReport};
 use crate::model::{NodeId, Timestamp};
 
@@ -87,10 +87,7 @@ impl LiveCluster {
 
     /// Forgets nodes silent for longer than the expiry. Returns the forgotten ones.
     pub fn expire(&self, now: Timestamp) -> Vec<NodeId> {
-        // Saturating: an expiry past the range of a timestamp (`--node-expiry` set huge, to
-        // mean "never") wrapped to a negative one, which expired every node at once.
-        let expiry = Timestamp::try_from(self.inner.expiry.as_millis()).unwrap_or(Timestamp::MAX);
-        let before = now.saturating_sub(expiry);
+        let before = millis_before(now, self.inner.expiry);
         let stale = self
             .view()
             .state
