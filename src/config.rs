@@ -33,8 +33,9 @@ pub enum Command {
     Ca(CaArgs),
     /// Take over a Flocker cluster: load its `current_configuration.json` into an empty store.
     ///
-    /// Reads Flocker's control service file (format version 6, also 5 and 4); then start
-    /// `floe serve` with the same --data-dir. Every dataset (deleted ones included, with metadata and maximum size), every lease
+    /// Reads Flocker's control service file (format version 6, or any older one back to 1);
+    /// then start `floe serve` with the same --data-dir. Every dataset (deleted ones included,
+    /// with metadata and maximum size), every lease
     /// (with its expiry) and every application (as a container) is imported in one
     /// transaction, checked as the API checks them; if anything is refused, nothing is
     /// imported. The store must hold no dataset, lease or container: an import takes over a

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::model::flocker_file::{self, FileError};
-use crate::model::{ImportCounts, Operation, Outcome};
+use crate::model::{Import, ImportCounts, Operation, Outcome};
 use crate::store::{
     Backend, Command, Committed, OpenError, Precondition, Reply, Store, StoreError, StoreOptions,
 };
@@ -75,8 +75,44 @@ pub async fn import_flocker(file: &Path, data_dir: &Path) -> Result<ImportSummar
         containers = parsed.import.containers.len(),
         "read Flocker configuration"
     );
+    // A rehearsal on an empty store in memory first, so that a file holding an item the API
+    // would refuse (two containers of one name, say) leaves no trace: not even a new, empty
+    // data directory.
+    submit_import(Backend::Memory, parsed.import.clone()).await?;
+    let Committed {
+        outcome: Outcome::Imported(counts),
+        tag,
+        revision,
+    } = submit_import(Backend::Sqlite(data_dir.to_path_buf()), parsed.import).await?
+    else {
+        return Err(unexpected());
+    };
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        datasets = counts.datasets,
+        deleted = counts.deleted,
+        leases = counts.leases,
+        containers = counts.containers,
+        revision,
+        %tag,
+        "Flocker configuration imported"
+    );
+    for line in &parsed.not_carried {
+        tracing::warn!(what = %line, "not carried over");
+    }
+    Ok(ImportSummary {
+        version: parsed.version,
+        counts,
+        not_carried: parsed.not_carried,
+        tag: tag.to_string(),
+    })
+}
+
+/// Opens the store on `backend` and submits `import` to it as one command: its emptiness
+/// check and every item land in one transaction, or nothing does.
+async fn submit_import(backend: Backend, import: Import) -> Result<Committed, ImportError> {
     let options = StoreOptions {
-        backend: Backend::Sqlite(data_dir.to_path_buf()),
+        backend,
         // No idempotent answers are recorded by an import; the store's default for the rest.
         idempotency_ttl: Duration::from_secs(86_400),
     };
@@ -84,45 +120,24 @@ pub async fn import_flocker(file: &Path, data_dir: &Path) -> Result<ImportSummar
         OpenError::InUse { .. } => ImportError::InUse(error),
         other => ImportError::Open(other),
     })?;
-    // One command: its emptiness check and every item land in one transaction, or nothing does.
     let reply = store
         .submit(Command {
             precondition: Precondition::default(),
-            operation: Operation::Import(Box::new(parsed.import)),
+            operation: Operation::Import(Box::new(import)),
             idempotency: None,
         })
         .await;
     drop(store);
     guard.close().await;
     match reply {
-        Reply::Done(Ok(Committed {
-            outcome: Outcome::Imported(counts),
-            tag,
-            revision,
-        })) => {
-            tracing::info!(
-                data_dir = %data_dir.display(),
-                datasets = counts.datasets,
-                deleted = counts.deleted,
-                leases = counts.leases,
-                containers = counts.containers,
-                revision,
-                %tag,
-                "Flocker configuration imported"
-            );
-            for line in &parsed.not_carried {
-                tracing::warn!(what = %line, "not carried over");
-            }
-            Ok(ImportSummary {
-                version: parsed.version,
-                counts,
-                not_carried: parsed.not_carried,
-                tag: tag.to_string(),
-            })
-        }
+        Reply::Done(Ok(committed)) => Ok(committed),
         Reply::Done(Err(error)) => Err(ImportError::Refused(error)),
-        Reply::Done(Ok(_)) | Reply::Recorded(_) | Reply::Replayed(_) => Err(ImportError::Refused(
-            StoreError::Unavailable("unexpected answer from the store".into()),
-        )),
+        Reply::Recorded(_) | Reply::Replayed(_) => Err(unexpected()),
     }
+}
+
+fn unexpected() -> ImportError {
+    ImportError::Refused(StoreError::Unavailable(
+        "unexpected answer from the store".into(),
+    ))
 }

@@ -33,6 +33,23 @@ fn import(file: &Path, data_dir: &Path) -> Output {
         .expect("floe runs")
 }
 
+/// Whether `floe import-flocker` succeeded, and what it said on standard error.
+fn import_outcome(file: &Path, data_dir: &Path) -> (bool, String) {
+    let output = import(file, data_dir);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), stderr)
+}
+
+/// The fixture with `change` made to its JSON, written into `dir`.
+fn edited_fixture(dir: &TempDir, change: impl FnOnce(&mut Value)) -> PathBuf {
+    let mut document: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture()).unwrap()).unwrap();
+    change(&mut document);
+    let file = dir.path().join("current_configuration.json");
+    std::fs::write(&file, document.to_string()).unwrap();
+    file
+}
+
 async fn get(server: &TestServer, path: &str) -> (Value, Option<String>) {
     let answer = server.client.get(server.url(path)).send().await.unwrap();
     assert_eq!(answer.status(), 200, "{path}");
@@ -142,9 +159,8 @@ async fn an_import_into_a_non_empty_store_is_refused_and_changes_nothing() {
     let before = lists(&server).await;
 
     // While the server runs, its lock keeps the import out.
-    let output = import(&fixture(), server.data_dir());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let (success, stderr) = import_outcome(&fixture(), server.data_dir());
+    assert!(!success);
     assert!(
         stderr.contains("another floe process is using it")
             && stderr.contains("stop the floe server"),
@@ -152,9 +168,8 @@ async fn an_import_into_a_non_empty_store_is_refused_and_changes_nothing() {
     );
 
     let dir = server.stop().await;
-    let output = import(&fixture(), dir.path());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let (success, stderr) = import_outcome(&fixture(), dir.path());
+    assert!(!success);
     assert!(
         stderr.contains("import refused, nothing was changed")
             && stderr
@@ -170,17 +185,12 @@ async fn an_import_into_a_non_empty_store_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn a_malformed_file_is_refused_naming_where_and_no_store_is_touched() {
     let dir = TempDir::new().unwrap();
-    let file = dir.path().join("current_configuration.json");
-    let mut document: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture()).unwrap()).unwrap();
-    document["version"] = json!(3);
-    std::fs::write(&file, document.to_string()).unwrap();
+    let file = edited_fixture(&dir, |document| document["version"] = json!(7));
     let data_dir = dir.path().join("data");
-    let output = import(&file, &data_dir);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let (success, stderr) = import_outcome(&file, &data_dir);
+    assert!(!success);
     assert!(
-        stderr.contains("version 3 is not supported; floe reads versions 4, 5, 6"),
+        stderr.contains("version 7 is not supported; floe reads versions 1 to 6"),
         "{stderr}"
     );
     assert!(
@@ -188,7 +198,37 @@ async fn a_malformed_file_is_refused_naming_where_and_no_store_is_touched() {
         "the file is read before the store is opened"
     );
 
-    let output = import(&dir.path().join("missing.json"), &data_dir);
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+    let (success, stderr) = import_outcome(&dir.path().join("missing.json"), &data_dir);
+    assert!(!success);
+    assert!(stderr.contains("cannot read"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_item_the_api_refuses_leaves_no_data_directory_behind() {
+    let dir = TempDir::new().unwrap();
+    // Node B's application takes node A's application's name: each is valid alone, but the
+    // API keeps container names unique across the cluster.
+    let file = edited_fixture(&dir, |document| {
+        let nodes = document["deployment"]["nodes"]["values"]
+            .as_array_mut()
+            .unwrap();
+        let node_b = nodes
+            .iter_mut()
+            .find(|pair| pair[0]["hex"] == json!(NODE_B))
+            .unwrap();
+        let application = &mut node_b[1]["applications"]["values"][0];
+        application[0] = json!("pgmain");
+        application[1]["name"] = json!("pgmain");
+    });
+    let data_dir = dir.path().join("data");
+    let (success, stderr) = import_outcome(&file, &data_dir);
+    assert!(!success);
+    assert!(
+        stderr.contains("import refused, nothing was changed") && stderr.contains("pgmain"),
+        "{stderr}"
+    );
+    assert!(
+        !data_dir.exists(),
+        "a refused import does not create the data directory"
+    );
 }

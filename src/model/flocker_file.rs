@@ -1,4 +1,4 @@
-//! Reading Flocker's `current_configuration.json` (format versions 4 to 6) into an
+//! Reading Flocker's `current_configuration.json` (format versions 1 to 6) into an
 //! [`Import`]: the file format, its class markers and its version differences, and nothing
 //! else. Pure: the caller reads the file and hands the result to the store.
 //!
@@ -22,11 +22,22 @@ use super::container::{Container, Link, Port, RestartPolicy, Volume};
 use super::schema::{self, RequestSchema};
 use super::{Dataset, Import, Lease, Metadata, NodeId, Timestamp};
 
-/// The format versions floe reads. Version 6 is what Flocker 1.x writes; 5 lacks
-/// `swappiness`, 4 also keeps nodes and applications as lists instead of maps. Older ones
-/// predate leases and are not worth a migration of their own: Flocker itself upgrades a file
-/// when it loads it, so an operator with one can start Flocker once to get version 6.
-pub const SUPPORTED_VERSIONS: [u64; 3] = [4, 5, 6];
+/// The format versions floe reads: every one Flocker's `_persistence.py` has written. Version
+/// 6 is what Flocker 1.x writes. Older ones differ only by what later versions added, so floe
+/// reads them as Flocker's own upgrade steps would rewrite them:
+/// - 5 lacks `swappiness` (taken as 0, as Flocker's 5 → 6 step does);
+/// - 4 keeps nodes and applications as lists instead of maps;
+/// - 3 lacks `persistent_state`;
+/// - 2 lacks `leases` (none);
+/// - 1 is a bare `Deployment`, without the `Configuration` object that carries a version (the
+///   file Flocker named `current_configuration.v1.json`).
+pub const SUPPORTED_VERSIONS: std::ops::RangeInclusive<u64> = 1..=6;
+
+/// The last version that kept nodes and applications as lists.
+const LAST_LIST_VERSION: u64 = 4;
+
+/// The first version with leases.
+const FIRST_LEASE_VERSION: u64 = 3;
 
 /// The key that names an object's class.
 const CLASS: &str = "$__class__$";
@@ -67,37 +78,7 @@ pub fn parse(text: &str) -> Result<FlockerFile, FileError> {
     let top = document
         .as_object()
         .ok_or_else(|| error("(document)", "expected a JSON object"))?;
-    // Version 1 is a bare Deployment, without the Configuration wrapper that carries a version.
-    if top.get(CLASS).and_then(Value::as_str) != Some("Configuration") {
-        return Err(error(
-            "(document)",
-            format!(
-                "not a Flocker configuration of version 2 or later (no \"Configuration\" object); floe reads versions {}: start Flocker's control service on it once to upgrade it",
-                versions()
-            ),
-        ));
-    }
-    let version = field(top, "version", "(document)")?;
-    let version = version.as_u64().ok_or_else(|| {
-        error(
-            "version",
-            format!("expected a whole number, found {version}"),
-        )
-    })?;
-    if !SUPPORTED_VERSIONS.contains(&version) {
-        return Err(error(
-            "version",
-            format!(
-                "version {version} is not supported; floe reads versions {} (Flocker 1.x writes 6; start its control service on the file once to upgrade an older one)",
-                versions()
-            ),
-        ));
-    }
-    let deployment = object(
-        field(top, "deployment", "(document)")?,
-        "deployment",
-        "Deployment",
-    )?;
+    let (version, deployment) = versioned_deployment(top)?;
     let mut reader = Reader {
         version,
         import: Import::default(),
@@ -107,7 +88,9 @@ pub fn parse(text: &str) -> Result<FlockerFile, FileError> {
         stopped: Vec::new(),
     };
     reader.nodes(field(deployment, "nodes", "deployment")?)?;
-    reader.leases(field(deployment, "leases", "deployment")?)?;
+    if version >= FIRST_LEASE_VERSION {
+        reader.leases(field(deployment, "leases", "deployment")?)?;
+    }
     if reader.replicas > 0 {
         reader.not_carried.push(format!(
             "{} replica (non-primary) manifestations: floe keeps only a dataset's primary",
@@ -140,9 +123,51 @@ pub fn parse(text: &str) -> Result<FlockerFile, FileError> {
     })
 }
 
+/// The document's format version and its deployment: version 1 is the deployment itself,
+/// later ones wrap it in a `Configuration` that names the version.
+fn versioned_deployment(top: &Map<String, Value>) -> Result<(u64, &Map<String, Value>), FileError> {
+    if top.get(CLASS).and_then(Value::as_str) == Some("Deployment") {
+        return Ok((1, top));
+    }
+    if top.get(CLASS).and_then(Value::as_str) != Some("Configuration") {
+        return Err(error(
+            "(document)",
+            format!(
+                "not a Flocker configuration (neither a \"Configuration\" nor a \"Deployment\" object); floe reads versions {}",
+                versions()
+            ),
+        ));
+    }
+    let version = field(top, "version", "(document)")?;
+    let version = version.as_u64().ok_or_else(|| {
+        error(
+            "version",
+            format!("expected a whole number, found {version}"),
+        )
+    })?;
+    if !SUPPORTED_VERSIONS.contains(&version) {
+        return Err(error(
+            "version",
+            format!(
+                "version {version} is not supported; floe reads versions {} (Flocker 1.x writes 6)",
+                versions()
+            ),
+        ));
+    }
+    let deployment = object(
+        field(top, "deployment", "(document)")?,
+        "deployment",
+        "Deployment",
+    )?;
+    Ok((version, deployment))
+}
+
 fn versions() -> String {
-    let listed: Vec<String> = SUPPORTED_VERSIONS.iter().map(u64::to_string).collect();
-    listed.join(", ")
+    format!(
+        "{} to {}",
+        SUPPORTED_VERSIONS.start(),
+        SUPPORTED_VERSIONS.end()
+    )
 }
 
 /// The walk over a deployment, gathering items and what is left behind.
@@ -160,8 +185,8 @@ struct Reader {
 impl Reader {
     fn nodes(&mut self, nodes: &Value) -> Result<(), FileError> {
         let at = "deployment.nodes";
-        // Version 4 kept nodes as a list; later versions map each node's UUID to it.
-        let nodes: Vec<(String, Option<Uuid>, &Value)> = if self.version == 4 {
+        // Up to version 4 nodes were a list; later versions map each node's UUID to it.
+        let nodes: Vec<(String, Option<Uuid>, &Value)> = if self.version <= LAST_LIST_VERSION {
             array(nodes, at)?
                 .iter()
                 .enumerate()
@@ -204,7 +229,8 @@ impl Reader {
         }
         let applications_at = format!("{at}.applications");
         let applications = field(node, "applications", at)?;
-        let applications: Vec<(String, Option<&str>, &Value)> = if self.version == 4 {
+        let applications: Vec<(String, Option<&str>, &Value)> = if self.version <= LAST_LIST_VERSION
+        {
             array(applications, &applications_at)?
                 .iter()
                 .enumerate()
@@ -749,63 +775,166 @@ mod tests {
         );
     }
 
-    #[test]
-    fn version_5_lacks_swappiness_which_is_taken_as_0() {
-        let text = edited(|document| {
-            document["version"] = json!(5);
-            let app = &mut node_a(document)["applications"]["values"][0][1];
-            app.as_object_mut().unwrap().remove("swappiness");
-        });
-        let file = parse(&text).unwrap();
-        assert_eq!(file.version, 5);
-        assert_eq!(file.import.containers[0].swappiness, Some(0));
-        assert_eq!(file.import.datasets, parse(V6).unwrap().import.datasets);
+    /// The version 6 document as Flocker wrote it at `version` (1 to 6): each step back undoes
+    /// what Flocker's upgrade to the next version added.
+    fn downgraded(version: u64) -> String {
+        let mut document = v6();
+        if version <= 5 {
+            for pair in document["deployment"]["nodes"]["values"]
+                .as_array_mut()
+                .unwrap()
+            {
+                for app in pair[1]["applications"]["values"].as_array_mut().unwrap() {
+                    app[1].as_object_mut().unwrap().remove("swappiness");
+                }
+            }
+        }
+        if version <= LAST_LIST_VERSION {
+            let nodes: Vec<Value> = document["deployment"]["nodes"]["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|pair| {
+                    let mut node = pair[1].clone();
+                    let apps: Vec<Value> = node["applications"]["values"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|pair| pair[1].clone())
+                        .collect();
+                    node["applications"] = json!(apps);
+                    node
+                })
+                .collect();
+            document["deployment"]["nodes"] = json!(nodes);
+        }
+        let deployment = document["deployment"].as_object_mut().unwrap();
+        if version < 4 {
+            deployment.remove("persistent_state");
+        }
+        if version < FIRST_LEASE_VERSION {
+            deployment.remove("leases");
+        }
+        if version == 1 {
+            document = document["deployment"].take();
+        } else {
+            document["version"] = json!(version);
+        }
+        document.to_string()
     }
 
     #[test]
-    fn version_4_keeps_nodes_and_applications_as_lists() {
-        let text = edited(|document| {
-            document["version"] = json!(4);
-            let nodes = &mut document["deployment"]["nodes"];
-            let mut list = Vec::new();
-            for pair in nodes["values"].as_array().unwrap() {
-                let mut node = pair[1].clone();
-                let apps: Vec<Value> = node["applications"]["values"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|pair| {
-                        let mut app = pair[1].clone();
-                        app.as_object_mut().unwrap().remove("swappiness");
-                        app
-                    })
-                    .collect();
-                node["applications"] = json!(apps);
-                list.push(node);
+    fn every_older_version_yields_what_flocker_would_upgrade_it_to() {
+        let expected = parse(V6).unwrap();
+        for version in 1..=5 {
+            let file =
+                parse(&downgraded(version)).unwrap_or_else(|e| panic!("version {version}: {e}"));
+            assert_eq!(file.version, version);
+            let import = &file.import;
+            assert_eq!(
+                import.datasets, expected.import.datasets,
+                "version {version}"
+            );
+            // Swappiness came with version 6; Flocker's upgrade sets it to 0.
+            let mut containers = expected.import.containers.clone();
+            for container in &mut containers {
+                container.swappiness = Some(0);
             }
-            *nodes = json!(list);
-        });
+            assert_eq!(import.containers, containers, "version {version}");
+            if version >= FIRST_LEASE_VERSION {
+                assert_eq!(import.leases, expected.import.leases, "version {version}");
+            } else {
+                assert!(import.leases.is_empty(), "version {version}");
+            }
+            // Block device ownership came with version 4.
+            let ownership = file
+                .not_carried
+                .iter()
+                .any(|line| line.contains("blockdevice_ownership"));
+            assert_eq!(ownership, version >= 4, "version {version}");
+        }
+    }
+
+    #[test]
+    fn a_version_3_file_without_leases_is_refused_where_they_are_missing() {
+        let text = downgraded(3).replace("\"leases\"", "\"no_leases\"");
+        assert_eq!(refusal(&text), "deployment: \"leases\" is missing");
+    }
+
+    #[test]
+    fn flockers_own_version_1_sample_is_read() {
+        // The shape of Flocker's `configuration_1_v1.json` test file: a bare Deployment whose
+        // node lists one PostgreSQL application on the dataset it manifests.
+        let text = json!({
+            "$__class__$": "Deployment",
+            "nodes": [{
+                "$__class__$": "Node",
+                "uuid": {"$__class__$": "UUID", "hex": NODE_A},
+                "applications": [{
+                    "$__class__$": "Application",
+                    "name": "myapp",
+                    "image": {"$__class__$": "DockerImage", "repository": "postgresql", "tag": "7.6"},
+                    "ports": [],
+                    "links": [],
+                    "environment": {"$__class__$": "PMap", "values": []},
+                    "volume": {
+                        "$__class__$": "AttachedVolume",
+                        "mountpoint": {"$__class__$": "FilePath", "path": "/xxx/yyy"},
+                        "manifestation": {
+                            "$__class__$": "Manifestation",
+                            "primary": true,
+                            "dataset": dataset_v1(PG),
+                        },
+                    },
+                    "restart_policy": {"$__class__$": "RestartNever"},
+                    "memory_limit": null,
+                    "cpu_shares": null,
+                    "command_line": null,
+                    "running": true,
+                }],
+                "manifestations": {"$__class__$": "PMap", "values": [[PG, {
+                    "$__class__$": "Manifestation",
+                    "primary": true,
+                    "dataset": dataset_v1(PG),
+                }]]},
+            }],
+        })
+        .to_string();
         let file = parse(&text).unwrap();
-        let expected = parse(V6).unwrap().import;
-        assert_eq!(file.import.datasets, expected.datasets);
-        assert_eq!(file.import.leases, expected.leases);
-        assert_eq!(file.import.containers.len(), 2);
-        assert_eq!(file.import.containers[0].swappiness, Some(0));
+        assert_eq!(file.version, 1);
+        assert_eq!(file.import.datasets.len(), 1);
+        assert_eq!(file.import.datasets[0].dataset_id, id(PG));
+        assert_eq!(file.import.datasets[0].primary.to_string(), NODE_A);
+        assert_eq!(file.import.containers.len(), 1);
+        assert_eq!(file.import.containers[0].name, "myapp");
+        assert_eq!(file.import.containers[0].image, "postgresql:7.6");
+        assert!(file.import.leases.is_empty());
+        assert!(file.not_carried.is_empty(), "{:?}", file.not_carried);
+    }
+
+    fn dataset_v1(id: &str) -> Value {
+        json!({
+            "$__class__$": "Dataset",
+            "dataset_id": id,
+            "deleted": false,
+            "maximum_size": null,
+            "metadata": {"$__class__$": "PMap", "values": [["name", "myapp"]]},
+        })
     }
 
     #[test]
     fn other_versions_are_refused_naming_the_version_and_those_supported() {
-        for version in [1, 3, 7] {
+        for version in [0, 7] {
             let message = refusal(&edited(|document| document["version"] = json!(version)));
             assert!(
                 message.contains(&format!("version {version} is not supported"))
-                    && message.contains("4, 5, 6"),
+                    && message.contains("1 to 6"),
                 "{message}"
             );
         }
         let bare = refusal(r#"{"nodes": []}"#);
         assert!(
-            bare.contains("version 2 or later") && bare.contains("4, 5, 6"),
+            bare.contains("not a Flocker configuration") && bare.contains("1 to 6"),
             "{bare}"
         );
     }
