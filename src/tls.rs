@@ -10,8 +10,8 @@ pub mod x509;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::serve::Listener;
 use rustls::RootCertStore;
@@ -28,6 +28,9 @@ use verifier::ClientVerifier;
 
 /// How long a client may take to complete the TLS handshake before it is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At most one failed handshake is logged per this long; see [`FailureLog`].
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +181,7 @@ pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     handshakes: JoinSet<Option<(TlsStream<TcpStream>, Peer)>>,
+    failures: Arc<FailureLog>,
 }
 
 impl TlsListener {
@@ -187,24 +191,75 @@ impl TlsListener {
             tcp,
             acceptor: TlsAcceptor::from(config),
             handshakes: JoinSet::new(),
+            failures: Arc::new(FailureLog::default()),
         }
     }
 }
 
-/// Completes one handshake; failures are logged and the connection dropped.
+/// Failed handshakes, logged at most once per [`FAILURE_LOG_INTERVAL`] with the number left
+/// out since the last line: a client with the wrong certificate shows up in the log at once,
+/// while a port scanner or a plain-HTTP health check cannot fill it with a line per
+/// connection.
+#[derive(Debug, Default)]
+struct FailureLog {
+    state: Mutex<FailureLogState>,
+}
+
+#[derive(Debug, Default)]
+struct FailureLogState {
+    last_logged: Option<Instant>,
+    left_out: u64,
+}
+
+impl FailureLog {
+    fn record(&self, remote: SocketAddr, reason: &dyn std::fmt::Display) {
+        let admitted = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .admit(Instant::now());
+        if let Some(left_out) = admitted {
+            tracing::info!(
+                %remote,
+                %reason,
+                not_logged_since_last = left_out,
+                "TLS handshake failed"
+            );
+        }
+    }
+}
+
+impl FailureLogState {
+    /// Whether a failure at `now` is logged, and if so how many were left out before it.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        let recent = self
+            .last_logged
+            .is_some_and(|last| now.saturating_duration_since(last) < FAILURE_LOG_INTERVAL);
+        if recent {
+            self.left_out += 1;
+            return None;
+        }
+        self.last_logged = Some(now);
+        Some(std::mem::take(&mut self.left_out))
+    }
+}
+
+/// Completes one handshake; failures are logged (within [`FailureLog`]'s budget) and the
+/// connection dropped.
 async fn handshake(
     acceptor: TlsAcceptor,
     stream: TcpStream,
     remote: SocketAddr,
+    failures: Arc<FailureLog>,
 ) -> Option<(TlsStream<TcpStream>, Peer)> {
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
-            tracing::info!(%remote, %error, "TLS handshake failed");
+            failures.record(remote, &error);
             return None;
         }
         Err(_) => {
-            tracing::info!(%remote, "TLS handshake timed out");
+            failures.record(remote, &"timed out");
             return None;
         }
     };
@@ -228,7 +283,12 @@ impl Listener for TlsListener {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, remote)) => {
-                        self.handshakes.spawn(handshake(self.acceptor.clone(), stream, remote));
+                        self.handshakes.spawn(handshake(
+                            self.acceptor.clone(),
+                            stream,
+                            remote,
+                            Arc::clone(&self.failures),
+                        ));
                     }
                     Err(error) => {
                         // Out of file descriptors and the like: wait instead of spinning, as
@@ -251,5 +311,26 @@ impl Listener for TlsListener {
             remote: self.tcp.local_addr()?,
             identity: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_handshakes_are_logged_once_per_interval_with_the_count_left_out() {
+        let mut log = FailureLogState::default();
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        assert_eq!(log.admit(at(0)), Some(0), "the first failure is logged");
+        assert_eq!(log.admit(at(1)), None);
+        assert_eq!(log.admit(at(9)), None);
+        assert_eq!(
+            log.admit(at(10)),
+            Some(2),
+            "the next line says how many were left out"
+        );
+        assert_eq!(log.admit(at(25)), Some(0), "a quiet spell leaves none out");
     }
 }

@@ -798,17 +798,7 @@ async fn agent_reports_over_tls(pki: TempDir) {
     );
     let data = TempDir::new().unwrap();
     let p = |name: &str| pki.path().join(name).to_str().unwrap().to_string();
-    let server = common::ChildServer::start(
-        data.path(),
-        &[
-            "--tls-cert",
-            &p("control-127.0.0.1.crt"),
-            "--tls-key",
-            &p("control-127.0.0.1.key"),
-            "--tls-client-ca",
-            &p("cluster.crt"),
-        ],
-    );
+    let server = tls_child_server(pki.path(), data.path());
     let control = format!("https://{}", server.addr);
     let alice = client_as_is(pki.path(), pki.path(), "alice");
     for node in [NODE_0, NODE_1] {
@@ -840,6 +830,23 @@ async fn agent_reports_over_tls(pki: TempDir) {
         let kept = std::fs::read_to_string(state_dir.path().join("node_uuid")).unwrap();
         assert_eq!(kept.trim(), node);
     }
+}
+
+/// A `floe serve` process over `data` serving HTTPS with the control certificate in `pki` and
+/// requiring client certificates from its CA.
+fn tls_child_server(pki: &Path, data: &Path) -> common::ChildServer {
+    let p = |name: &str| pki.join(name).to_str().unwrap().to_string();
+    common::ChildServer::start(
+        data,
+        &[
+            "--tls-cert",
+            &p("control-127.0.0.1.crt"),
+            "--tls-key",
+            &p("control-127.0.0.1.key"),
+            "--tls-client-ca",
+            &p("cluster.crt"),
+        ],
+    )
 }
 
 /// A CA directory as a Flocker install has it: a self-signed **v1** RSA CA carrying
@@ -977,4 +984,54 @@ async fn with_authentication_on_a_user_certificate_is_that_users_credential() {
     let alice = client(pki.path(), Some((pki.path(), "alice")), server.addr);
     let (status, body) = answer(alice.get(server.url("/v1/configuration/datasets"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn a_flood_of_failed_handshakes_is_logged_as_one_line_that_counts_the_rest() {
+    let pki = pki();
+    let data = TempDir::new().unwrap();
+    let mut server = tls_child_server(pki.path(), data.path());
+    // Plain HTTP to the TLS port, as a health check or a port scanner would send it.
+    let plain = reqwest::Client::new();
+    for _ in 0..20 {
+        let answer = plain
+            .get(format!("http://{}/v1/version", server.addr))
+            .send()
+            .await;
+        assert!(answer.is_err(), "plain HTTP is not answered");
+    }
+    // A client with a certificate from another cluster, after them.
+    let other = TempDir::new().unwrap();
+    floe::ca::init(other.path(), "other-cluster").unwrap();
+    floe::ca::user(other.path(), "mallory").unwrap();
+    let mallory = client_as_is(pki.path(), other.path(), "mallory");
+    let refused = mallory
+        .get(format!("https://{}/v1/version", server.addr))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "an unknown CA is refused in the handshake"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill();
+    let failures: Vec<Value> = server
+        .log
+        .try_iter()
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .filter(|event| event["fields"]["message"] == "TLS handshake failed")
+        .collect();
+    assert_eq!(
+        failures.len(),
+        1,
+        "one line for 21 failures within the interval: {failures:#?}"
+    );
+    assert_eq!(failures[0]["fields"]["not_logged_since_last"], 0);
+    assert!(
+        failures[0]["fields"]["remote"]
+            .as_str()
+            .is_some_and(|remote| remote.starts_with("127.0.0.1:")),
+        "{failures:#?}"
+    );
 }
