@@ -35,6 +35,29 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tower::{Service, ServiceExt};
 
+/// Below this many open files, a server holding a connection for every waiting client runs
+/// short of them; start-up warns.
+pub const FEW_OPEN_FILES: u64 = 4096;
+
+/// The process's limit on open files before and after [`raise_open_file_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFileLimit {
+    /// The soft limit the process started with.
+    pub before: u64,
+    /// The soft limit now.
+    pub now: u64,
+}
+
+/// Raises the process's soft limit on open files to its hard limit, as Go's runtime does for
+/// every server. Each connection is a file, and clients that wait for changes hold thousands
+/// at once: the usual soft limit (1,024) would refuse connections past about a thousand while
+/// the hard limit (often 524,288) allows them. Only the hard limit is the operator's to set.
+pub fn raise_open_file_limit() -> io::Result<OpenFileLimit> {
+    let (before, _) = rlimit::Resource::NOFILE.get()?;
+    let now = rlimit::increase_nofile_limit(u64::MAX)?;
+    Ok(OpenFileLimit { before, now })
+}
+
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets every request in
 /// flight finish, and returns once every connection is closed. A connection that waits more
 /// than `head_timeout` for a request's head (the request line and headers) is closed.

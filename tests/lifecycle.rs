@@ -759,3 +759,33 @@ fn floe_insecure_takes_the_usual_spellings_of_yes_and_no() {
     );
     assert!(stderr.contains("maybe"), "{stderr}");
 }
+
+#[test]
+fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    // A child inherits its parent's limits: start the server below the hard limit, so that
+    // there is something to raise wherever the suite runs. One below is enough, and starves
+    // nothing else in this process meanwhile.
+    let (soft, hard) = rlimit::Resource::NOFILE.get().expect("getrlimit");
+    rlimit::Resource::NOFILE
+        .set(soft.min(hard - 1), hard)
+        .expect("lowering the soft limit");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let server = ChildServer::start(dir.path(), &[]);
+    rlimit::Resource::NOFILE
+        .set(soft, hard)
+        .expect("restoring the soft limit");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id()))
+        .expect("the server's limits");
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a line for open files")
+        .split_whitespace()
+        .collect();
+    // "Max open files <soft> <hard> files"
+    assert_eq!(
+        open_files[3..5],
+        [hard.to_string(), hard.to_string()],
+        "{limits}"
+    );
+}
