@@ -134,7 +134,8 @@ impl AppState {
     /// first answer (or is refused if in flight or used for another request); a stale
     /// configuration tag answers 412; `decode` turns the body into an operation and the
     /// renderer of its answer; the store applies it under the request's preconditions and
-    /// makes it (and, with a key, its answer) durable; the answer is sent.
+    /// makes it (and, with a key, its answer, unless preconditions refused it) durable; the
+    /// answer is sent.
     pub async fn write(
         &self,
         conditions: Conditions,
@@ -189,7 +190,7 @@ impl AppState {
             (Reply::Done(Ok(committed)), Some(render)) => Ok(render(&committed).into_response()),
             (Reply::Done(Err(error)), _) => Err(error.into()),
             (Reply::Done(Ok(_)), None) => {
-                unreachable!("the store records every idempotent command's answer")
+                unreachable!("the store records every idempotent command's success")
             }
         }
     }

@@ -184,6 +184,23 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+impl StoreError {
+    /// Whether this refuses a request for its preconditions (a stale configuration tag, a
+    /// failed validator, a missing one), decided before the operation runs. Such an answer
+    /// depends on headers the idempotency fingerprint leaves out and changed nothing, so it
+    /// is not recorded under an `Idempotency-Key`: the client's corrected request, with fresh
+    /// validators and the same key, is then applied instead of being told again that its old
+    /// ones were stale.
+    pub fn is_precondition_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::TagMismatch { .. }
+                | StoreError::ResourceChanged { .. }
+                | StoreError::PreconditionRequired
+        )
+    }
+}
+
 /// A cheap, cloneable handle to the store.
 #[derive(Clone)]
 pub struct Store {

@@ -1244,7 +1244,8 @@ async fn idempotent_writes_replay_their_first_answer() {
     let replay = send(&server, "DELETE", &path, &[key("delete-1")], None).await;
     assert_replay_of(&deleted, &replay);
 
-    // 4xx answers decided by the store are recorded: 404, 409, 412.
+    // 4xx answers decided by the operation are recorded: 404, 409 (a precondition's 412 is
+    // not; see `precondition_refusals_are_not_recorded`).
     let missing = new_id();
     let not_found = send(
         &server,
@@ -1296,7 +1297,7 @@ async fn idempotent_writes_replay_their_first_answer() {
     )
     .await;
     assert_eq!(stale.status, 412, "{stale:?}");
-    let replay = send(
+    let again = send(
         &server,
         "POST",
         &dataset_path(&missing),
@@ -1304,7 +1305,8 @@ async fn idempotent_writes_replay_their_first_answer() {
         Some(json!({"primary": NODE_1})),
     )
     .await;
-    assert_replay_of(&stale, &replay);
+    assert_eq!(again.status, 412, "evaluated again: {again:?}");
+    assert!(!again.replayed(), "{again:?}");
 
     // A lease acquire replays its 201 (a second, real acquire would say 200).
     let lease = json!({"dataset_id": missing, "node_uuid": NODE_0, "expires": null});
@@ -1451,6 +1453,52 @@ async fn body_validation_400s_are_not_recorded() {
     .await;
     assert_replay_of(&fixed, &replay);
     assert_eq!(dataset_count(&server).await, 1);
+    server.stop().await;
+}
+
+/// A refusal for preconditions depends on headers the fingerprint leaves out, and changed
+/// nothing: the request corrected with fresh validators, under the same key, is applied.
+#[tokio::test]
+async fn precondition_refusals_are_not_recorded() {
+    let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.if_match = IfMatchPolicy::Required;
+    })
+    .await;
+    let id = new_id();
+    let path = dataset_path(&id);
+    let stale = create(&server, &id).await.etag();
+    let moved = send(
+        &server,
+        "POST",
+        &path,
+        &[("If-Match", stale.clone())],
+        Some(json!({"primary": NODE_1})),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{moved:?}");
+    let move_back = |validators: Vec<(&'static str, String)>| {
+        let (server, path) = (&server, &path);
+        async move {
+            let mut headers = vec![key("move-back")];
+            headers.extend(validators);
+            let body = json!({"primary": NODE_0});
+            send(server, "POST", path, &headers, Some(body)).await
+        }
+    };
+    let stale_validator = move_back(vec![("If-Match", stale)]).await;
+    assert_eq!(stale_validator.status, 412, "{stale_validator:?}");
+    let no_validator = move_back(vec![]).await;
+    assert_eq!(no_validator.status, 428, "{no_validator:?}");
+    assert!(!no_validator.replayed(), "the 412 was not recorded");
+
+    let fresh = get(&server, &id).await.etag();
+    let corrected = move_back(vec![("If-Match", fresh.clone())]).await;
+    assert_eq!(corrected.status, 200, "nor the 428: {corrected:?}");
+    assert!(!corrected.replayed());
+    assert_eq!(get(&server, &id).await.json()["primary"], NODE_0);
+    // What was applied is what the key now replays.
+    let replay = move_back(vec![("If-Match", fresh)]).await;
+    assert_replay_of(&corrected, &replay);
     server.stop().await;
 }
 

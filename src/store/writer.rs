@@ -103,10 +103,17 @@ fn apply_batch(
                     waiting.push((reply, answer));
                     continue;
                 }
-                let result = working.decide(command.precondition, command.operation);
-                match command.idempotency {
-                    None => waiting.push((reply, Reply::Done(result))),
-                    Some(idempotency) => {
+                let Command {
+                    precondition,
+                    operation,
+                    idempotency,
+                } = *command;
+                let result = working.decide(precondition, operation);
+                let unrecorded = result
+                    .as_ref()
+                    .is_err_and(StoreError::is_precondition_failure);
+                match idempotency {
+                    Some(idempotency) if !unrecorded => {
                         let record = Arc::new(IdempotencyRecord {
                             fingerprint: idempotency.fingerprint,
                             created: working.now,
@@ -121,6 +128,7 @@ fn apply_batch(
                             .push((idempotency.key, Arc::clone(&record)));
                         waiting.push((reply, Reply::Recorded(record)));
                     }
+                    _ => waiting.push((reply, Reply::Done(result))),
                 }
             }
         }
