@@ -381,19 +381,26 @@ fn check_recovery(
     if exactly_acknowledged {
         // Nothing beyond the acknowledged writes was persisted: the recovered configuration is
         // the last one handed out, so its tag must be the one handed out with it.
+        // A restart draws a new store id: the revision is what carries over.
+        let recovered_revision = common::revision_of(recovered_tag);
         if acked_tags.is_empty() {
             assert_eq!(
-                recovered_tag, base_tag,
-                "{context}: nothing was written, yet the tag changed"
+                recovered_revision,
+                common::revision_of(base_tag),
+                "{context}: nothing was written, yet the revision changed"
             );
         } else {
-            let index = *acked_tags.get(recovered_tag).unwrap_or_else(|| {
+            let acked_at = acked_tags
+                .iter()
+                .find(|(tag, _)| common::revision_of(tag) == recovered_revision)
+                .map(|(_, index)| *index);
+            let index = acked_at.unwrap_or_else(|| {
                 panic!(
                     "{context}: the recovered configuration is exactly the acknowledged one, but \
-                     its tag {recovered_tag} is none of the tags handed out with the writes"
+                     its revision (tag {recovered_tag}) is none of those handed out with the writes"
                 )
             });
-            // That write must be the last in the chain. Tags are opaque, so check what order
+            // That write must be the last in the chain. Revisions aside, check what order
             // is observable: no acknowledged write was sent after this one's answer arrived
             // (such a write would come later in the chain). In quiesced rounds the lone final
             // write was sent after every other answer, so this pins the tag to exactly its one.
@@ -613,4 +620,93 @@ async fn acknowledged_writes_survive_sigkill() {
         "the crash test took {:?}",
         started.elapsed()
     );
+}
+
+async fn create_named(server: &common::TestServer, name: &str) {
+    let answer = server
+        .client
+        .post(server.url("/v1/configuration/datasets"))
+        .json(&json!({"primary": NODE_0, "metadata": {"name": name}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+}
+
+/// The README's online backup, restored: the revisions it brings back were published before,
+/// with other content since. Their tags must name nothing now, or a stale list would be
+/// confirmed by a 304 and a write conditional on a configuration that is gone would pass.
+#[tokio::test]
+async fn a_restored_backup_never_brings_back_a_published_tag() {
+    let server = common::TestServer::start().await;
+    create_named(&server, "first").await;
+    let backup_dir = tempfile::TempDir::new().unwrap();
+    let backup = backup_dir.path().join("backup.db");
+    // What `sqlite3 floe.db ".backup backup.db"` makes, while floe runs.
+    let db = rusqlite::Connection::open(server.data_dir().join("floe.db")).unwrap();
+    db.execute("VACUUM INTO ?1", [backup.to_str().unwrap()])
+        .unwrap();
+    drop(db);
+    create_named(&server, "before the restore").await;
+    let before = server
+        .client
+        .get(server.url("/v1/configuration/datasets"))
+        .send()
+        .await
+        .unwrap();
+    let header = |answer: &reqwest::Response, name: &str| {
+        answer.headers()[name].to_str().unwrap().to_string()
+    };
+    let (published_tag, published_etag) = (
+        header(&before, "x-configuration-tag"),
+        header(&before, "etag"),
+    );
+
+    let dir = server.stop().await;
+    std::fs::copy(&backup, dir.path().join("floe.db")).unwrap();
+    for stale in ["floe.db-wal", "floe.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(stale));
+    }
+    let server = common::TestServer::start_in(dir, |_| {}).await;
+    // The same revision again, with other content.
+    create_named(&server, "after the restore").await;
+    let after = server
+        .client
+        .get(server.url("/v1/configuration/datasets"))
+        .send()
+        .await
+        .unwrap();
+    let tag = header(&after, "x-configuration-tag");
+    assert_eq!(
+        common::revision_of(&tag),
+        common::revision_of(&published_tag)
+    );
+    assert_ne!(tag, published_tag, "one tag would name two configurations");
+
+    let revalidated = server
+        .client
+        .get(server.url("/v1/configuration/datasets"))
+        .header("If-None-Match", &published_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        revalidated.status(),
+        200,
+        "the list published before is gone"
+    );
+    let conditional = server
+        .client
+        .post(server.url("/v1/configuration/datasets"))
+        .header("X-If-Configuration-Matches", &published_tag)
+        .json(&json!({"primary": NODE_1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        conditional.status(),
+        412,
+        "the configuration it names is gone"
+    );
+    server.stop().await;
 }

@@ -212,6 +212,11 @@ impl Drop for Checkpointer {
     }
 }
 
+/// A random store id that fits SQLite's signed integers.
+fn new_store_id() -> u64 {
+    rand::random::<u64>() >> 1
+}
+
 impl SqliteStore {
     /// Opens the database in `dir`, creating the directory and an empty store if there is none.
     pub(crate) fn open(dir: &Path) -> Result<(Self, Loaded), OpenError> {
@@ -306,8 +311,18 @@ impl SqliteStore {
                 .map(|value| value as u64)
                 .ok_or_else(|| format!("the meta table has no {key}"))
         };
-        let store_id = meta("store_id")?;
+        meta("store_id")?;
         let revision = meta("revision")?;
+        // A new id at every open: the tag is the id and the revision, and a database restored
+        // from a backup brings back revisions that were already published, with other content
+        // since. The old tags then name nothing, instead of naming two configurations.
+        let store_id = new_store_id();
+        self.connection
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'store_id'",
+                [store_id as i64],
+            )
+            .map_err(|e| e.to_string())?;
         Ok(Loaded {
             store_id,
             revision,
@@ -318,12 +333,12 @@ impl SqliteStore {
 
     /// Creates the tables in an empty database.
     fn initialise(&mut self) -> Result<(), String> {
-        let store_id: u64 = rand::random::<u64>() >> 1; // fits SQLite's signed integers
         let tx = self.connection.transaction().map_err(|e| e.to_string())?;
         tx.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
+        // The store id is drawn when the database is loaded, at this open and every later one.
         tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('store_id', ?1), ('revision', 0)",
-            [store_id as i64],
+            "INSERT INTO meta (key, value) VALUES ('store_id', 0), ('revision', 0)",
+            [],
         )
         .map_err(|e| e.to_string())?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -21,6 +21,25 @@ pub const NODE_0: &str = "cf0f0346-17b2-4812-beca-1434997d6c3f";
 /// Another node (Flocker's docs' NODE_1).
 pub const NODE_1: &str = "7ec3c4eb-6b1c-43da-8015-a163f7d15244";
 
+/// The revision a configuration tag names: its last 16 hex digits, after the store's id.
+/// Every start draws a new id (so that a restored backup cannot bring back tags already
+/// published), so across a restart only the revision carries over.
+pub fn revision_of(tag: &str) -> &str {
+    let tag = tag.trim_matches('"');
+    &tag[tag.len().saturating_sub(16)..]
+}
+
+/// Asserts that `after`, read after a restart, names the same revision as `before` under a new
+/// store id.
+pub fn assert_same_revision_new_tag(before: &str, after: &str, context: &str) {
+    assert_eq!(
+        revision_of(after),
+        revision_of(before),
+        "{context}: the revision carries over a restart"
+    );
+    assert_ne!(after, before, "{context}: a restart draws a new tag");
+}
+
 /// A client that never goes through a proxy and never follows redirects (a 303 is an answer
 /// the tests check).
 pub fn client() -> reqwest::Client {
