@@ -13,6 +13,7 @@ use tempfile::TempDir;
 
 const DATASETS: &str = "/v1/configuration/datasets";
 const LEASES: &str = "/v1/configuration/leases";
+const CONTAINERS: &str = "/v1/configuration/containers";
 const ETAGS_DONT_MATCH: &str = "Client and server etags don't match";
 const ETAG_REQUIRED: &str =
     "To edit a document its etag must be provided using the If-Match header";
@@ -526,9 +527,10 @@ async fn create_preconditions_target_the_named_dataset() {
         (IfMatchPolicy::Optional, New, &[(IM, Lit("garbage"))], 400),
         (IfMatchPolicy::Required, New, &[], 201),
         (IfMatchPolicy::Required, Generated, &[], 201),
-        (IfMatchPolicy::Required, Existing, &[], 428),
+        // A duplicate create meets its 409 under `required` too: no validator would change it.
+        (IfMatchPolicy::Required, Existing, &[], 409),
         (IfMatchPolicy::Required, Existing, &[(INM, Lit("*"))], 412),
-        (IfMatchPolicy::Required, Existing, &[(INM, Other)], 428),
+        (IfMatchPolicy::Required, Existing, &[(INM, Other)], 409),
         (IfMatchPolicy::Required, Existing, &[(IM, Current)], 409),
         (IfMatchPolicy::Required, Existing, &[(XIC, ConfigTag)], 409),
         (IfMatchPolicy::Required, Existing, &[(IM, Other)], 412),
@@ -932,7 +934,7 @@ async fn the_longest_idempotency_ttl_keeps_answers() {
 /// `unique`, a package's `uuid`) is a replay, not an edit: it answers as the first attempt did
 /// (201, 303), never 428, and changes nothing (DESIGN rule 3; mathematicians spec B.6.3).
 #[tokio::test]
-async fn required_policy_lets_idempotent_creates_be_retried() {
+async fn required_policy_lets_creates_be_retried_and_duplicates_meet_their_409() {
     let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
         config.if_match = IfMatchPolicy::Required;
     })
@@ -959,6 +961,25 @@ async fn required_policy_lets_idempotent_creates_be_retried() {
         assert_eq!(retry.etag(), first.etag(), "{retry:?}");
         assert_eq!(retry.tag(), before, "the retry changed nothing: {retry:?}");
     }
+    // A duplicate create edits nothing either: it meets its 409, which no If-Match would
+    // change.
+    let dataset_id = new_id();
+    create(&server, &dataset_id).await;
+    let duplicate = send(
+        &server,
+        "POST",
+        DATASETS,
+        &[],
+        Some(json!({"primary": NODE_1, "dataset_id": dataset_id})),
+    )
+    .await;
+    assert_eq!(duplicate.status, 409, "{duplicate:?}");
+    let container = json!({"name": "web", "node_uuid": NODE_0, "image": "nginx"});
+    let created = send(&server, "POST", CONTAINERS, &[], Some(container.clone())).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let duplicate = send(&server, "POST", CONTAINERS, &[], Some(container)).await;
+    assert_eq!(duplicate.status, 409, "{duplicate:?}");
+
     // An edit of what exists still needs a validator.
     let rename = json!({
         "unique": unique,

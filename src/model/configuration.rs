@@ -264,13 +264,16 @@ impl Operation {
         }
     }
 
-    /// Whether this is a create by a client-held id that, finding its resource already there,
-    /// changes nothing and answers as the first attempt did (a mathematician by `unique`, a
-    /// package by `uuid`): repeating it is a retry, not an edit of what exists.
-    pub fn is_replayable_create(&self) -> bool {
+    /// Whether this creates a resource. A create never edits what exists: finding its target
+    /// there, it is a replay (a mathematician by `unique`, a package by `uuid`: it changes
+    /// nothing and answers as the first attempt did) or a duplicate (409).
+    pub fn is_create(&self) -> bool {
         matches!(
             self,
-            Operation::CreateMathematician(_) | Operation::CreatePackage(_)
+            Operation::CreateDataset { .. }
+                | Operation::CreateContainer(_)
+                | Operation::CreateMathematician(_)
+                | Operation::CreatePackage(_)
         )
     }
 }

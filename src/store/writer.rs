@@ -196,13 +196,13 @@ impl Working {
             .and_then(|target| self.configuration.version_of(target));
         let has_validator = precondition.validators.guard_existing()
             || !precondition.configuration_matches.is_empty();
-        // A retried create by a client-held id finds what its first attempt made and changes
-        // nothing: demanding If-Match there would turn a safe retry into a 428 that no retry
-        // can get past, where the first attempt's answer is due.
+        // A create finding its target there edits nothing: a retry by a client-held id is
+        // answered as its first attempt was, a duplicate gets its 409. Demanding If-Match there
+        // would turn either into a 428 that no validator can get past.
         if precondition.require_validator
             && current.is_some()
             && !has_validator
-            && !operation.is_replayable_create()
+            && !operation.is_create()
         {
             return Err(StoreError::PreconditionRequired);
         }
