@@ -260,16 +260,17 @@ pub(crate) fn list_answer_tagged<B: Into<Bytes>>(
 ) -> Response {
     let version = ResourceVersion {
         etag,
+        weak,
         last_modified: None,
     };
-    if let Some(answer) = conditions.check_read_tagged(Some(version), weak, tag) {
+    if let Some(answer) = conditions.check_read(Some(version), tag) {
         return answer;
     }
     let mut answer = Answer::json(StatusCode::OK, body());
     if let Some(tag) = tag {
         answer = answer.with_tag(tag);
     }
-    conditions.add_validators(&mut answer.headers, version, weak);
+    conditions.add_validators(&mut answer.headers, version);
     answer.into_response()
 }
 

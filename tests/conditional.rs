@@ -1856,3 +1856,26 @@ async fn a_304_carries_the_current_configuration_tag() {
     assert_eq!(moved.status, 200, "{moved:?}");
     server.stop().await;
 }
+
+/// The lease list's ETag is weak (its seconds left change while its version does not), and
+/// If-Match compares strongly: no tag matches it, its own opaque part included.
+#[tokio::test]
+async fn if_match_never_matches_the_weak_etag_of_the_lease_list() {
+    let server = TestServer::start().await;
+    let list = send(&server, "GET", LEASES, &[], None).await;
+    let weak_etag = list.header("etag").expect("the list has an ETag");
+    let opaque = weak_etag
+        .strip_prefix("W/")
+        .expect("the lease list's ETag is weak")
+        .to_string();
+    for if_match in [opaque, weak_etag.clone()] {
+        let answer = send(&server, "GET", LEASES, &[(IM, if_match.clone())], None).await;
+        assert_eq!(answer.status, 412, "If-Match: {if_match}: {answer:?}");
+        assert_eq!(answer.header("etag"), None, "nothing If-Match could use");
+    }
+    let any = send(&server, "GET", LEASES, &[(IM, "*".into())], None).await;
+    assert_eq!(any.status, 200, "{any:?}");
+    let revalidated = send(&server, "GET", LEASES, &[(INM, weak_etag)], None).await;
+    assert_eq!(revalidated.status, 304, "If-None-Match compares weakly");
+    server.stop().await;
+}

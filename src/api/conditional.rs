@@ -164,17 +164,6 @@ impl Conditions {
         current: Option<ResourceVersion<'_>>,
         tag: Option<&ConfigTag>,
     ) -> Option<Response> {
-        self.check_read_tagged(current, false, tag)
-    }
-
-    /// As [`Conditions::check_read`], for a representation whose ETag is weak: a 304 must
-    /// carry the same ETag the 200 would have.
-    pub fn check_read_tagged(
-        &self,
-        current: Option<ResourceVersion<'_>>,
-        weak: bool,
-        tag: Option<&ConfigTag>,
-    ) -> Option<Response> {
         let mut response = match self.precondition.validators.evaluate(current, true) {
             Verdict::Proceed => return None,
             Verdict::NotModified => {
@@ -182,12 +171,15 @@ impl Conditions {
                 if let Some(version) = current
                     && self.etags
                 {
-                    version_headers(response.headers_mut(), version, weak);
+                    version_headers(response.headers_mut(), version);
                 }
                 response
             }
+            // A weak tag is not sent with the 412: no If-Match can match it.
             Verdict::Failed => ApiError::Store(crate::store::StoreError::ResourceChanged {
-                current_etag: current.map(|version| version.etag.to_string()),
+                current_etag: current
+                    .filter(|version| !version.weak)
+                    .map(|version| version.etag.to_string()),
             })
             .into_response(),
         };
@@ -206,22 +198,17 @@ impl Conditions {
         }
     }
 
-    /// Adds `ETag` (weak if `weak`) and `Last-Modified` for `version`, unless ETags are off.
-    pub fn add_validators(
-        &self,
-        headers: &mut HeaderMap,
-        version: ResourceVersion<'_>,
-        weak: bool,
-    ) {
+    /// Adds `ETag` and `Last-Modified` for `version`, unless ETags are off.
+    pub fn add_validators(&self, headers: &mut HeaderMap, version: ResourceVersion<'_>) {
         if self.etags {
-            version_headers(headers, version, weak);
+            version_headers(headers, version);
         }
     }
 }
 
-/// Sets `ETag` (weak if `weak`) and, when known, `Last-Modified` for `version`.
-pub fn version_headers(headers: &mut HeaderMap, version: ResourceVersion<'_>, weak: bool) {
-    headers.insert(header::ETAG, etag_value(version.etag, weak));
+/// Sets `ETag` (weak if the version's is) and, when known, `Last-Modified` for `version`.
+pub fn version_headers(headers: &mut HeaderMap, version: ResourceVersion<'_>) {
+    headers.insert(header::ETAG, etag_value(version.etag, version.weak));
     if let Some(modified) = version.last_modified {
         headers.insert(header::LAST_MODIFIED, http_date_value(modified));
     }

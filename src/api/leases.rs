@@ -144,11 +144,10 @@ fn lease_answer(requested: Option<Option<f64>>, etags: bool) -> Render {
         let mut answer = Answer::json(status, body).with_tag(&committed.tag);
         if etags {
             let etag = lease.content_tag();
-            let version = ResourceVersion {
-                etag: etag.as_str(),
-                last_modified: None,
-            };
-            version_headers(&mut answer.headers, version, false);
+            version_headers(
+                &mut answer.headers,
+                ResourceVersion::strong(etag.as_str(), None),
+            );
         }
         answer
     })

@@ -393,10 +393,7 @@ async fn list_packages(
         .await;
     let snapshot = state.store.read();
     let etag = list_etag(snapshot.lists.tag(Collection::Packages).as_str());
-    let version = crate::model::precondition::ResourceVersion {
-        etag: &etag,
-        last_modified: None,
-    };
+    let version = crate::model::precondition::ResourceVersion::strong(&etag, None);
     if let Some(answer) = conditions.check_read(Some(version), Some(&snapshot.tag)) {
         return Ok(answer);
     }
@@ -427,7 +424,7 @@ async fn list_packages(
     let mut answer = format
         .answer(StatusCode::OK, &Value::Array(items))
         .with_tag(&snapshot.tag);
-    conditions.add_validators(&mut answer.headers, version, false);
+    conditions.add_validators(&mut answer.headers, version);
     Ok(answer.into_response())
 }
 

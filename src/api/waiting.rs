@@ -88,10 +88,7 @@ impl Waits {
             // published in between still wakes us.
             changes.borrow_and_update();
             let etag = current_etag();
-            let version = ResourceVersion {
-                etag: &etag,
-                last_modified: None,
-            };
+            let version = ResourceVersion::strong(&etag, None);
             if validators.evaluate(Some(version), true) != Verdict::NotModified {
                 return;
             }

@@ -54,10 +54,7 @@ impl<T: Tagged> Versioned<T> {
 
     /// The version that conditional requests are evaluated against.
     pub fn version(&self) -> ResourceVersion<'_> {
-        ResourceVersion {
-            etag: self.etag.as_str(),
-            last_modified: Some(self.updated),
-        }
+        ResourceVersion::strong(self.etag.as_str(), Some(self.updated))
     }
 }
 
@@ -290,10 +287,7 @@ pub struct OwnedVersion {
 impl OwnedVersion {
     /// Borrowed form, for [`super::precondition::Validators::evaluate`].
     pub fn as_version(&self) -> ResourceVersion<'_> {
-        ResourceVersion {
-            etag: self.etag.as_str(),
-            last_modified: self.last_modified,
-        }
+        ResourceVersion::strong(self.etag.as_str(), self.last_modified)
     }
 }
 

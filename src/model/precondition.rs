@@ -24,8 +24,8 @@ impl EntityTag {
     }
 
     /// Strong comparison (§8.8.3.2): both strong and equal. Used by If-Match.
-    pub fn strong_eq(&self, current: &str) -> bool {
-        !self.weak && self.opaque == current
+    pub fn strong_eq(&self, current: ResourceVersion<'_>) -> bool {
+        !self.weak && !current.weak && self.opaque == current.etag
     }
 
     /// Weak comparison: equal opaque strings, weakness ignored. Used by If-None-Match.
@@ -46,10 +46,25 @@ pub enum TagCondition {
 /// The current version of the resource a request targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResourceVersion<'a> {
-    /// Its strong entity tag (without quotes).
+    /// Its entity tag (without quotes).
     pub etag: &'a str,
+    /// Whether that tag is weak (`W/"..."`): a representation whose bytes may change while
+    /// its version does not, such as the lease list with its seconds left. `If-Match`, which
+    /// compares strongly, never matches it.
+    pub weak: bool,
     /// When it last changed, if known (compared at one-second resolution, as HTTP dates are).
     pub last_modified: Option<Timestamp>,
+}
+
+impl<'a> ResourceVersion<'a> {
+    /// A version with a strong tag.
+    pub fn strong(etag: &'a str, last_modified: Option<Timestamp>) -> Self {
+        ResourceVersion {
+            etag,
+            weak: false,
+            last_modified,
+        }
+    }
 }
 
 /// What the validators say about a request.
@@ -101,7 +116,7 @@ impl Validators {
                 (_, None) => false,
                 (TagCondition::Any, Some(_)) => true,
                 (TagCondition::Tags(tags), Some(version)) => {
-                    tags.iter().any(|tag| tag.strong_eq(version.etag))
+                    tags.iter().any(|tag| tag.strong_eq(version))
                 }
             };
             if !holds {
@@ -153,6 +168,7 @@ mod tests {
 
     const CURRENT: ResourceVersion<'static> = ResourceVersion {
         etag: "abc",
+        weak: false,
         last_modified: Some(10_500),
     };
 
@@ -179,8 +195,18 @@ mod tests {
         assert_eq!(strong.evaluate(Some(CURRENT), false), Proceed);
         let weak = with(|v| v.if_match = Some(tags(&[("abc", true)])));
         assert_eq!(weak.evaluate(Some(CURRENT), false), Failed);
+        let weak_current = ResourceVersion {
+            weak: true,
+            ..CURRENT
+        };
+        assert_eq!(
+            strong.evaluate(Some(weak_current), true),
+            Failed,
+            "a weak current tag never matches If-Match"
+        );
         let star = with(|v| v.if_match = Some(Any));
         assert_eq!(star.evaluate(Some(CURRENT), false), Proceed);
+        assert_eq!(star.evaluate(Some(weak_current), false), Proceed);
         assert_eq!(star.evaluate(None, false), Failed);
         assert_eq!(star.evaluate(None, true), Failed, "412 on GET too");
     }
