@@ -805,3 +805,39 @@ async fn user_names_that_read_as_wildcards_or_dot_segments_are_refused() {
     assert_eq!(users.body, json!(["...b", "1", "a_", "admin", "x.y@z"]));
     server.stop().await;
 }
+
+/// An account change waits for the database's write lock (up to its busy timeout) and
+/// fsyncs: done on a request worker, it stalls every request that worker serves. Here the lock
+/// is held from outside while a grant waits for it; on the test's one-thread runtime, another
+/// request is answered meanwhile only if the grant waits off the workers.
+#[tokio::test]
+async fn an_account_change_waiting_for_the_database_stalls_no_other_request() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let holder = rusqlite::Connection::open(server.data_dir().join("floe.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let grant = tokio::spawn({
+        let client = server.client.clone();
+        let url = server.url("/api/2/users/admin/permissions/cloud/versions/get");
+        let admin = admin.clone();
+        async move { client.put(url).bearer_auth(admin).send().await.unwrap() }
+    });
+    // Let the grant reach the lock first.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let version = server
+        .client
+        .get(server.url("/v1/version"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(version.status(), 200);
+    assert!(
+        !grant.is_finished(),
+        "the grant was answered before the lock was released: it gave up waiting, while the \
+         other request could not be served"
+    );
+    holder.execute_batch("COMMIT").unwrap();
+    let granted = grant.await.unwrap();
+    assert_eq!(granted.status(), 204, "{:?}", granted.text().await);
+    server.stop().await;
+}

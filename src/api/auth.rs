@@ -25,7 +25,7 @@ use super::packages::options;
 use super::segment::{PathParams, decoded_segments};
 use super::{ApiError, AppState};
 use crate::model::permission::{Permission, allowed, covers, permission};
-use crate::store::accounts::{AccountsError, User, hash_password, verify_password};
+use crate::store::accounts::{Accounts, AccountsError, User, hash_password, verify_password};
 use crate::store::now_millis;
 
 /// FiFo's token header.
@@ -268,7 +268,7 @@ pub fn router() -> Router<AppState> {
         .layer(axum::middleware::from_fn(super::packages::cors))
 }
 
-fn accounts_of(state: &AppState) -> Result<&crate::store::accounts::Accounts, ApiError> {
+fn accounts_of(state: &AppState) -> Result<&Accounts, ApiError> {
     state.accounts.as_deref().ok_or(ApiError::BadRequest(
         "Authentication is off (--auth none).".into(),
     ))
@@ -297,6 +297,20 @@ async fn issue_token(
 ) -> Result<Option<String>, ApiError> {
     let (state, user, password) = (state.clone(), user.to_string(), password.to_string());
     off_worker("login", move || issue_token_now(&state, &user, &password)).await?
+}
+
+/// Applies an accounts change off the request workers: it waits for the database's write lock
+/// (up to its busy timeout, while the store's writer or a checkpoint holds it) and fsyncs,
+/// and on a request worker every other request on it would wait too.
+async fn change_accounts<T: Send + 'static>(
+    state: &AppState,
+    change: impl FnOnce(&Accounts) -> Result<T, AccountsError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = state.clone();
+    off_worker("accounts change", move || {
+        change(accounts_of(&state)?).map_err(ApiError::Accounts)
+    })
+    .await?
 }
 
 /// Hashes a password, off the request workers.
@@ -429,7 +443,7 @@ async fn delete_session(
     if !own_or_may(&caller, &token, &permission(&["users", &owner, "edit"])) {
         return Err(ApiError::Forbidden);
     }
-    accounts.revoke_token(&token).map_err(ApiError::Accounts)?;
+    change_accounts(&state, move |accounts| accounts.revoke_token(&token)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -547,7 +561,8 @@ async fn create_user(
     PathParams(params): PathParams,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let accounts = accounts_of(&state)?;
+    // With authentication off there are no users: said before the body is looked at.
+    accounts_of(&state)?;
     let value: Value = serde_json::from_slice(&body).map_err(|_| ApiError::UndecodableBody)?;
     let (Some(name), Some(password)) = (value["user"].as_str(), value["password"].as_str()) else {
         return Err(ApiError::BadRequest(
@@ -592,13 +607,12 @@ async fn create_user(
         may_hand_out(&caller, &permissions)?;
     }
     let password = hash_off_worker(password).await?;
-    accounts
-        .create_user(User {
-            name: name.to_string(),
-            password,
-            permissions,
-        })
-        .map_err(ApiError::Accounts)?;
+    let user = User {
+        name: name.to_string(),
+        password,
+        permissions,
+    };
+    change_accounts(&state, move |accounts| accounts.create_user(user)).await?;
     let version = params.get("version").cloned().unwrap_or_default();
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/{version}/users/{name}")) {
@@ -648,12 +662,13 @@ async fn set_password(
         return Err(ApiError::BadRequest("Missing JSON key: password.".into()));
     };
     let hash = hash_off_worker(password).await?;
-    accounts_of(&state)?
-        .edit_user(&name, |user| {
+    change_accounts(&state, move |accounts| {
+        accounts.edit_user(&name, |user| {
             user.password = hash;
             true
         })
-        .map_err(ApiError::Accounts)?;
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -662,9 +677,7 @@ async fn delete_user(
     PathParams(params): PathParams,
 ) -> Result<Response, ApiError> {
     let name = user_name(&params);
-    accounts_of(&state)?
-        .delete_user(&name)
-        .map_err(ApiError::Accounts)?;
+    change_accounts(&state, move |accounts| accounts.delete_user(&name)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -682,15 +695,16 @@ async fn grant(
         .filter(|p| !p.is_empty())
         .ok_or(ApiError::BadRequest("Name a permission to grant.".into()))?;
     may_hand_out(&caller_of(caller), std::slice::from_ref(&permission))?;
-    accounts_of(&state)?
-        .edit_user(&name, |user| {
+    change_accounts(&state, move |accounts| {
+        accounts.edit_user(&name, |user| {
             if user.permissions.contains(&permission) {
                 return false;
             }
             user.permissions.push(permission);
             true
         })
-        .map_err(ApiError::Accounts)?;
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -702,13 +716,14 @@ async fn revoke(
 ) -> Result<Response, ApiError> {
     let name = user_name(&params);
     let permission = permission_in(&uri)?;
-    accounts_of(&state)?
-        .edit_user(&name, |user| {
+    change_accounts(&state, move |accounts| {
+        accounts.edit_user(&name, |user| {
             let before = user.permissions.len();
             user.permissions.retain(|granted| granted != &permission);
             user.permissions.len() != before
         })
-        .map_err(ApiError::Accounts)?;
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -102,6 +102,11 @@ impl Accounts {
         connection
             .pragma_update(None, "synchronous", "FULL")
             .map_err(|e| e.to_string())?;
+        // Checkpoints are the store's checkpointer's job: one run inline after a commit here
+        // would make an account change wait for it.
+        connection
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| e.to_string())?;
         let mut snapshot = AccountsSnapshot::default();
         {
             let mut statement = connection
