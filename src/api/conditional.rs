@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::Caller;
@@ -79,7 +79,8 @@ impl FromRequestParts<AppState> for Conditions {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let mut conditions = Conditions::from_headers(&parts.headers, state.settings.if_match)?;
+        let mut conditions =
+            Conditions::from_headers(&parts.headers, &parts.method, state.settings.if_match)?;
         if let Some(key) = conditions.idempotency_key.take() {
             conditions.idempotency_key = Some(scoped_key(key, &parts.extensions));
         }
@@ -105,8 +106,13 @@ fn scoped_key(key: String, extensions: &Extensions) -> String {
 }
 
 impl Conditions {
-    /// The preconditions `headers` carry, read under `policy`; a malformed validator is a 400.
-    pub fn from_headers(headers: &HeaderMap, policy: IfMatchPolicy) -> Result<Self, ApiError> {
+    /// The preconditions `headers` carry for a `method` request, read under `policy`; a
+    /// malformed validator is a 400.
+    pub fn from_headers(
+        headers: &HeaderMap,
+        method: &Method,
+        policy: IfMatchPolicy,
+    ) -> Result<Self, ApiError> {
         let mut conditions = Conditions {
             precondition: Precondition {
                 require_validator: policy == IfMatchPolicy::Required,
@@ -137,7 +143,11 @@ impl Conditions {
                 if_modified_since: http_date(headers, &header::IF_MODIFIED_SINCE),
             };
         }
-        conditions.idempotency_key = idempotency_key(headers)?;
+        // A key makes a retry safe; a safe method is safe to retry without one, so its key
+        // (sent by a client that adds it to every request) is ignored, not checked.
+        if !method.is_safe() {
+            conditions.idempotency_key = idempotency_key(headers)?;
+        }
         if conditions.precondition.validators.if_none_match.is_some() {
             conditions.wait = super::waiting::preferred_wait(headers);
         }

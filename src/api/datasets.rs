@@ -154,7 +154,9 @@ pub(super) fn hot_read(state: &AppState, request: &Request) -> Option<Response> 
         Some(id) if !id.is_empty() && !id.contains(['/', '%']) => Some(id),
         _ => return None,
     };
-    let conditions = Conditions::from_headers(request.headers(), state.settings.if_match).ok()?;
+    let conditions =
+        Conditions::from_headers(request.headers(), request.method(), state.settings.if_match)
+            .ok()?;
     match dataset_id {
         None => conditions
             .wait

@@ -147,7 +147,7 @@ mod tests {
                     HeaderValue::from_str(value).unwrap(),
                 );
             }
-            Conditions::from_headers(&map, IfMatchPolicy::Optional)
+            Conditions::from_headers(&map, &axum::http::Method::GET, IfMatchPolicy::Optional)
                 .unwrap()
                 .wait
         };
