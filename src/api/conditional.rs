@@ -154,8 +154,9 @@ impl Conditions {
         Ok(conditions)
     }
 
-    /// Checks the configuration tag against `snapshot` before the body is even read, so that a
-    /// stale tag answers 412 ahead of 400/404/405/409 as in Flocker. The writer checks again,
+    /// Checks the configuration tag against `snapshot` before the body is decoded, so that a
+    /// stale tag answers 412 ahead of 400/404/405/409 as in Flocker (a body too large or too
+    /// slow to be read at all is still a 413 or 408 first). The writer checks again,
     /// atomically, when the command is applied; this early check only decides which error a
     /// request that would fail anyway gets.
     pub fn check_tag_early(&self, snapshot: &Snapshot) -> Result<(), ApiError> {
