@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestServer;
-use common::http::{Answer, send};
+use common::http::{Answer, UNDECODABLE, send};
 use floe::api::conditional::IfMatchPolicy;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -814,6 +814,53 @@ async fn msgpack_in_and_out_json_by_default_415_and_406() {
             .len(),
         1
     );
+}
+
+/// A msgpack body is one value, as a JSON body is: bytes after it (garbage, or a second value
+/// sent along) make it as undecodable as a malformed one, and nothing is stored.
+#[tokio::test]
+async fn msgpack_bodies_with_bytes_after_their_value_are_refused_as_malformed_ones_are() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let post = |body: Vec<u8>| {
+        server
+            .client
+            .post(server.url(&packages("2")))
+            .header("content-type", MSGPACK)
+            .body(body)
+    };
+    let put = |body: Vec<u8>| {
+        server
+            .client
+            .put(server.url(&format!("{}/metadata", one(&uuid))))
+            .header("content-type", MSGPACK)
+            .body(body)
+    };
+    let package = rmp_serde::to_vec_named(&json!({ "name": "other" })).unwrap();
+    let entry = rmp_serde::to_vec_named(&json!({ "owner": "ops" })).unwrap();
+    let followed_by = |value: &[u8], after: &[u8]| [value, after].concat();
+
+    send(post(vec![0xc1])).await.assert_error(400, UNDECODABLE);
+    for after in [&b"\xc1GARBAGE"[..], &[0xc0][..], &entry[..]] {
+        send(post(followed_by(&package, after)))
+            .await
+            .assert_error(400, UNDECODABLE);
+        send(put(followed_by(&entry, after)))
+            .await
+            .assert_error(400, UNDECODABLE);
+    }
+    let list = get(&server, &packages("2")).await;
+    assert_eq!(list.body, json!([uuid]), "no package was created");
+    assert_eq!(
+        metadata(&server, &uuid).await,
+        json!({}),
+        "no metadata was set"
+    );
+
+    // The same values without the bytes after them are taken.
+    assert_eq!(send(post(package)).await.status, 303);
+    assert_eq!(send(put(entry)).await.status, 204);
+    assert_eq!(metadata(&server, &uuid).await, json!({ "owner": "ops" }));
 }
 
 #[tokio::test]

@@ -230,11 +230,19 @@ impl Format {
         match self {
             Format::Json => serde_json::from_slice(body).map_err(|_| ApiError::UndecodableBody),
             Format::MsgPack => {
+                let mut decoder = rmp_serde::Deserializer::new(std::io::Cursor::new(body));
                 // The same nesting limit as serde_json's: rmp_serde's own (1024) is deep
                 // enough to overflow a worker thread's stack.
-                let mut decoder = rmp_serde::Deserializer::from_read_ref(body);
                 decoder.set_max_depth(MAX_DEPTH);
-                Value::deserialize(&mut decoder).map_err(|_| ApiError::UndecodableBody)
+                let value =
+                    Value::deserialize(&mut decoder).map_err(|_| ApiError::UndecodableBody)?;
+                // One value and nothing after it, as serde_json demands of a JSON body: bytes
+                // left over mean a damaged or concatenated body, whose first value is not
+                // necessarily what the client meant to send.
+                if decoder.position() != body.len() as u64 {
+                    return Err(ApiError::UndecodableBody);
+                }
+                Ok(value)
             }
         }
     }
