@@ -949,6 +949,123 @@ async fn if_none_match_star_makes_a_create_by_id_create_only() {
     assert_eq!(second.status, 412);
 }
 
+/// One package read as JSON or as msgpack: the status, the `ETag` header (if any) and the body
+/// decoded from whichever format it came in (`null` when empty).
+struct Read {
+    status: u16,
+    etag: Option<String>,
+    body: Value,
+}
+
+async fn read(server: &TestServer, path: &str, accept: &str, if_none_match: Option<&str>) -> Read {
+    let mut request = server.client.get(server.url(path)).header("accept", accept);
+    if let Some(etag) = if_none_match {
+        request = request.header("if-none-match", etag);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|etag| etag.to_str().unwrap().to_string());
+    let msgpack = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|t| t == MSGPACK);
+    let bytes = response.bytes().await.unwrap();
+    let body = match (bytes.is_empty(), msgpack) {
+        (true, _) => Value::Null,
+        (false, true) => rmp_serde::from_slice(&bytes).unwrap(),
+        (false, false) => serde_json::from_slice(&bytes).unwrap(),
+    };
+    Read { status, etag, body }
+}
+
+/// JSON and msgpack are two representations of a package, so each has its own strong ETag
+/// (RFC 9110 §8.8.3), named by its `_etag` too: `If-None-Match` answers 304 only for the
+/// representation the client holds. A write changes the package whichever representation the
+/// client read, so its `If-Match` takes the ETag of either, of the current version only.
+#[tokio::test]
+async fn each_representation_of_a_package_has_its_own_strong_etag() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let path = one(&uuid);
+    let json = read(&server, &path, "application/json", None).await;
+    let msgpack = read(&server, &path, MSGPACK, None).await;
+    let (json_etag, msgpack_etag) = (json.etag.unwrap(), msgpack.etag.unwrap());
+    assert_ne!(json_etag, msgpack_etag);
+    assert!(
+        json_etag.starts_with('"') && msgpack_etag.starts_with('"'),
+        "both strong"
+    );
+    assert_eq!(json.body["_etag"], json_etag.trim_matches('"'));
+    assert_eq!(msgpack.body["_etag"], msgpack_etag.trim_matches('"'));
+    let mut same = msgpack.body.clone();
+    same["_etag"] = json.body["_etag"].clone();
+    assert_eq!(same, json.body, "the same package otherwise");
+
+    // Revalidation: 304 only for the representation the client holds.
+    for (accept, held, served, status) in [
+        (MSGPACK, &json_etag, &msgpack_etag, 200),
+        ("application/json", &msgpack_etag, &json_etag, 200),
+        (MSGPACK, &msgpack_etag, &msgpack_etag, 304),
+        ("application/json", &json_etag, &json_etag, 304),
+    ] {
+        let answer = read(&server, &path, accept, Some(held)).await;
+        assert_eq!(answer.status, status, "{accept} with If-None-Match {held}");
+        assert_eq!(answer.etag.as_ref(), Some(served), "{accept}");
+    }
+    let list = read(&server, "/api/2/packages?full-list=true", MSGPACK, None).await;
+    assert_eq!(list.body[0]["_etag"], msgpack.body["_etag"]);
+
+    // A write may name the current version by the msgpack ETag; its answer carries the new
+    // ETag of the representation it accepts.
+    let url = server.url(&format!("{path}/metadata"));
+    let put = |condition: &str, etag: &str, value: i32| {
+        server
+            .client
+            .put(&url)
+            .header("accept", MSGPACK)
+            .header(condition, etag)
+            .json(&json!({ "k": value }))
+    };
+    let written = send(put("if-match", &msgpack_etag, 1)).await;
+    assert_eq!(written.status, 204, "{}", written.text);
+    let now = read(&server, &path, MSGPACK, None).await;
+    assert_eq!(now.body["metadata"], json!({ "k": 1 }));
+    let new_msgpack_etag = now.etag.unwrap();
+    assert_eq!(written.headers["etag"].to_str().unwrap(), new_msgpack_etag);
+
+    // Nothing else: neither representation's ETag of the old version, a weak one, or a tag
+    // that only looks derived from the current one.
+    let current = new_msgpack_etag
+        .trim_matches('"')
+        .trim_end_matches("-msgpack");
+    for stale in [
+        msgpack_etag.clone(),
+        json_etag.clone(),
+        format!("W/{new_msgpack_etag}"),
+        format!("\"{current}-json\""),
+        format!("\"{current}-msgpack-msgpack\""),
+    ] {
+        let answer = send(put("if-match", &stale, 2)).await;
+        assert_eq!(answer.status, 412, "If-Match {stale}: {}", answer.text);
+    }
+    let refused = send(put("if-none-match", &new_msgpack_etag, 3)).await;
+    assert_eq!(
+        refused.status, 412,
+        "If-None-Match names the current version too"
+    );
+    assert_eq!(metadata(&server, &uuid).await, json!({ "k": 1 }));
+
+    let deleted = server
+        .client
+        .delete(server.url(&path))
+        .header("if-match", &new_msgpack_etag);
+    assert_eq!(send(deleted).await.status, 204);
+    assert_eq!(get(&server, &path).await.status, 404);
+}
+
 /// A package's representation shows `_created` and `_updated`, so its strong ETag must change
 /// with them (RFC 9110 §8.8.1): a package deleted and created again under its id with the
 /// same content, or whose metadata is changed and changed back, is not the one a client read.
