@@ -4,13 +4,19 @@
 //! policy, msgpack, and persistence across a restart.
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::TestServer;
 use common::http::{Answer, UNDECODABLE, send};
 use floe::api::conditional::IfMatchPolicy;
+use floe::config::StoreKind;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 const MSGPACK: &str = "application/x-msgpack";
+
+/// The description of the 410 for a create by the uuid of a deleted package.
+const DELETED: &str = "This package was deleted: a create by its uuid does not bring it back. A new package needs a new uuid, from GET .../packages/new.";
 
 fn packages(version: &str) -> String {
     format!("/api/{version}/packages")
@@ -30,6 +36,33 @@ async fn created(server: &TestServer, body: &Value) -> String {
     assert_eq!(answer.status, 303, "{}", answer.text);
     let location = answer.headers["location"].to_str().unwrap().to_string();
     location.rsplit('/').next().unwrap().to_string()
+}
+
+/// Creates `body`, which names the uuid of a deleted package, once the package's tombstone is
+/// forgotten (`--idempotency-ttl` after the delete, at the next sweep); a 410 until then.
+async fn create_once_forgotten(server: &TestServer, body: &Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = create(server, body).await;
+        if answer.status != 410 {
+            assert_eq!(answer.status, 303, "{}", answer.text);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tombstone is never forgotten"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A server that forgets idempotent answers, and the tombstones of deleted packages, `seconds`
+/// after they were made (`--idempotency-ttl`).
+async fn forgetting_after(seconds: u64) -> TestServer {
+    TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.idempotency_ttl = seconds;
+    })
+    .await
 }
 
 async fn get(server: &TestServer, path: &str) -> Answer {
@@ -501,6 +534,67 @@ async fn lists_are_ids_or_full_objects_with_selected_fields() {
         .await
         .unwrap();
     assert_eq!(again.status(), 304);
+}
+
+/// A create by a client-held uuid is idempotent, but its retry must not undo a delete: client
+/// A creates (and loses the answer), client B deletes and is told so, A retries. The retry
+/// is a 410 that says why, and changes nothing: not the package, not the list, not the
+/// configuration tag; in memory, and on disk across a restart. The name is free again.
+#[tokio::test]
+async fn a_create_retried_after_its_package_was_deleted_is_410_and_brings_nothing_back() {
+    for store in [StoreKind::Memory, StoreKind::Sqlite] {
+        let mut server =
+            TestServer::start_in(TempDir::new().unwrap(), |config| config.store = store).await;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let body = json!({ "uuid": uuid, "name": "small" });
+        assert_eq!(create(&server, &body).await.status, 303);
+        assert_eq!(delete(&server, &one(&uuid)).await.status, 204);
+        let before = get(&server, "/api/2/packages?full-list=true").await;
+
+        create(&server, &body).await.assert_error(410, DELETED);
+        let create_only = server
+            .client
+            .post(server.url(&packages("2")))
+            .header("if-none-match", "*")
+            .json(&body);
+        send(create_only).await.assert_error(410, DELETED);
+        assert_eq!(get(&server, &one(&uuid)).await.status, 404, "{store:?}");
+        assert_eq!(delete(&server, &one(&uuid)).await.status, 404);
+        let after = get(&server, "/api/2/packages?full-list=true").await;
+        assert_eq!(after.body, json!([]), "{store:?}");
+        assert_eq!(after.tag(), before.tag(), "the retry changed nothing");
+        if store == StoreKind::Sqlite {
+            server = TestServer::start_in(server.stop().await, |_| {}).await;
+            create(&server, &body).await.assert_error(410, DELETED);
+            assert_eq!(get(&server, &one(&uuid)).await.status, 404);
+        }
+        assert_eq!(
+            created(&server, &json!({ "name": "small" })).await.len(),
+            36
+        );
+    }
+}
+
+/// A tombstone is kept as long as idempotent answers are (`--idempotency-ttl`): a create by the
+/// uuid after that is a new request, and creates the package again.
+#[tokio::test]
+async fn a_deleted_package_s_uuid_creates_again_once_idempotent_answers_are_forgotten() {
+    let server = forgetting_after(1).await;
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let body = json!({ "uuid": uuid, "name": "small" });
+    assert_eq!(create(&server, &body).await.status, 303);
+    let deleting = Instant::now();
+    assert_eq!(delete(&server, &one(&uuid)).await.status, 204);
+    create(&server, &body).await.assert_error(410, DELETED);
+
+    create_once_forgotten(&server, &body).await;
+    assert!(
+        deleting.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        deleting.elapsed()
+    );
+    assert_eq!(get(&server, &one(&uuid)).await.status, 200);
+    assert_eq!(get(&server, &packages("2")).await.body, json!([uuid]));
 }
 
 #[tokio::test]
@@ -1073,7 +1167,8 @@ async fn each_representation_of_a_package_has_its_own_strong_etag() {
 /// editing the newer package.
 #[tokio::test]
 async fn an_etag_is_never_that_of_a_representation_with_other_times() {
-    let server = TestServer::start().await;
+    // A deleted package's uuid creates again only once its tombstone is forgotten.
+    let server = forgetting_after(0).await;
     let fresh = uuid::Uuid::new_v4().to_string();
     let body = json!({ "uuid": fresh, "name": "again" });
     let etag_of = |answer: &Answer| answer.headers["etag"].to_str().unwrap().to_string();
@@ -1084,15 +1179,14 @@ async fn an_etag_is_never_that_of_a_representation_with_other_times() {
             .header("if-none-match", etag);
         async move { send(request).await.status }
     };
-    let gap = || tokio::time::sleep(std::time::Duration::from_millis(5));
+    let gap = || tokio::time::sleep(Duration::from_millis(5));
 
     assert_eq!(create(&server, &body).await.status, 303);
     let first = get(&server, &one(&fresh)).await;
     let first_etag = etag_of(&first);
     gap().await;
     assert_eq!(delete(&server, &one(&fresh)).await.status, 204);
-    gap().await;
-    assert_eq!(create(&server, &body).await.status, 303);
+    create_once_forgotten(&server, &body).await;
     let second = get(&server, &one(&fresh)).await;
     assert_ne!(second.body["_created"], first.body["_created"]);
     assert_ne!(etag_of(&second), first_etag, "{:?}", second.body);
@@ -1206,13 +1300,13 @@ async fn a_list_read_with_its_etag_and_prefer_wait_is_held_until_a_change() {
         .header("prefer", "wait=10")
         .send();
     let change = async {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         created(&server, &small()).await
     };
     let (held, uuid) = tokio::join!(held, change);
     let held = held.unwrap();
     assert_eq!(held.status(), 200);
-    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    assert!(started.elapsed() >= Duration::from_millis(200));
     assert_ne!(held.headers()["etag"], etag);
     let body: Value = held.json().await.unwrap();
     assert_eq!(body[0]["uuid"], uuid.as_str());
