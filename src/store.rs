@@ -264,11 +264,16 @@ pub(crate) struct Batch {
     remembered: Vec<(String, Arc<IdempotencyRecord>)>,
     /// Idempotency keys to forget.
     forgotten: Vec<String>,
+    /// Ids of deleted packages whose tombstones to forget.
+    forgotten_tombstones: Vec<uuid::Uuid>,
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.remembered.is_empty() && self.forgotten.is_empty()
+        self.changes.is_empty()
+            && self.remembered.is_empty()
+            && self.forgotten.is_empty()
+            && self.forgotten_tombstones.is_empty()
     }
 }
 
@@ -283,7 +288,8 @@ pub(crate) trait Persistence: Send {
 pub struct StoreOptions {
     /// Where to keep the configuration.
     pub backend: Backend,
-    /// How long recorded idempotent answers are kept.
+    /// How long recorded idempotent answers are kept, and so the tombstones of deleted
+    /// packages: as long as a retry is answered as its first attempt was.
     pub idempotency_ttl: Duration,
 }
 
@@ -380,8 +386,9 @@ impl StoreGuard {
 }
 
 /// Removes expired leases shortly after they expire, and forgets recorded idempotent answers
-/// older than `answer_ttl`. Lease expiry is an ordinary command, so it is persisted and moves
-/// the configuration tag like any other change (as in Flocker).
+/// and the tombstones of deleted packages older than `answer_ttl`: a retry that late is
+/// neither replayed nor refused, it is a new request. Lease expiry is an ordinary command, so
+/// it is persisted and moves the configuration tag like any other change (as in Flocker).
 async fn sweep(store: Store, answer_ttl: Duration) {
     let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -394,10 +401,11 @@ async fn sweep(store: Store, answer_ttl: Duration) {
             .answers
             .values()
             .any(|record| record.created < cutoff)
+            || snapshot.configuration.has_package_tombstones_before(cutoff)
         {
             let _ = store
                 .commands
-                .send(writer::Request::ForgetAnswers { before: cutoff })
+                .send(writer::Request::Forget { before: cutoff })
                 .await;
         }
         if !snapshot.configuration.has_expired_leases(now) {

@@ -4,13 +4,19 @@
 //! policy, msgpack, and persistence across a restart.
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::TestServer;
-use common::http::{Answer, send};
+use common::http::{Answer, UNDECODABLE, send};
 use floe::api::conditional::IfMatchPolicy;
+use floe::config::StoreKind;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 const MSGPACK: &str = "application/x-msgpack";
+
+/// The description of the 410 for a create by the uuid of a deleted package.
+const DELETED: &str = "This package was deleted: a create by its uuid does not bring it back. A new package needs a new uuid, from GET .../packages/new.";
 
 fn packages(version: &str) -> String {
     format!("/api/{version}/packages")
@@ -30,6 +36,33 @@ async fn created(server: &TestServer, body: &Value) -> String {
     assert_eq!(answer.status, 303, "{}", answer.text);
     let location = answer.headers["location"].to_str().unwrap().to_string();
     location.rsplit('/').next().unwrap().to_string()
+}
+
+/// Creates `body`, which names the uuid of a deleted package, once the package's tombstone is
+/// forgotten (`--idempotency-ttl` after the delete, at the next sweep); a 410 until then.
+async fn create_once_forgotten(server: &TestServer, body: &Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = create(server, body).await;
+        if answer.status != 410 {
+            assert_eq!(answer.status, 303, "{}", answer.text);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tombstone is never forgotten"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A server that forgets idempotent answers, and the tombstones of deleted packages, `seconds`
+/// after they were made (`--idempotency-ttl`).
+async fn forgetting_after(seconds: u64) -> TestServer {
+    TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.idempotency_ttl = seconds;
+    })
+    .await
 }
 
 async fn get(server: &TestServer, path: &str) -> Answer {
@@ -503,6 +536,67 @@ async fn lists_are_ids_or_full_objects_with_selected_fields() {
     assert_eq!(again.status(), 304);
 }
 
+/// A create by a client-held uuid is idempotent, but its retry must not undo a delete: client
+/// A creates (and loses the answer), client B deletes and is told so, A retries. The retry
+/// is a 410 that says why, and changes nothing: not the package, not the list, not the
+/// configuration tag; in memory, and on disk across a restart. The name is free again.
+#[tokio::test]
+async fn a_create_retried_after_its_package_was_deleted_is_410_and_brings_nothing_back() {
+    for store in [StoreKind::Memory, StoreKind::Sqlite] {
+        let mut server =
+            TestServer::start_in(TempDir::new().unwrap(), |config| config.store = store).await;
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let body = json!({ "uuid": uuid, "name": "small" });
+        assert_eq!(create(&server, &body).await.status, 303);
+        assert_eq!(delete(&server, &one(&uuid)).await.status, 204);
+        let before = get(&server, "/api/2/packages?full-list=true").await;
+
+        create(&server, &body).await.assert_error(410, DELETED);
+        let create_only = server
+            .client
+            .post(server.url(&packages("2")))
+            .header("if-none-match", "*")
+            .json(&body);
+        send(create_only).await.assert_error(410, DELETED);
+        assert_eq!(get(&server, &one(&uuid)).await.status, 404, "{store:?}");
+        assert_eq!(delete(&server, &one(&uuid)).await.status, 404);
+        let after = get(&server, "/api/2/packages?full-list=true").await;
+        assert_eq!(after.body, json!([]), "{store:?}");
+        assert_eq!(after.tag(), before.tag(), "the retry changed nothing");
+        if store == StoreKind::Sqlite {
+            server = TestServer::start_in(server.stop().await, |_| {}).await;
+            create(&server, &body).await.assert_error(410, DELETED);
+            assert_eq!(get(&server, &one(&uuid)).await.status, 404);
+        }
+        assert_eq!(
+            created(&server, &json!({ "name": "small" })).await.len(),
+            36
+        );
+    }
+}
+
+/// A tombstone is kept as long as idempotent answers are (`--idempotency-ttl`): a create by the
+/// uuid after that is a new request, and creates the package again.
+#[tokio::test]
+async fn a_deleted_package_s_uuid_creates_again_once_idempotent_answers_are_forgotten() {
+    let server = forgetting_after(1).await;
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let body = json!({ "uuid": uuid, "name": "small" });
+    assert_eq!(create(&server, &body).await.status, 303);
+    let deleting = Instant::now();
+    assert_eq!(delete(&server, &one(&uuid)).await.status, 204);
+    create(&server, &body).await.assert_error(410, DELETED);
+
+    create_once_forgotten(&server, &body).await;
+    assert!(
+        deleting.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        deleting.elapsed()
+    );
+    assert_eq!(get(&server, &one(&uuid)).await.status, 200);
+    assert_eq!(get(&server, &packages("2")).await.body, json!([uuid]));
+}
+
 #[tokio::test]
 async fn delete_is_204_then_404_and_unknown_ids_are_404() {
     let server = TestServer::start().await;
@@ -816,6 +910,53 @@ async fn msgpack_in_and_out_json_by_default_415_and_406() {
     );
 }
 
+/// A msgpack body is one value, as a JSON body is: bytes after it (garbage, or a second value
+/// sent along) make it as undecodable as a malformed one, and nothing is stored.
+#[tokio::test]
+async fn msgpack_bodies_with_bytes_after_their_value_are_refused_as_malformed_ones_are() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let post = |body: Vec<u8>| {
+        server
+            .client
+            .post(server.url(&packages("2")))
+            .header("content-type", MSGPACK)
+            .body(body)
+    };
+    let put = |body: Vec<u8>| {
+        server
+            .client
+            .put(server.url(&format!("{}/metadata", one(&uuid))))
+            .header("content-type", MSGPACK)
+            .body(body)
+    };
+    let package = rmp_serde::to_vec_named(&json!({ "name": "other" })).unwrap();
+    let entry = rmp_serde::to_vec_named(&json!({ "owner": "ops" })).unwrap();
+    let followed_by = |value: &[u8], after: &[u8]| [value, after].concat();
+
+    send(post(vec![0xc1])).await.assert_error(400, UNDECODABLE);
+    for after in [&b"\xc1GARBAGE"[..], &[0xc0][..], &entry[..]] {
+        send(post(followed_by(&package, after)))
+            .await
+            .assert_error(400, UNDECODABLE);
+        send(put(followed_by(&entry, after)))
+            .await
+            .assert_error(400, UNDECODABLE);
+    }
+    let list = get(&server, &packages("2")).await;
+    assert_eq!(list.body, json!([uuid]), "no package was created");
+    assert_eq!(
+        metadata(&server, &uuid).await,
+        json!({}),
+        "no metadata was set"
+    );
+
+    // The same values without the bytes after them are taken.
+    assert_eq!(send(post(package)).await.status, 303);
+    assert_eq!(send(put(entry)).await.status, 204);
+    assert_eq!(metadata(&server, &uuid).await, json!({ "owner": "ops" }));
+}
+
 #[tokio::test]
 async fn etags_304_412_and_the_required_if_match_policy() {
     let dir = TempDir::new().unwrap();
@@ -902,6 +1043,123 @@ async fn if_none_match_star_makes_a_create_by_id_create_only() {
     assert_eq!(second.status, 412);
 }
 
+/// One package read as JSON or as msgpack: the status, the `ETag` header (if any) and the body
+/// decoded from whichever format it came in (`null` when empty).
+struct Read {
+    status: u16,
+    etag: Option<String>,
+    body: Value,
+}
+
+async fn read(server: &TestServer, path: &str, accept: &str, if_none_match: Option<&str>) -> Read {
+    let mut request = server.client.get(server.url(path)).header("accept", accept);
+    if let Some(etag) = if_none_match {
+        request = request.header("if-none-match", etag);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|etag| etag.to_str().unwrap().to_string());
+    let msgpack = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|t| t == MSGPACK);
+    let bytes = response.bytes().await.unwrap();
+    let body = match (bytes.is_empty(), msgpack) {
+        (true, _) => Value::Null,
+        (false, true) => rmp_serde::from_slice(&bytes).unwrap(),
+        (false, false) => serde_json::from_slice(&bytes).unwrap(),
+    };
+    Read { status, etag, body }
+}
+
+/// JSON and msgpack are two representations of a package, so each has its own strong ETag
+/// (RFC 9110 §8.8.3), named by its `_etag` too: `If-None-Match` answers 304 only for the
+/// representation the client holds. A write changes the package whichever representation the
+/// client read, so its `If-Match` takes the ETag of either, of the current version only.
+#[tokio::test]
+async fn each_representation_of_a_package_has_its_own_strong_etag() {
+    let server = TestServer::start().await;
+    let uuid = created(&server, &small()).await;
+    let path = one(&uuid);
+    let json = read(&server, &path, "application/json", None).await;
+    let msgpack = read(&server, &path, MSGPACK, None).await;
+    let (json_etag, msgpack_etag) = (json.etag.unwrap(), msgpack.etag.unwrap());
+    assert_ne!(json_etag, msgpack_etag);
+    assert!(
+        json_etag.starts_with('"') && msgpack_etag.starts_with('"'),
+        "both strong"
+    );
+    assert_eq!(json.body["_etag"], json_etag.trim_matches('"'));
+    assert_eq!(msgpack.body["_etag"], msgpack_etag.trim_matches('"'));
+    let mut same = msgpack.body.clone();
+    same["_etag"] = json.body["_etag"].clone();
+    assert_eq!(same, json.body, "the same package otherwise");
+
+    // Revalidation: 304 only for the representation the client holds.
+    for (accept, held, served, status) in [
+        (MSGPACK, &json_etag, &msgpack_etag, 200),
+        ("application/json", &msgpack_etag, &json_etag, 200),
+        (MSGPACK, &msgpack_etag, &msgpack_etag, 304),
+        ("application/json", &json_etag, &json_etag, 304),
+    ] {
+        let answer = read(&server, &path, accept, Some(held)).await;
+        assert_eq!(answer.status, status, "{accept} with If-None-Match {held}");
+        assert_eq!(answer.etag.as_ref(), Some(served), "{accept}");
+    }
+    let list = read(&server, "/api/2/packages?full-list=true", MSGPACK, None).await;
+    assert_eq!(list.body[0]["_etag"], msgpack.body["_etag"]);
+
+    // A write may name the current version by the msgpack ETag; its answer carries the new
+    // ETag of the representation it accepts.
+    let url = server.url(&format!("{path}/metadata"));
+    let put = |condition: &str, etag: &str, value: i32| {
+        server
+            .client
+            .put(&url)
+            .header("accept", MSGPACK)
+            .header(condition, etag)
+            .json(&json!({ "k": value }))
+    };
+    let written = send(put("if-match", &msgpack_etag, 1)).await;
+    assert_eq!(written.status, 204, "{}", written.text);
+    let now = read(&server, &path, MSGPACK, None).await;
+    assert_eq!(now.body["metadata"], json!({ "k": 1 }));
+    let new_msgpack_etag = now.etag.unwrap();
+    assert_eq!(written.headers["etag"].to_str().unwrap(), new_msgpack_etag);
+
+    // Nothing else: neither representation's ETag of the old version, a weak one, or a tag
+    // that only looks derived from the current one.
+    let current = new_msgpack_etag
+        .trim_matches('"')
+        .trim_end_matches("-msgpack");
+    for stale in [
+        msgpack_etag.clone(),
+        json_etag.clone(),
+        format!("W/{new_msgpack_etag}"),
+        format!("\"{current}-json\""),
+        format!("\"{current}-msgpack-msgpack\""),
+    ] {
+        let answer = send(put("if-match", &stale, 2)).await;
+        assert_eq!(answer.status, 412, "If-Match {stale}: {}", answer.text);
+    }
+    let refused = send(put("if-none-match", &new_msgpack_etag, 3)).await;
+    assert_eq!(
+        refused.status, 412,
+        "If-None-Match names the current version too"
+    );
+    assert_eq!(metadata(&server, &uuid).await, json!({ "k": 1 }));
+
+    let deleted = server
+        .client
+        .delete(server.url(&path))
+        .header("if-match", &new_msgpack_etag);
+    assert_eq!(send(deleted).await.status, 204);
+    assert_eq!(get(&server, &path).await.status, 404);
+}
+
 /// A package's representation shows `_created` and `_updated`, so its strong ETag must change
 /// with them (RFC 9110 §8.8.1): a package deleted and created again under its id with the
 /// same content, or whose metadata is changed and changed back, is not the one a client read.
@@ -909,7 +1167,8 @@ async fn if_none_match_star_makes_a_create_by_id_create_only() {
 /// editing the newer package.
 #[tokio::test]
 async fn an_etag_is_never_that_of_a_representation_with_other_times() {
-    let server = TestServer::start().await;
+    // A deleted package's uuid creates again only once its tombstone is forgotten.
+    let server = forgetting_after(0).await;
     let fresh = uuid::Uuid::new_v4().to_string();
     let body = json!({ "uuid": fresh, "name": "again" });
     let etag_of = |answer: &Answer| answer.headers["etag"].to_str().unwrap().to_string();
@@ -920,15 +1179,14 @@ async fn an_etag_is_never_that_of_a_representation_with_other_times() {
             .header("if-none-match", etag);
         async move { send(request).await.status }
     };
-    let gap = || tokio::time::sleep(std::time::Duration::from_millis(5));
+    let gap = || tokio::time::sleep(Duration::from_millis(5));
 
     assert_eq!(create(&server, &body).await.status, 303);
     let first = get(&server, &one(&fresh)).await;
     let first_etag = etag_of(&first);
     gap().await;
     assert_eq!(delete(&server, &one(&fresh)).await.status, 204);
-    gap().await;
-    assert_eq!(create(&server, &body).await.status, 303);
+    create_once_forgotten(&server, &body).await;
     let second = get(&server, &one(&fresh)).await;
     assert_ne!(second.body["_created"], first.body["_created"]);
     assert_ne!(etag_of(&second), first_etag, "{:?}", second.body);
@@ -1042,13 +1300,13 @@ async fn a_list_read_with_its_etag_and_prefer_wait_is_held_until_a_change() {
         .header("prefer", "wait=10")
         .send();
     let change = async {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         created(&server, &small()).await
     };
     let (held, uuid) = tokio::join!(held, change);
     let held = held.unwrap();
     assert_eq!(held.status(), 200);
-    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    assert!(started.elapsed() >= Duration::from_millis(200));
     assert_ne!(held.headers()["etag"], etag);
     let body: Value = held.json().await.unwrap();
     assert_eq!(body[0]["uuid"], uuid.as_str());

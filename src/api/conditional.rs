@@ -202,6 +202,34 @@ impl Conditions {
         Some(response)
     }
 
+    /// For a write to a resource served in several media types, whose representations' tags
+    /// are its stored tag followed by one of `suffixes` (see [`representation_tag`]): lets
+    /// `If-Match` and `If-None-Match` name the current version by the tag of any of its
+    /// representations. The store compares against the stored tag, and a write changes the
+    /// resource, not one of its representations; a tag of none of the current version's
+    /// representations still fails. Reads are not widened: a 304 is for the representation
+    /// asked for only.
+    pub fn for_any_representation(mut self, suffixes: &[&str]) -> Self {
+        let validators = &mut self.precondition.validators;
+        for condition in [&mut validators.if_match, &mut validators.if_none_match]
+            .into_iter()
+            .flatten()
+        {
+            let TagCondition::Tags(tags) = condition else {
+                continue;
+            };
+            for tag in tags {
+                if let Some(stored) = suffixes
+                    .iter()
+                    .find_map(|suffix| tag.opaque.strip_suffix(suffix))
+                {
+                    tag.opaque.truncate(stored.len());
+                }
+            }
+        }
+        self
+    }
+
     /// Adds `ETag` and `Last-Modified` for a stored record, unless ETags are off.
     pub fn add_record_validators<T>(&self, headers: &mut HeaderMap, record: &Versioned<T>) {
         if self.etags {
@@ -215,6 +243,17 @@ impl Conditions {
             version_headers(headers, version);
         }
     }
+}
+
+/// The strong entity tag of a representation of a resource served in several media types,
+/// other than the one its stored tag names: that tag followed by the representation's
+/// `suffix`. Representations must not share a strong tag (RFC 9110 §8.8.3), and this one costs
+/// no hash; [`Conditions::for_any_representation`] takes it back to the stored tag.
+pub fn representation_tag(stored: &str, suffix: &str) -> String {
+    let mut tag = String::with_capacity(stored.len() + suffix.len());
+    tag.push_str(stored);
+    tag.push_str(suffix);
+    tag
 }
 
 /// Sets `ETag` (weak if the version's is) and, when known, `Last-Modified` for `version`.
@@ -459,6 +498,48 @@ mod tests {
                 "{bad:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn a_write_names_the_current_version_by_the_tag_of_any_representation() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_MATCH,
+            HeaderValue::from_static(
+                "\"abc-msgpack\", W/\"def-msgpack\", \"ghi\", \"-msgpack-msgpack\"",
+            ),
+        );
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"jkl-msgpack\""),
+        );
+        let conditions = Conditions::from_headers(&headers, &Method::PUT, IfMatchPolicy::Optional)
+            .unwrap()
+            .for_any_representation(&["-msgpack"]);
+        let validators = &conditions.precondition.validators;
+        assert_eq!(
+            validators.if_match,
+            Some(TagCondition::Tags(vec![
+                tag("abc", false),
+                tag("def", true),
+                tag("ghi", false),
+                tag("-msgpack", false),
+            ]))
+        );
+        assert_eq!(
+            validators.if_none_match,
+            Some(TagCondition::Tags(vec![tag("jkl", false)]))
+        );
+        assert_eq!(representation_tag("abc", "-msgpack"), "abc-msgpack");
+
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("*"));
+        let star = Conditions::from_headers(&headers, &Method::PUT, IfMatchPolicy::Optional)
+            .unwrap()
+            .for_any_representation(&["-msgpack"]);
+        assert_eq!(
+            star.precondition.validators.if_match,
+            Some(TagCondition::Any)
+        );
     }
 
     #[test]

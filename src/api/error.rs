@@ -125,6 +125,7 @@ impl ApiError {
                     | Rejection::ContainerNotFound
                     | Rejection::PackageNotFound => StatusCode::NOT_FOUND,
                     Rejection::DatasetDeleted => StatusCode::METHOD_NOT_ALLOWED,
+                    Rejection::PackageDeleted => StatusCode::GONE,
                 },
                 StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             },

@@ -30,7 +30,19 @@ impl Default for MetaFields {
 impl MetaFields {
     /// Adds the meta fields of `record` to its JSON object representation.
     pub fn annotate<T>(&self, object: &mut Map<String, Value>, record: &Versioned<T>) {
-        object.insert(self.etag.clone(), Value::String(record.etag.to_string()));
+        self.annotate_as(object, record, record.etag.as_str());
+    }
+
+    /// Adds the meta fields of `record` to a representation whose entity tag is `etag`: the
+    /// body must name the tag its `ETag` header carries, which for a resource served in
+    /// several media types differs from one to the other.
+    pub fn annotate_as<T>(
+        &self,
+        object: &mut Map<String, Value>,
+        record: &Versioned<T>,
+        etag: &str,
+    ) {
+        object.insert(self.etag.clone(), Value::String(etag.to_string()));
         object.insert(self.created.clone(), Value::String(rfc3339(record.created)));
         object.insert(self.updated.clone(), Value::String(rfc3339(record.updated)));
     }

@@ -5,6 +5,8 @@
 //! `Idempotency-Key` and the configuration tag work here as everywhere; creation is also safe
 //! to retry by a client-held `uuid` from `GET .../packages/new`.
 
+use std::borrow::Cow;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Query, Request, State};
@@ -20,11 +22,12 @@ use uuid::Uuid;
 use super::answer::Answer;
 use super::auth::Caller;
 use super::body::{WriteRequest, checked};
-use super::conditional::{Conditions, record_headers};
+use super::conditional::{Conditions, representation_tag, version_headers};
 use super::meta::MetaFields;
 use super::segment::{PathParams, decoded_segments};
 use super::{ApiError, AppState, Render};
 use crate::model::package::{Package, Requirement, sorted};
+use crate::model::precondition::ResourceVersion;
 use crate::model::{Collection, Operation, Outcome, Versioned, schema, tag_of_canonical};
 use crate::store::Committed;
 
@@ -32,6 +35,10 @@ const NOT_FOUND: &str = "Package not found.";
 
 /// The msgpack media type FiFo speaks.
 pub const MSGPACK: &str = "application/x-msgpack";
+
+/// What a package's msgpack representation adds to its stored entity tag, which names the JSON
+/// one, to make its own.
+const MSGPACK_TAG_SUFFIX: &str = "-msgpack";
 
 /// How deeply a msgpack body may nest (serde_json's limit for JSON bodies).
 const MAX_DEPTH: usize = 128;
@@ -225,16 +232,36 @@ impl Format {
         }
     }
 
+    /// The strong entity tag of `record` in this format: the stored tag for JSON, and one
+    /// derived from it for msgpack, so that the two never share a tag and a validator of one
+    /// never revalidates the other.
+    fn etag(self, record: &Versioned<Package>) -> Cow<'_, str> {
+        match self {
+            Format::Json => Cow::Borrowed(record.etag.as_str()),
+            Format::MsgPack => {
+                Cow::Owned(representation_tag(record.etag.as_str(), MSGPACK_TAG_SUFFIX))
+            }
+        }
+    }
+
     /// Decodes a body in this format into a JSON value.
     fn decode(self, body: &[u8]) -> Result<Value, ApiError> {
         match self {
             Format::Json => serde_json::from_slice(body).map_err(|_| ApiError::UndecodableBody),
             Format::MsgPack => {
+                let mut decoder = rmp_serde::Deserializer::new(std::io::Cursor::new(body));
                 // The same nesting limit as serde_json's: rmp_serde's own (1024) is deep
                 // enough to overflow a worker thread's stack.
-                let mut decoder = rmp_serde::Deserializer::from_read_ref(body);
                 decoder.set_max_depth(MAX_DEPTH);
-                Value::deserialize(&mut decoder).map_err(|_| ApiError::UndecodableBody)
+                let value =
+                    Value::deserialize(&mut decoder).map_err(|_| ApiError::UndecodableBody)?;
+                // One value and nothing after it, as serde_json demands of a JSON body: bytes
+                // left over mean a damaged or concatenated body, whose first value is not
+                // necessarily what the client meant to send.
+                if decoder.position() != body.len() as u64 {
+                    return Err(ApiError::UndecodableBody);
+                }
+                Ok(value)
             }
         }
     }
@@ -327,13 +354,18 @@ fn location(version: &str, uuid: &Uuid) -> String {
     format!("/api/{version}/packages/{uuid}")
 }
 
-/// The representation: FiFo's object with its keys sorted, plus the meta fields.
-fn representation(record: &Versioned<Package>, meta: &MetaFields) -> Map<String, Value> {
+/// The representation whose entity tag is `etag`: FiFo's object with its keys sorted, plus the
+/// meta fields.
+fn representation(
+    record: &Versioned<Package>,
+    meta: &MetaFields,
+    etag: &str,
+) -> Map<String, Value> {
     let Value::Object(mut object) = serde_json::to_value(&record.value).expect("packages are JSON")
     else {
         unreachable!("a package serialises to an object")
     };
-    meta.annotate(&mut object, record);
+    meta.annotate_as(&mut object, record, etag);
     object.sort_keys();
     object
 }
@@ -355,6 +387,12 @@ fn wants(
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_string)
         })
+}
+
+/// The version of `record` that validators are compared with, as a representation of it whose
+/// entity tag is `etag` shows it.
+fn shown_version<'a>(record: &Versioned<Package>, etag: &'a str) -> ResourceVersion<'a> {
+    ResourceVersion::strong(etag, Some(record.updated))
 }
 
 /// UUIDs, or full objects (optionally reduced to some top-level keys, matched exactly).
@@ -409,7 +447,7 @@ async fn list_packages(
             if !full {
                 return json!(record.value.uuid);
             }
-            let object = representation(record, &state.settings.meta);
+            let object = representation(record, &state.settings.meta, &format.etag(record));
             match &fields {
                 None => Value::Object(object),
                 Some(fields) => Value::Object(
@@ -462,12 +500,16 @@ async fn get_package(
         .uuid
         .and_then(|uuid| snapshot.configuration.package(&uuid))
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    if let Some(answer) = conditions.check_read(Some(record.version()), Some(&snapshot.tag)) {
+    // The validators are compared with the tag of the representation this GET is answered
+    // with: a client that holds the other one has not seen this one.
+    let etag = format.etag(record);
+    let version = shown_version(record, &etag);
+    if let Some(answer) = conditions.check_read(Some(version), Some(&snapshot.tag)) {
         return Ok(answer);
     }
-    let body = Value::Object(representation(record, &state.settings.meta));
+    let body = Value::Object(representation(record, &state.settings.meta, &etag));
     let mut answer = format.answer(StatusCode::OK, &body).with_tag(&snapshot.tag);
-    conditions.add_record_validators(&mut answer.headers, record);
+    conditions.add_validators(&mut answer.headers, version);
     Ok(answer.into_response())
 }
 
@@ -518,15 +560,15 @@ async fn create_package(
     path: PackagePath,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    Format::of_answer(&headers)?;
+    let answer_format = Format::of_answer(&headers)?;
     let format = Format::of_request(&headers)?;
-    let etags = conditions.etags;
+    let etag = conditions.etags.then_some(answer_format);
     state
-        .write(conditions, &request, move |request| {
+        .write(for_writes(conditions), &request, move |request| {
             let body: CreateBody = checked(format.decode(&request.body)?, &schema::PACKAGE_CREATE)?;
             Ok((
                 Operation::CreatePackage(body.into_package()),
-                package_answer(StatusCode::SEE_OTHER, Some(path.version), etags),
+                package_answer(StatusCode::SEE_OTHER, Some(path.version), etag),
             ))
         })
         .await
@@ -550,10 +592,10 @@ async fn delete_package(
     Format::of_answer(&headers)?;
     let uuid = path.uuid.ok_or(ApiError::NotFound(NOT_FOUND))?;
     state
-        .write(conditions, &request, move |_| {
+        .write(for_writes(conditions), &request, move |_| {
             Ok((
                 Operation::DeletePackage { uuid },
-                package_answer(StatusCode::NO_CONTENT, None, false),
+                package_answer(StatusCode::NO_CONTENT, None, None),
             ))
         })
         .await
@@ -567,12 +609,12 @@ async fn set_metadata(
     path: PackagePath,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    Format::of_answer(&headers)?;
+    let answer_format = Format::of_answer(&headers)?;
     let format = Format::of_request(&headers)?;
     let uuid = path.uuid.ok_or(ApiError::NotFound(NOT_FOUND))?;
-    let etags = conditions.etags;
+    let etag = conditions.etags.then_some(answer_format);
     state
-        .write(conditions, &request, move |request| {
+        .write(for_writes(conditions), &request, move |request| {
             let value = format.decode(&request.body)?;
             let Value::Object(object) = value else {
                 return Err(one_key());
@@ -589,7 +631,7 @@ async fn set_metadata(
                     path: metadata,
                     value,
                 },
-                package_answer(StatusCode::NO_CONTENT, None, etags),
+                package_answer(StatusCode::NO_CONTENT, None, etag),
             ))
         })
         .await
@@ -607,30 +649,41 @@ async fn delete_metadata(
     path: PackagePath,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    Format::of_answer(&headers)?;
+    let answer_format = Format::of_answer(&headers)?;
     if path.metadata.is_empty() {
         return Err(ApiError::BadRequest(
             "Name the metadata to delete: DELETE .../metadata/<key>[/<key>…].".into(),
         ));
     }
     let uuid = path.uuid.ok_or(ApiError::NotFound(NOT_FOUND))?;
-    let etags = conditions.etags;
+    let etag = conditions.etags.then_some(answer_format);
     state
-        .write(conditions, &request, move |_| {
+        .write(for_writes(conditions), &request, move |_| {
             Ok((
                 Operation::RemovePackageMetadata {
                     uuid,
                     path: path.metadata,
                 },
-                package_answer(StatusCode::NO_CONTENT, None, etags),
+                package_answer(StatusCode::NO_CONTENT, None, etag),
             ))
         })
         .await
 }
 
-/// Renders a package write: no body, the configuration tag, the package's new ETag (not after
-/// a delete) and, on a create, `Location` (relative, as FiFo sends it).
-fn package_answer(status: StatusCode, created_under: Option<String>, etags: bool) -> Render {
+/// The preconditions of a write to a package: its `If-Match` and `If-None-Match` may name the
+/// current version by the ETag of either representation, JSON or msgpack.
+fn for_writes(conditions: Conditions) -> Conditions {
+    conditions.for_any_representation(&[MSGPACK_TAG_SUFFIX])
+}
+
+/// Renders a package write: no body, the configuration tag, the package's new ETag as `etag`
+/// (the format the client accepts; `None` after a delete or with ETags off) represents it and,
+/// on a create, `Location` (relative, as FiFo sends it).
+fn package_answer(
+    status: StatusCode,
+    created_under: Option<String>,
+    etag: Option<Format>,
+) -> Render {
     Box::new(move |committed: &Committed| {
         let Outcome::Package(record) = &committed.outcome else {
             unreachable!("package operations answer with a package")
@@ -642,8 +695,11 @@ fn package_answer(status: StatusCode, created_under: Option<String>, etags: bool
         {
             answer.headers.insert(header::LOCATION, href);
         }
-        if etags {
-            record_headers(&mut answer.headers, record);
+        if let Some(format) = etag {
+            version_headers(
+                &mut answer.headers,
+                shown_version(record, &format.etag(record)),
+            );
         }
         answer
     })

@@ -83,6 +83,12 @@ pub struct Configuration {
     packages: OrdMap<Uuid, Arc<Versioned<Package>>>,
     /// Package names to ids: names are unique, and creation checks them in O(log n).
     package_names: OrdMap<String, Uuid>,
+    /// The ids of deleted packages, with when each was deleted. A create by a client-held id
+    /// is idempotent (a retry finds its package and changes nothing), so a retry that comes
+    /// after the package was deleted would otherwise create it again and undo a delete that
+    /// was acknowledged. Not part of any representation; kept until the store forgets them
+    /// (see [`Configuration::forget_package_tombstones`]).
+    package_tombstones: OrdMap<Uuid, Timestamp>,
 }
 
 /// What a configuration is rebuilt from at start-up.
@@ -98,6 +104,8 @@ pub struct Records {
     pub containers: Vec<Arc<Versioned<Container>>>,
     /// Every package.
     pub packages: Vec<Arc<Versioned<Package>>>,
+    /// The ids of deleted packages that are still remembered, with when each was deleted.
+    pub package_tombstones: Vec<(Uuid, Timestamp)>,
 }
 
 /// A request to change the configuration. Anything random (a generated id) or time-dependent
@@ -163,9 +171,10 @@ pub enum Operation {
     /// Set a mathematician's name on top of the versions the client saw.
     NameMathematician(NameChange),
     /// Create a package, unless one with its id exists (then nothing changes: a retried
-    /// create by a client-held id is a replay).
+    /// create by a client-held id is a replay). Refused for the id of a package deleted
+    /// lately: that is a retry too late to replay.
     CreatePackage(Package),
-    /// Remove a package.
+    /// Remove a package, remembering its id (a tombstone).
     DeletePackage {
         /// The package.
         uuid: Uuid,
@@ -346,8 +355,13 @@ pub enum Change {
     RemoveContainer(String),
     /// Insert or replace a package.
     PutPackage(Arc<Versioned<Package>>),
-    /// Remove a package.
-    RemovePackage(Uuid),
+    /// Remove a package and keep a tombstone of its id.
+    RemovePackage {
+        /// The package.
+        uuid: Uuid,
+        /// When it was deleted.
+        deleted_at: Timestamp,
+    },
 }
 
 /// The kinds of resource the configuration holds, each listed on its own: a list's version
@@ -384,7 +398,7 @@ impl Change {
             Change::PutLease(_) | Change::RemoveLease(_) => Collection::Leases,
             Change::PutMathematician(_) => Collection::Mathematicians,
             Change::PutContainer(_) | Change::RemoveContainer(_) => Collection::Containers,
-            Change::PutPackage(_) | Change::RemovePackage(_) => Collection::Packages,
+            Change::PutPackage(_) | Change::RemovePackage { .. } => Collection::Packages,
         }
     }
 }
@@ -440,6 +454,11 @@ pub enum Rejection {
     /// Another package has that name.
     #[error("A package with this name already exists.")]
     PackageNameInUse,
+    /// A package had that id and was deleted: a create by it is a retry that came too late.
+    #[error(
+        "This package was deleted: a create by its uuid does not bring it back. A new package needs a new uuid, from GET .../packages/new."
+    )]
+    PackageDeleted,
     /// A metadata change cannot be made, or nests too deeply.
     #[error("{0}")]
     Metadata(#[from] MetadataError),
@@ -495,6 +514,7 @@ impl Configuration {
                 .into_iter()
                 .map(|p| (p.value.uuid, p))
                 .collect(),
+            package_tombstones: records.package_tombstones.into_iter().collect(),
         }
     }
 
@@ -526,6 +546,29 @@ impl Configuration {
     /// One package by id.
     pub fn package(&self, uuid: &Uuid) -> Option<&Arc<Versioned<Package>>> {
         self.packages.get(uuid)
+    }
+
+    /// Whether a tombstone of a deleted package is older than `before`.
+    pub fn has_package_tombstones_before(&self, before: Timestamp) -> bool {
+        self.package_tombstones
+            .values()
+            .any(|deleted_at| *deleted_at < before)
+    }
+
+    /// Forgets the tombstones of packages deleted before `before`, and returns their ids: a
+    /// create by one of them creates a package again. Not a change of the configuration (no
+    /// representation shows tombstones), so it does not raise the revision.
+    pub fn forget_package_tombstones(&mut self, before: Timestamp) -> Vec<Uuid> {
+        let expired: Vec<Uuid> = self
+            .package_tombstones
+            .iter()
+            .filter(|(_, deleted_at)| **deleted_at < before)
+            .map(|(uuid, _)| *uuid)
+            .collect();
+        for uuid in &expired {
+            self.package_tombstones.remove(uuid);
+        }
+        expired
     }
 
     /// Every container, ordered by name.
@@ -746,6 +789,9 @@ impl Configuration {
                 if let Some(existing) = self.packages.get(&package.uuid) {
                     return Ok((Outcome::Package(Arc::clone(existing)), Vec::new()));
                 }
+                if self.package_tombstones.contains_key(&package.uuid) {
+                    return Err(Rejection::PackageDeleted);
+                }
                 if self.package_names.contains_key(&package.name) {
                     return Err(Rejection::PackageNameInUse);
                 }
@@ -757,7 +803,12 @@ impl Configuration {
                     .remove(&uuid)
                     .ok_or(Rejection::PackageNotFound)?;
                 self.package_names.remove(&removed.value.name);
-                Ok((Outcome::Package(removed), vec![Change::RemovePackage(uuid)]))
+                self.package_tombstones.insert(uuid, now);
+                let change = Change::RemovePackage {
+                    uuid,
+                    deleted_at: now,
+                };
+                Ok((Outcome::Package(removed), vec![change]))
             }
             Operation::SetPackageMetadata { uuid, path, value } => {
                 let current = self.existing_package(&uuid)?;
@@ -1149,6 +1200,42 @@ mod tests {
             config.apply(move_deleted, 0),
             Err(Rejection::DatasetDeleted)
         );
+    }
+
+    #[test]
+    fn a_deleted_package_s_id_creates_nothing_until_its_tombstone_is_forgotten() {
+        let mut config = Configuration::default();
+        let uuid = Uuid::new_v4();
+        let create = || Operation::CreatePackage(Package::new(uuid, "small".into()));
+        assert_eq!(config.apply(create(), 1_000).unwrap().1.len(), 1);
+        let (_, changes) = config
+            .apply(Operation::DeletePackage { uuid }, 2_000)
+            .unwrap();
+        assert_eq!(
+            changes,
+            vec![Change::RemovePackage {
+                uuid,
+                deleted_at: 2_000
+            }]
+        );
+        let before = config.clone();
+        assert_eq!(
+            config.apply(create(), 3_000),
+            Err(Rejection::PackageDeleted)
+        );
+        assert_eq!(config, before);
+        assert_eq!(config.packages().len(), 0, "a tombstone is no package");
+        assert_eq!(
+            config.apply(Operation::DeletePackage { uuid }, 3_000),
+            Err(Rejection::PackageNotFound)
+        );
+
+        assert!(!config.has_package_tombstones_before(2_000));
+        assert!(config.forget_package_tombstones(2_000).is_empty());
+        assert!(config.has_package_tombstones_before(2_001));
+        assert_eq!(config.forget_package_tombstones(2_001), vec![uuid]);
+        assert!(!config.has_package_tombstones_before(i64::MAX));
+        assert_eq!(config.apply(create(), 4_000).unwrap().1.len(), 1);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The embedded backend: SQLite in WAL mode with `synchronous=FULL`.
 //!
-//! One row per dataset, lease, container, mathematician and package, plus a `meta` table holding the store's random id and
-//! the revision. Each batch is one transaction, and a commit in WAL mode with
-//! `synchronous=FULL` is flushed to disk before it returns (`fdatasync` of the WAL: the bundled
-//! SQLite is built with `HAVE_FDATASYNC`, see `.cargo/config.toml`). The file is plain SQLite:
-//! inspect it with the `sqlite3` tool, back it up online with its `.backup` command.
+//! One row per dataset, lease, container, mathematician and package, and per tombstone of a
+//! deleted package, plus a `meta` table holding the store's random id and the revision. Each
+//! batch is one transaction, and a commit in WAL mode with `synchronous=FULL` is flushed to
+//! disk before it returns (`fdatasync` of the WAL: the bundled SQLite is built with
+//! `HAVE_FDATASYNC`, see `.cargo/config.toml`). The file is plain SQLite: inspect it with the
+//! `sqlite3` tool, back it up online with its `.backup` command.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -22,14 +23,17 @@ use super::{Batch, IdempotencyRecord, Loaded, OpenError, Persistence, RecordedAn
 use crate::model::container::Container;
 use crate::model::mathematician::{Mathematician, NameVersion};
 use crate::model::package::Package;
-use crate::model::{Change, Dataset, Lease, Metadata, Records, Versioned};
+use crate::model::{Change, Dataset, Lease, Metadata, Records, Timestamp, Versioned};
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "floe.db";
 
-/// The schema this build writes. Bumped with a migration whenever the tables change.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this build writes: the first, [`SCHEMA`], then each of [`MIGRATIONS`]. A new
+/// store is made at the first version and migrated as an old one is, so that the two cannot
+/// end up with different tables.
+const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 
+/// The first version of the schema. Never edited: a change of the tables is a migration.
 const SCHEMA: &str = "
     CREATE TABLE meta (
         key   TEXT PRIMARY KEY,
@@ -87,6 +91,17 @@ const SCHEMA: &str = "
         body        BLOB NOT NULL
     ) STRICT, WITHOUT ROWID;
 ";
+
+/// What takes the schema from one version to the next: `MIGRATIONS[i]` from version `i + 1`
+/// to `i + 2`. Only ever appended to.
+const MIGRATIONS: &[&str] = &[
+    // 2: the ids of deleted packages, so that a late retry of a create by id is refused
+    // after a restart too.
+    "CREATE TABLE package_tombstones (
+        uuid       TEXT PRIMARY KEY,
+        deleted_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;",
+];
 
 /// The open database, with the lock that keeps a second floe off the same data directory.
 pub(crate) struct SqliteStore {
@@ -258,7 +273,8 @@ impl SqliteStore {
     }
 
     /// Recognises the file before changing anything in it (switching to WAL is stored in the
-    /// file), creates the schema in an empty database, and reads the store.
+    /// file), creates the schema in an empty database or upgrades an older one, and reads the
+    /// store.
     fn check_and_load(&mut self) -> Result<Loaded, String> {
         let version: i64 = self
             .connection
@@ -274,7 +290,7 @@ impl SqliteStore {
                     return Err("it holds tables but is not a floe store".into());
                 }
             }
-            SCHEMA_VERSION => {}
+            1..=SCHEMA_VERSION => {}
             newer => {
                 return Err(format!(
                     "schema version {newer} was written by a newer floe (this one reads {SCHEMA_VERSION})"
@@ -296,6 +312,8 @@ impl SqliteStore {
             .map_err(|e| e.to_string())?;
         if version == 0 {
             self.initialise()?;
+        } else if version < SCHEMA_VERSION {
+            self.upgrade(version)?;
         }
         self.load()
     }
@@ -341,9 +359,22 @@ impl SqliteStore {
             [],
         )
         .map_err(|e| e.to_string())?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(|e| e.to_string())?;
+        migrate(&tx, 1).map_err(|e| e.to_string())?;
         tx.commit().map_err(|e| e.to_string())
+    }
+
+    /// Brings a database written by an older floe, at schema `version`, up to this one's, in
+    /// one transaction: a failed upgrade leaves it as it was.
+    fn upgrade(&mut self, version: i64) -> Result<(), String> {
+        let tx = self.connection.transaction().map_err(|e| e.to_string())?;
+        migrate(&tx, version).map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+        tracing::info!(
+            from = version,
+            to = SCHEMA_VERSION,
+            "database schema upgraded"
+        );
+        Ok(())
     }
 
     fn load_records(&self) -> rusqlite::Result<Records> {
@@ -366,7 +397,18 @@ impl SqliteStore {
             mathematicians: self.load_mathematicians()?,
             containers: self.load_containers()?,
             packages: self.load_packages()?,
+            package_tombstones: self.load_package_tombstones()?,
         })
+    }
+
+    fn load_package_tombstones(&self) -> rusqlite::Result<Vec<(uuid::Uuid, Timestamp)>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT uuid, deleted_at FROM package_tombstones")?;
+        let rows = statement.query_map([], |row| {
+            Ok((parse_column(row, 0, uuid::Uuid::parse_str)?, row.get(1)?))
+        })?;
+        rows.collect()
     }
 
     fn load_containers(&self) -> rusqlite::Result<Vec<Arc<Versioned<Container>>>> {
@@ -501,6 +543,18 @@ impl SqliteStore {
                  VALUES (?1, ?2, ?3, ?4)",
             )?;
             let mut remove_package = tx.prepare_cached("DELETE FROM packages WHERE uuid = ?1")?;
+            let mut bury_package = tx.prepare_cached(
+                "INSERT OR REPLACE INTO package_tombstones (uuid, deleted_at) VALUES (?1, ?2)",
+            )?;
+            // Forgotten before the changes are written: an id whose tombstone expired, and
+            // that was then created and deleted again in the same batch, must keep its new
+            // tombstone. (One made and forgotten in the same batch stays on disk, to be
+            // forgotten again after a restart: kept longer, never lost.)
+            let mut forget_tombstone =
+                tx.prepare_cached("DELETE FROM package_tombstones WHERE uuid = ?1")?;
+            for uuid in &batch.forgotten_tombstones {
+                forget_tombstone.execute([uuid.to_string()])?;
+            }
             let mut put_mathematician = tx.prepare_cached(
                 "INSERT OR REPLACE INTO mathematicians (uniq, versions, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -573,8 +627,9 @@ impl SqliteStore {
                             record.updated,
                         ])?;
                     }
-                    Change::RemovePackage(uuid) => {
+                    Change::RemovePackage { uuid, deleted_at } => {
                         remove_package.execute([uuid.to_string()])?;
+                        bury_package.execute(params![uuid.to_string(), deleted_at])?;
                     }
                     Change::PutMathematician(record) => {
                         put_mathematician.execute(params![
@@ -623,6 +678,15 @@ impl Persistence for SqliteStore {
     fn commit(&mut self, batch: &Batch) -> Result<(), String> {
         self.write(batch).map_err(|e| e.to_string())
     }
+}
+
+/// Applies the migrations from schema `version` on in `tx`, and records the version reached.
+fn migrate(tx: &rusqlite::Transaction<'_>, version: i64) -> rusqlite::Result<()> {
+    let first = usize::try_from(version - 1).expect("schema versions count from 1");
+    for migration in &MIGRATIONS[first..] {
+        tx.execute_batch(migration)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
 }
 
 /// Reads a text column and parses it, reporting a parse failure as a conversion error so that
@@ -770,6 +834,116 @@ mod tests {
             .map(|(key, record)| (key.as_str(), record.created, record.answer.status))
             .collect();
         assert_eq!(answers, [("k", 2, 303)]);
+    }
+
+    /// The tables and indexes of the database in `dir`, as SQLite keeps their definitions.
+    fn schema_of(dir: &Path) -> Vec<(String, Option<String>)> {
+        let connection = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        let mut statement = connection
+            .prepare("SELECT name, sql FROM sqlite_schema ORDER BY name")
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn user_version(dir: &Path) -> i64 {
+        Connection::open(dir.join(DATABASE_FILE))
+            .unwrap()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_database_of_schema_version_1_is_upgraded_and_keeps_what_it_held() {
+        let dir = tempfile::TempDir::new().unwrap();
+        // What a floe of schema version 1 left: its tables, its meta, one package.
+        let package = Package::new(uuid::Uuid::new_v4(), "small".into());
+        let connection = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .unwrap();
+        connection.execute_batch(SCHEMA).unwrap();
+        connection
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('store_id', 77), ('revision', 5)",
+                [],
+            )
+            .unwrap();
+        connection
+            .execute(
+                "INSERT INTO packages (uuid, document, created_at, updated_at)
+                 VALUES (?1, ?2, 10, 20)",
+                params![
+                    package.uuid.to_string(),
+                    serde_json::to_string(&package).unwrap()
+                ],
+            )
+            .unwrap();
+        connection.pragma_update(None, "user_version", 1).unwrap();
+        drop(connection);
+
+        let (mut store, loaded) = SqliteStore::open(dir.path()).unwrap();
+        // The revision carries over; the store id is drawn anew at every open.
+        assert_eq!(loaded.revision, 5);
+        assert_ne!(loaded.store_id, 77);
+        let packages = &loaded.records.packages;
+        assert_eq!(packages.len(), 1);
+        assert_eq!(packages[0].value, package);
+        assert_eq!((packages[0].created, packages[0].updated), (10, 20));
+        assert!(loaded.records.package_tombstones.is_empty());
+        // The upgraded store takes what the new schema holds.
+        let deleted = Batch {
+            revision: 6,
+            changes: vec![Change::RemovePackage {
+                uuid: package.uuid,
+                deleted_at: 30,
+            }],
+            ..Batch::default()
+        };
+        store.commit(&deleted).unwrap();
+        drop(store);
+        assert_eq!(user_version(dir.path()), SCHEMA_VERSION);
+
+        let (store, loaded) = SqliteStore::open(dir.path()).unwrap();
+        assert!(loaded.records.packages.is_empty());
+        assert_eq!(loaded.records.package_tombstones, [(package.uuid, 30)]);
+        drop(store);
+
+        let fresh = tempfile::TempDir::new().unwrap();
+        drop(SqliteStore::open(fresh.path()).unwrap());
+        assert_eq!(user_version(fresh.path()), SCHEMA_VERSION);
+        assert_eq!(
+            schema_of(dir.path()),
+            schema_of(fresh.path()),
+            "an upgraded store has the tables of a new one"
+        );
+    }
+
+    #[test]
+    fn a_tombstone_forgotten_and_made_again_in_one_batch_is_kept() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (mut store, _) = SqliteStore::open(dir.path()).unwrap();
+        let (kept, forgotten) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let deleted = |uuid, deleted_at| Change::RemovePackage { uuid, deleted_at };
+        let first = Batch {
+            changes: vec![deleted(kept, 1), deleted(forgotten, 2)],
+            ..Batch::default()
+        };
+        store.commit(&first).unwrap();
+        // The writer's order: both expire, then one id is created and deleted again.
+        let again = Batch {
+            forgotten_tombstones: vec![kept, forgotten],
+            changes: vec![deleted(kept, 3)],
+            ..Batch::default()
+        };
+        store.commit(&again).unwrap();
+        drop(store);
+
+        let (_store, loaded) = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(loaded.records.package_tombstones, [(kept, 3)]);
     }
 
     #[test]

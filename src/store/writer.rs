@@ -27,8 +27,9 @@ pub(super) enum Request {
         command: Box<Command>,
         reply: oneshot::Sender<Reply>,
     },
-    /// Forget recorded idempotent answers created before this time.
-    ForgetAnswers { before: Timestamp },
+    /// Forget recorded idempotent answers, and tombstones of deleted packages, made before
+    /// this time.
+    Forget { before: Timestamp },
 }
 
 /// Starts the writer thread. It ends when every sender is gone and the queue is empty.
@@ -87,7 +88,7 @@ fn apply_batch(
 
     for request in requests {
         match request {
-            Request::ForgetAnswers { before } => working.forget_answers(before),
+            Request::Forget { before } => working.forget(before),
             Request::Command { command, reply } => {
                 // A retry can reach the writer while its first attempt is still queued (the
                 // first client gave up waiting): the key is checked here, against the newest
@@ -233,7 +234,10 @@ impl Working {
         })
     }
 
-    fn forget_answers(&mut self, before: Timestamp) {
+    fn forget(&mut self, before: Timestamp) {
+        self.batch
+            .forgotten_tombstones
+            .extend(self.configuration.forget_package_tombstones(before));
         let expired: Vec<String> = self
             .answers
             .iter()
