@@ -8,6 +8,7 @@
 //! the state the write lands on.
 
 pub mod accounts;
+mod answers;
 pub mod cluster;
 mod memory;
 mod snapshot;
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::model::precondition::Validators;
 use crate::model::{Change, Operation, Outcome, Records, Rejection, Timestamp};
 
+pub use answers::Answers;
 pub use snapshot::{ConfigTag, ListVersions, Snapshot};
 pub use sqlite::DATABASE_FILE;
 
@@ -261,9 +263,9 @@ pub(crate) struct Batch {
     /// Configuration changes, in order.
     changes: Vec<Change>,
     /// Answers to record under idempotency keys.
-    remembered: Vec<(String, Arc<IdempotencyRecord>)>,
-    /// Idempotency keys to forget.
-    forgotten: Vec<String>,
+    remembered: Vec<(Arc<str>, Arc<IdempotencyRecord>)>,
+    /// Idempotency keys to forget: forgotten before `remembered` is recorded.
+    forgotten: Vec<Arc<str>>,
 }
 
 impl Batch {
@@ -302,11 +304,7 @@ impl Store {
             loaded.store_id,
             loaded.revision,
             crate::model::Configuration::from_records(loaded.records),
-            loaded
-                .answers
-                .into_iter()
-                .map(|(key, record)| (key, Arc::new(record)))
-                .collect(),
+            loaded.answers.into_iter().collect(),
             // When each kind last changed is not stored: after a restart every list takes
             // the current revision, so its ETag changes once and clients fetch it again.
             ListVersions::all_at(loaded.store_id, loaded.revision),
@@ -390,10 +388,11 @@ async fn sweep(store: Store, answer_ttl: Duration) {
         let snapshot = store.snapshot();
         let now = now_millis();
         let cutoff = millis_before(now, answer_ttl);
+        // The oldest answer tells whether any expired: the rest need not be looked at.
         if snapshot
             .answers
-            .values()
-            .any(|record| record.created < cutoff)
+            .oldest()
+            .is_some_and(|created| created < cutoff)
         {
             let _ = store
                 .commands

@@ -7,6 +7,8 @@
 //! rejection may be caused by an earlier command of the same batch (a 412 because it moved the
 //! tag, a 409 because it created the id), and a client told so must be able to see that cause
 //! as soon as it has the answer.
+//!
+//! The writer also forgets recorded idempotent answers past their time when the sweeper asks.
 
 use std::sync::Arc;
 
@@ -14,11 +16,17 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    Batch, Command, Committed, IdempotencyRecord, MAX_BATCH, Persistence, Precondition, Reply,
-    Snapshot, StoreError, now_millis, snapshot::ConfigTag,
+    Answers, Batch, Command, Committed, IdempotencyRecord, MAX_BATCH, Persistence, Precondition,
+    Reply, Snapshot, StoreError, now_millis, snapshot::ConfigTag,
 };
 use crate::model::precondition::Verdict;
 use crate::model::{Configuration, Operation, Timestamp};
+
+/// How many expired answers one request to forget them removes at most: after a long pause
+/// (a restart, a clock that jumped ahead) a great many can expire at once, and deleting them
+/// all in one batch would hold up the writes behind it. The sweeper asks again on its next
+/// round while any is left.
+const FORGET_PER_REQUEST: usize = 4096;
 
 /// What the writer is asked to do.
 pub(super) enum Request {
@@ -61,7 +69,7 @@ pub(super) fn spawn(
 struct Working {
     store_id: u64,
     configuration: Configuration,
-    answers: imbl::HashMap<String, Arc<IdempotencyRecord>>,
+    answers: Answers,
     batch: Batch,
     now: Timestamp,
 }
@@ -119,13 +127,7 @@ fn apply_batch(
                             created: working.now,
                             answer: (idempotency.record)(&result),
                         });
-                        working
-                            .answers
-                            .insert(idempotency.key.clone(), Arc::clone(&record));
-                        working
-                            .batch
-                            .remembered
-                            .push((idempotency.key, Arc::clone(&record)));
+                        working.remember(idempotency.key.into(), Arc::clone(&record));
                         waiting.push((reply, Reply::Recorded(record)));
                     }
                     _ => waiting.push((reply, Reply::Done(result))),
@@ -233,16 +235,67 @@ impl Working {
         })
     }
 
+    /// Forgets answers created before `before`, oldest first, up to [`FORGET_PER_REQUEST`].
     fn forget_answers(&mut self, before: Timestamp) {
-        let expired: Vec<String> = self
-            .answers
-            .iter()
-            .filter(|(_, record)| record.created < before)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in expired {
-            self.answers.remove(&key);
+        for _ in 0..FORGET_PER_REQUEST {
+            let Some(key) = self.answers.remove_oldest_before(before) else {
+                break;
+            };
             self.batch.forgotten.push(key);
         }
+    }
+
+    /// Records an answer under a key that has none.
+    fn remember(&mut self, key: Arc<str>, record: Arc<IdempotencyRecord>) {
+        self.answers.insert(Arc::clone(&key), Arc::clone(&record));
+        self.batch.remembered.push((key, record));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(created: Timestamp) -> Arc<IdempotencyRecord> {
+        Arc::new(crate::store::answers::record(created))
+    }
+
+    fn working(now: Timestamp) -> Working {
+        Working {
+            store_id: 1,
+            configuration: Configuration::default(),
+            answers: Answers::default(),
+            batch: Batch::default(),
+            now,
+        }
+    }
+
+    /// The keys of `keys` that `answers` holds, in the order given.
+    fn held<'a>(answers: &Answers, keys: &[&'a str]) -> Vec<&'a str> {
+        keys.iter()
+            .copied()
+            .filter(|key| answers.get(key).is_some())
+            .collect()
+    }
+
+    #[test]
+    fn one_request_forgets_a_bounded_number_of_expired_answers_oldest_first() {
+        let mut working = working(100_000);
+        let expired = FORGET_PER_REQUEST + 10;
+        for created in 0..expired {
+            let created = Timestamp::try_from(created).unwrap();
+            working.remember(format!("k{created:05}").into(), record(created));
+        }
+        working.remember("fresh".into(), record(90_000));
+        working.batch = Batch::default();
+
+        working.forget_answers(80_000);
+        assert_eq!(working.batch.forgotten.len(), FORGET_PER_REQUEST);
+        assert_eq!(&*working.batch.forgotten[0], "k00000");
+        assert_eq!(working.answers.oldest(), Some(4096));
+        working.forget_answers(80_000);
+        assert_eq!(working.batch.forgotten.len(), expired);
+        assert_eq!(held(&working.answers, &["fresh"]), ["fresh"]);
+        assert_eq!(working.answers.len(), 1);
     }
 }
