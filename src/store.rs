@@ -39,6 +39,9 @@ const QUEUE_DEPTH: usize = 8192;
 /// How often the lease sweeper looks for expired leases.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How many recorded idempotent answers are kept at most unless configured otherwise.
+pub const DEFAULT_IDEMPOTENCY_MAX_KEYS: usize = 250_000;
+
 /// Which backend keeps the configuration.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -264,7 +267,8 @@ pub(crate) struct Batch {
     changes: Vec<Change>,
     /// Answers to record under idempotency keys.
     remembered: Vec<(Arc<str>, Arc<IdempotencyRecord>)>,
-    /// Idempotency keys to forget: forgotten before `remembered` is recorded.
+    /// Idempotency keys to forget, expired or evicted: forgotten before `remembered` is
+    /// recorded.
     forgotten: Vec<Arc<str>>,
 }
 
@@ -287,6 +291,9 @@ pub struct StoreOptions {
     pub backend: Backend,
     /// How long recorded idempotent answers are kept.
     pub idempotency_ttl: Duration,
+    /// How many recorded idempotent answers are kept at most: past it, the oldest are
+    /// forgotten before their time.
+    pub idempotency_max_keys: usize,
 }
 
 impl Store {
@@ -312,7 +319,13 @@ impl Store {
         let current = Arc::new(ArcSwap::from_pointee(snapshot));
         let (commands, queue) = mpsc::channel(QUEUE_DEPTH);
         let (published, changes) = watch::channel(loaded.revision);
-        let writer = writer::spawn(Arc::clone(&current), published, queue, persistence);
+        let writer = writer::spawn(
+            Arc::clone(&current),
+            published,
+            queue,
+            persistence,
+            options.idempotency_max_keys,
+        );
         let store = Store {
             current,
             commands,

@@ -8,9 +8,11 @@
 //! tag, a 409 because it created the id), and a client told so must be able to see that cause
 //! as soon as it has the answer.
 //!
-//! The writer also forgets recorded idempotent answers past their time when the sweeper asks.
+//! The writer also forgets recorded idempotent answers: those past their time when the sweeper
+//! asks, and the oldest ones when recording another would exceed the cap on how many are kept.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -27,6 +29,9 @@ use crate::model::{Configuration, Operation, Timestamp};
 /// all in one batch would hold up the writes behind it. The sweeper asks again on its next
 /// round while any is left.
 const FORGET_PER_REQUEST: usize = 4096;
+
+/// At most one warning about evicted answers is logged per this long.
+const EVICTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What the writer is asked to do.
 pub(super) enum Request {
@@ -45,11 +50,13 @@ pub(super) fn spawn(
     published: watch::Sender<u64>,
     mut queue: mpsc::Receiver<Request>,
     mut persistence: Box<dyn Persistence>,
+    max_answers: usize,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("floe-writer".into())
         .spawn(move || {
             let mut batch = Vec::with_capacity(MAX_BATCH);
+            let mut evictions = EvictionWarning::default();
             while let Some(first) = queue.blocking_recv() {
                 batch.push(first);
                 while batch.len() < MAX_BATCH {
@@ -58,11 +65,29 @@ pub(super) fn spawn(
                         Err(_) => break,
                     }
                 }
-                apply_batch(&current, &published, persistence.as_mut(), batch.drain(..));
+                let limits = Limits {
+                    max_answers,
+                    evictions: &mut evictions,
+                };
+                apply_batch(
+                    &current,
+                    &published,
+                    persistence.as_mut(),
+                    limits,
+                    batch.drain(..),
+                );
             }
             tracing::debug!("store writer stopped");
         })
         .expect("the writer thread can be started")
+}
+
+/// What the writer keeps from one batch to the next besides the snapshot.
+struct Limits<'a> {
+    /// How many recorded answers are kept at most.
+    max_answers: usize,
+    /// When evictions were last warned about.
+    evictions: &'a mut EvictionWarning,
 }
 
 /// The state a batch works on: the newest snapshot's contents, changed in place.
@@ -70,6 +95,9 @@ struct Working {
     store_id: u64,
     configuration: Configuration,
     answers: Answers,
+    max_answers: usize,
+    /// How many answers this batch forgot before their time to stay within `max_answers`.
+    evicted: u64,
     batch: Batch,
     now: Timestamp,
 }
@@ -78,6 +106,7 @@ fn apply_batch(
     current: &ArcSwap<Snapshot>,
     published: &watch::Sender<u64>,
     persistence: &mut dyn Persistence,
+    limits: Limits<'_>,
     requests: impl Iterator<Item = Request>,
 ) {
     let base = current.load_full();
@@ -85,6 +114,8 @@ fn apply_batch(
         store_id: base.store_id,
         configuration: base.configuration.clone(),
         answers: base.answers.clone(),
+        max_answers: limits.max_answers,
+        evicted: 0,
         batch: Batch {
             revision: base.revision,
             ..Batch::default()
@@ -136,6 +167,7 @@ fn apply_batch(
         }
     }
 
+    working.drop_unkept_answers();
     if !working.batch.is_empty() {
         if let Err(reason) = persistence.commit(&working.batch) {
             // Nothing was published, so the in-memory state still equals the durable one.
@@ -146,6 +178,9 @@ fn apply_batch(
                 let _ = reply.send(Reply::Done(Err(StoreError::Unavailable(reason.clone()))));
             }
             return;
+        }
+        if working.evicted > 0 {
+            limits.evictions.note(&working, Instant::now());
         }
         let revision = working.batch.revision;
         // Each list the batch changed takes the batch's revision: no snapshot in between is
@@ -245,26 +280,98 @@ impl Working {
         }
     }
 
-    /// Records an answer under a key that has none.
+    /// Records an answer under a key that has none, first forgetting the oldest answers if
+    /// keeping them all would exceed the cap. The new answer is never the one forgotten, even
+    /// when the clock stepped back and it is not the newest.
     fn remember(&mut self, key: Arc<str>, record: Arc<IdempotencyRecord>) {
+        while self.answers.len() >= self.max_answers {
+            let Some(oldest) = self.answers.remove_oldest() else {
+                break;
+            };
+            self.batch.forgotten.push(oldest);
+            self.evicted += 1;
+        }
         self.answers.insert(Arc::clone(&key), Arc::clone(&record));
         self.batch.remembered.push((key, record));
+    }
+
+    /// Leaves out of the batch the answers it recorded and then forgot (evicted by later ones
+    /// of the same batch, or expired under a clock that stepped back): on disk the batch's
+    /// deletions come before its insertions, so writing them would keep on disk, and bring
+    /// back at the next start, answers the running server no longer has.
+    fn drop_unkept_answers(&mut self) {
+        if self.batch.forgotten.is_empty() {
+            return;
+        }
+        let answers = &self.answers;
+        self.batch.remembered.retain(|(key, record)| {
+            answers
+                .get(key)
+                .is_some_and(|kept| Arc::ptr_eq(kept, record))
+        });
+    }
+}
+
+/// Evictions, warned about at most once per [`EVICTION_WARNING_INTERVAL`] with how many there
+/// were since the last warning. An eviction shortens how long a retry is safe, so the operator
+/// should hear of it, but a server at its cap evicts on every keyed write.
+#[derive(Debug, Default)]
+struct EvictionWarning {
+    last_warned: Option<Instant>,
+    unreported: u64,
+}
+
+impl EvictionWarning {
+    /// Counts `evicted` more evictions at `now`; when a warning is due, the count to report.
+    fn admit(&mut self, evicted: u64, now: Instant) -> Option<u64> {
+        self.unreported += evicted;
+        let recent = self
+            .last_warned
+            .is_some_and(|last| now.saturating_duration_since(last) < EVICTION_WARNING_INTERVAL);
+        if recent || self.unreported == 0 {
+            return None;
+        }
+        self.last_warned = Some(now);
+        Some(std::mem::take(&mut self.unreported))
+    }
+
+    /// Counts the evictions of a committed batch and warns if one is due.
+    fn note(&mut self, working: &Working, now: Instant) {
+        let Some(evicted) = self.admit(working.evicted, now) else {
+            return;
+        };
+        // How long the oldest answer still kept has been kept: retries older than that are
+        // no longer recognised.
+        let retention_seconds = working.answers.oldest().map_or(0, |created| {
+            working.now.saturating_sub(created).max(0) / 1000
+        });
+        tracing::warn!(
+            evicted,
+            retention_seconds,
+            max_keys = working.max_answers,
+            "Idempotency-Key answers were forgotten before --idempotency-ttl to stay within \
+             --idempotency-max-keys: a retry older than retention_seconds is applied again; \
+             raise --idempotency-max-keys or shorten --idempotency-ttl"
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::SqliteStore;
 
     fn record(created: Timestamp) -> Arc<IdempotencyRecord> {
         Arc::new(crate::store::answers::record(created))
     }
 
-    fn working(now: Timestamp) -> Working {
+    fn working(max_answers: usize, now: Timestamp) -> Working {
         Working {
             store_id: 1,
             configuration: Configuration::default(),
             answers: Answers::default(),
+            max_answers,
+            evicted: 0,
             batch: Batch::default(),
             now,
         }
@@ -278,9 +385,64 @@ mod tests {
             .collect()
     }
 
+    fn names(keys: &[Arc<str>]) -> Vec<&str> {
+        keys.iter().map(|key| &**key).collect()
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_is_evicted_and_never_the_new_answer() {
+        let mut working = working(3, 100);
+        for (key, created) in [("b", 20), ("a", 10), ("c", 30)] {
+            working.remember(key.into(), record(created));
+        }
+        assert_eq!(working.evicted, 0);
+        working.remember("d".into(), record(40));
+        assert_eq!(
+            held(&working.answers, &["a", "b", "c", "d"]),
+            ["b", "c", "d"]
+        );
+        // The clock stepped back: the new answer is the oldest, and is kept all the same.
+        working.remember("e".into(), record(5));
+        assert_eq!(
+            held(&working.answers, &["b", "c", "d", "e"]),
+            ["c", "d", "e"]
+        );
+        assert_eq!(working.evicted, 2);
+        assert_eq!(names(&working.batch.forgotten), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_batch_that_evicts_its_own_answers_leaves_on_disk_what_it_keeps() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (mut store, _) = SqliteStore::open(dir.path()).unwrap();
+        let mut before = working(2, 100);
+        before.remember("old".into(), record(1));
+        before.remember("kept".into(), record(2));
+        store.commit(&before.batch).unwrap();
+
+        // One batch of four new answers under a cap of two: two of them go again at once.
+        let mut working = working(2, 100);
+        working.answers = before.answers;
+        for (key, created) in [("n1", 10), ("n2", 11), ("n3", 12), ("n4", 13)] {
+            working.remember(key.into(), record(created));
+        }
+        working.drop_unkept_answers();
+        store.commit(&working.batch).unwrap();
+        drop(store);
+
+        let (_store, loaded) = SqliteStore::open(dir.path()).unwrap();
+        let mut on_disk: Vec<String> = loaded.answers.into_iter().map(|(key, _)| key).collect();
+        on_disk.sort();
+        assert_eq!(on_disk, ["n3", "n4"]);
+        assert_eq!(
+            held(&working.answers, &["old", "kept", "n1", "n2", "n3", "n4"]),
+            on_disk
+        );
+    }
+
     #[test]
     fn one_request_forgets_a_bounded_number_of_expired_answers_oldest_first() {
-        let mut working = working(100_000);
+        let mut working = working(usize::MAX, 100_000);
         let expired = FORGET_PER_REQUEST + 10;
         for created in 0..expired {
             let created = Timestamp::try_from(created).unwrap();
@@ -297,5 +459,31 @@ mod tests {
         assert_eq!(working.batch.forgotten.len(), expired);
         assert_eq!(held(&working.answers, &["fresh"]), ["fresh"]);
         assert_eq!(working.answers.len(), 1);
+    }
+
+    #[test]
+    fn evictions_are_warned_about_once_a_minute_with_the_count_since_the_last_warning() {
+        let start = Instant::now();
+        let at = |seconds| start + Duration::from_secs(seconds);
+        let mut warning = EvictionWarning::default();
+        assert_eq!(
+            warning.admit(0, at(0)),
+            None,
+            "nothing evicted, nothing said"
+        );
+        assert_eq!(
+            warning.admit(3, at(0)),
+            Some(3),
+            "the first eviction is warned at once"
+        );
+        assert_eq!(warning.admit(1, at(1)), None);
+        assert_eq!(warning.admit(2, at(59)), None);
+        assert_eq!(
+            warning.admit(1, at(60)),
+            Some(4),
+            "the next counts those left out"
+        );
+        assert_eq!(warning.admit(0, at(200)), None);
+        assert_eq!(warning.admit(5, at(201)), Some(5));
     }
 }
