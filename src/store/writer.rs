@@ -8,8 +8,9 @@
 //! tag, a 409 because it created the id), and a client told so must be able to see that cause
 //! as soon as it has the answer.
 //!
-//! The writer also forgets recorded idempotent answers: those past their time when the sweeper
-//! asks, and the oldest ones when recording another would exceed the cap on how many are kept.
+//! The writer also forgets recorded idempotent answers: those older than the sweeper's latest
+//! cutoff, a bounded number in every batch, and the oldest ones when recording another would
+//! exceed the cap on how many are kept.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,11 +25,11 @@ use super::{
 use crate::model::precondition::Verdict;
 use crate::model::{Configuration, Operation, Timestamp};
 
-/// How many expired answers one request to forget them removes at most: after a long pause
-/// (a restart, a clock that jumped ahead) a great many can expire at once, and deleting them
-/// all in one batch would hold up the writes behind it. The sweeper asks again on its next
-/// round while any is left.
-const FORGET_PER_REQUEST: usize = 4096;
+/// How many expired answers one batch forgets at most: after a long pause (a restart, a clock
+/// that jumped ahead) a great many can expire at once, and deleting them all in one batch
+/// would hold up the writes behind it. Every batch takes its share until none is left, so
+/// expiry keeps up with any rate of keyed writes.
+const FORGET_PER_BATCH: usize = 1024;
 
 /// At most one warning about evicted answers is logged per this long.
 const EVICTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
@@ -40,7 +41,8 @@ pub(super) enum Request {
         command: Box<Command>,
         reply: oneshot::Sender<Reply>,
     },
-    /// Forget recorded idempotent answers created before this time.
+    /// Forget recorded idempotent answers created before this time, in this batch and the
+    /// next ones until the sweeper sends another.
     ForgetAnswers { before: Timestamp },
 }
 
@@ -56,7 +58,11 @@ pub(super) fn spawn(
         .name("floe-writer".into())
         .spawn(move || {
             let mut batch = Vec::with_capacity(MAX_BATCH);
-            let mut evictions = EvictionWarning::default();
+            let mut carried = Carried {
+                max_answers,
+                expire_before: Timestamp::MIN,
+                evictions: EvictionWarning::default(),
+            };
             while let Some(first) = queue.blocking_recv() {
                 batch.push(first);
                 while batch.len() < MAX_BATCH {
@@ -65,15 +71,11 @@ pub(super) fn spawn(
                         Err(_) => break,
                     }
                 }
-                let limits = Limits {
-                    max_answers,
-                    evictions: &mut evictions,
-                };
                 apply_batch(
                     &current,
                     &published,
                     persistence.as_mut(),
-                    limits,
+                    &mut carried,
                     batch.drain(..),
                 );
             }
@@ -82,12 +84,15 @@ pub(super) fn spawn(
         .expect("the writer thread can be started")
 }
 
-/// What the writer keeps from one batch to the next besides the snapshot.
-struct Limits<'a> {
+/// What the writer carries from one batch to the next besides the snapshot.
+struct Carried {
     /// How many recorded answers are kept at most.
     max_answers: usize,
+    /// Answers created before this are forgotten. The sweeper's latest cutoff, not the
+    /// highest: after the clock stepped back, a higher one would forget new answers early.
+    expire_before: Timestamp,
     /// When evictions were last warned about.
-    evictions: &'a mut EvictionWarning,
+    evictions: EvictionWarning,
 }
 
 /// The state a batch works on: the newest snapshot's contents, changed in place.
@@ -106,7 +111,7 @@ fn apply_batch(
     current: &ArcSwap<Snapshot>,
     published: &watch::Sender<u64>,
     persistence: &mut dyn Persistence,
-    limits: Limits<'_>,
+    carried: &mut Carried,
     requests: impl Iterator<Item = Request>,
 ) {
     let base = current.load_full();
@@ -114,7 +119,7 @@ fn apply_batch(
         store_id: base.store_id,
         configuration: base.configuration.clone(),
         answers: base.answers.clone(),
-        max_answers: limits.max_answers,
+        max_answers: carried.max_answers,
         evicted: 0,
         batch: Batch {
             revision: base.revision,
@@ -126,7 +131,7 @@ fn apply_batch(
 
     for request in requests {
         match request {
-            Request::ForgetAnswers { before } => working.forget_answers(before),
+            Request::ForgetAnswers { before } => carried.expire_before = before,
             Request::Command { command, reply } => {
                 // A retry can reach the writer while its first attempt is still queued (the
                 // first client gave up waiting): the key is checked here, against the newest
@@ -167,6 +172,7 @@ fn apply_batch(
         }
     }
 
+    working.forget_answers(carried.expire_before);
     working.drop_unkept_answers();
     if !working.batch.is_empty() {
         if let Err(reason) = persistence.commit(&working.batch) {
@@ -180,7 +186,7 @@ fn apply_batch(
             return;
         }
         if working.evicted > 0 {
-            limits.evictions.note(&working, Instant::now());
+            carried.evictions.note(&working, Instant::now());
         }
         let revision = working.batch.revision;
         // Each list the batch changed takes the batch's revision: no snapshot in between is
@@ -270,9 +276,9 @@ impl Working {
         })
     }
 
-    /// Forgets answers created before `before`, oldest first, up to [`FORGET_PER_REQUEST`].
+    /// Forgets answers created before `before`, oldest first, up to [`FORGET_PER_BATCH`].
     fn forget_answers(&mut self, before: Timestamp) {
-        for _ in 0..FORGET_PER_REQUEST {
+        for _ in 0..FORGET_PER_BATCH {
             let Some(key) = self.answers.remove_oldest_before(before) else {
                 break;
             };
@@ -441,9 +447,9 @@ mod tests {
     }
 
     #[test]
-    fn one_request_forgets_a_bounded_number_of_expired_answers_oldest_first() {
+    fn one_batch_forgets_a_bounded_number_of_expired_answers_oldest_first() {
         let mut working = working(usize::MAX, 100_000);
-        let expired = FORGET_PER_REQUEST + 10;
+        let expired = FORGET_PER_BATCH + 10;
         for created in 0..expired {
             let created = Timestamp::try_from(created).unwrap();
             working.remember(format!("k{created:05}").into(), record(created));
@@ -452,13 +458,74 @@ mod tests {
         working.batch = Batch::default();
 
         working.forget_answers(80_000);
-        assert_eq!(working.batch.forgotten.len(), FORGET_PER_REQUEST);
+        assert_eq!(working.batch.forgotten.len(), FORGET_PER_BATCH);
         assert_eq!(&*working.batch.forgotten[0], "k00000");
-        assert_eq!(working.answers.oldest(), Some(4096));
+        let next = Timestamp::try_from(FORGET_PER_BATCH).unwrap();
+        assert_eq!(working.answers.oldest(), Some(next));
         working.forget_answers(80_000);
         assert_eq!(working.batch.forgotten.len(), expired);
         assert_eq!(held(&working.answers, &["fresh"]), ["fresh"]);
         assert_eq!(working.answers.len(), 1);
+    }
+
+    #[test]
+    fn an_expiry_backlog_is_worked_off_by_the_batches_that_follow() {
+        let backlog = 2 * FORGET_PER_BATCH + 10;
+        let answers: Answers = (0..backlog)
+            .map(|n| Timestamp::try_from(n).unwrap())
+            .chain([2_000_000])
+            .map(|created| {
+                (
+                    format!("k{created:07}"),
+                    crate::store::answers::record(created),
+                )
+            })
+            .collect();
+        let snapshot = Snapshot::new(
+            1,
+            0,
+            Configuration::default(),
+            answers,
+            super::super::ListVersions::all_at(1, 0),
+        );
+        let current = ArcSwap::from_pointee(snapshot);
+        let (published, _) = watch::channel(0);
+        let mut persistence = super::super::memory::MemoryStore;
+        let mut carried = Carried {
+            max_answers: usize::MAX,
+            expire_before: Timestamp::MIN,
+            evictions: EvictionWarning::default(),
+        };
+        // A write that is not about answers at all.
+        let unrelated = || Request::Command {
+            command: Box::new(Command {
+                precondition: Precondition::default(),
+                operation: Operation::ExpireLeases,
+                idempotency: None,
+            }),
+            reply: oneshot::channel().0,
+        };
+        let mut batch = |request| {
+            let requests = std::iter::once(request);
+            apply_batch(
+                &current,
+                &published,
+                &mut persistence,
+                &mut carried,
+                requests,
+            );
+            current.load().answers.len()
+        };
+
+        let forget = Request::ForgetAnswers { before: 1_000_000 };
+        assert_eq!(batch(forget), backlog + 1 - FORGET_PER_BATCH);
+        assert_eq!(batch(unrelated()), backlog + 1 - 2 * FORGET_PER_BATCH);
+        assert_eq!(
+            batch(unrelated()),
+            1,
+            "only the answer within the TTL is left"
+        );
+        assert_eq!(batch(unrelated()), 1);
     }
 
     #[test]
