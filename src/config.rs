@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::api::conditional::IfMatchPolicy;
 use crate::api::{ApiSettings, meta::MetaFields};
-use crate::store::{Backend, StoreOptions};
+use crate::store::{Backend, DEFAULT_IDEMPOTENCY_MAX_KEYS, StoreOptions};
 
 /// floe: a cluster configuration service speaking Flocker's control API, with concurrency done
 /// right.
@@ -150,9 +150,16 @@ pub struct ServeConfig {
     pub if_match: IfMatchPolicy,
 
     /// How long the answer to a request with an Idempotency-Key is kept for retries, in
-    /// seconds.
+    /// seconds, unless --idempotency-max-keys forgets it earlier.
     #[arg(long, env = "FLOE_IDEMPOTENCY_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
     pub idempotency_ttl: u64,
+
+    /// How many Idempotency-Key answers are kept at most. When recording another would
+    /// exceed it, the oldest are forgotten before --idempotency-ttl (and a warning is
+    /// logged), so a retry is recognised for less long. An answer under a 255-character key
+    /// takes about 1 KB of memory: the default holds some 250 MB.
+    #[arg(long, env = "FLOE_IDEMPOTENCY_MAX_KEYS", default_value_t = DEFAULT_IDEMPOTENCY_MAX_KEYS, value_parser = parse_max_keys)]
+    pub idempotency_max_keys: usize,
 
     /// Seconds after which a node whose agent has not reported drops out of the state.
     #[arg(long, env = "FLOE_NODE_EXPIRY", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
@@ -257,6 +264,19 @@ fn parse_control_url(text: &str) -> Result<reqwest::Url, String> {
     }
 }
 
+/// A cap on recorded answers: at least one, since a cap of none would recognise no retry.
+fn parse_max_keys(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err(
+            "must be at least 1 (0 would keep no answer, so no retry would be \
+                      recognised)"
+                .into(),
+        ),
+        Ok(cap) => Ok(cap),
+        Err(error) => Err(format!("not a whole number of keys: {error}")),
+    }
+}
+
 /// Whether callers must authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
@@ -299,6 +319,7 @@ impl ServeConfig {
             log_format: LogFormat::Text,
             if_match: IfMatchPolicy::Optional,
             idempotency_ttl: 86_400,
+            idempotency_max_keys: DEFAULT_IDEMPOTENCY_MAX_KEYS,
             node_expiry: 120,
             max_wait: 300,
             header_read_timeout: 30,
@@ -327,6 +348,7 @@ impl ServeConfig {
                 StoreKind::Memory => Backend::Memory,
             },
             idempotency_ttl: std::time::Duration::from_secs(self.idempotency_ttl),
+            idempotency_max_keys: self.idempotency_max_keys,
         }
     }
 

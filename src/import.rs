@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::model::flocker_file::{self, FileError};
 use crate::model::{Import, ImportCounts, Operation, Outcome};
 use crate::store::{
-    Backend, Command, Committed, OpenError, Precondition, Reply, Store, StoreError, StoreOptions,
+    Backend, Command, Committed, DEFAULT_IDEMPOTENCY_MAX_KEYS, OpenError, Precondition, Reply,
+    Store, StoreError, StoreOptions,
 };
 
 /// What an import did.
@@ -115,6 +116,7 @@ async fn submit_import(backend: Backend, import: Import) -> Result<Committed, Im
         backend,
         // No idempotent answers are recorded by an import; the store's default for the rest.
         idempotency_ttl: Duration::from_secs(86_400),
+        idempotency_max_keys: DEFAULT_IDEMPOTENCY_MAX_KEYS,
     };
     let (store, guard) = Store::open(&options).map_err(|error| match error {
         OpenError::InUse { .. } => ImportError::InUse(error),

@@ -8,6 +8,7 @@
 //! the state the write lands on.
 
 pub mod accounts;
+mod answers;
 pub mod cluster;
 mod memory;
 mod snapshot;
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::model::precondition::Validators;
 use crate::model::{Change, Operation, Outcome, Records, Rejection, Timestamp};
 
+pub use answers::Answers;
 pub use snapshot::{ConfigTag, ListVersions, Snapshot};
 pub use sqlite::DATABASE_FILE;
 
@@ -36,6 +38,9 @@ const QUEUE_DEPTH: usize = 8192;
 
 /// How often the lease sweeper looks for expired leases.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How many recorded idempotent answers are kept at most unless configured otherwise.
+pub const DEFAULT_IDEMPOTENCY_MAX_KEYS: usize = 250_000;
 
 /// Which backend keeps the configuration.
 #[derive(Debug, Clone)]
@@ -261,9 +266,10 @@ pub(crate) struct Batch {
     /// Configuration changes, in order.
     changes: Vec<Change>,
     /// Answers to record under idempotency keys.
-    remembered: Vec<(String, Arc<IdempotencyRecord>)>,
-    /// Idempotency keys to forget.
-    forgotten: Vec<String>,
+    remembered: Vec<(Arc<str>, Arc<IdempotencyRecord>)>,
+    /// Idempotency keys to forget, expired or evicted: forgotten before `remembered` is
+    /// recorded.
+    forgotten: Vec<Arc<str>>,
     /// Ids of deleted packages whose tombstones to forget.
     forgotten_tombstones: Vec<uuid::Uuid>,
 }
@@ -291,6 +297,9 @@ pub struct StoreOptions {
     /// How long recorded idempotent answers are kept, and so the tombstones of deleted
     /// packages: as long as a retry is answered as its first attempt was.
     pub idempotency_ttl: Duration,
+    /// How many recorded idempotent answers are kept at most: past it, the oldest are
+    /// forgotten before their time.
+    pub idempotency_max_keys: usize,
 }
 
 impl Store {
@@ -308,11 +317,7 @@ impl Store {
             loaded.store_id,
             loaded.revision,
             crate::model::Configuration::from_records(loaded.records),
-            loaded
-                .answers
-                .into_iter()
-                .map(|(key, record)| (key, Arc::new(record)))
-                .collect(),
+            loaded.answers.into_iter().collect(),
             // When each kind last changed is not stored: after a restart every list takes
             // the current revision, so its ETag changes once and clients fetch it again.
             ListVersions::all_at(loaded.store_id, loaded.revision),
@@ -320,7 +325,13 @@ impl Store {
         let current = Arc::new(ArcSwap::from_pointee(snapshot));
         let (commands, queue) = mpsc::channel(QUEUE_DEPTH);
         let (published, changes) = watch::channel(loaded.revision);
-        let writer = writer::spawn(Arc::clone(&current), published, queue, persistence);
+        let writer = writer::spawn(
+            Arc::clone(&current),
+            published,
+            queue,
+            persistence,
+            options.idempotency_max_keys,
+        );
         let store = Store {
             current,
             commands,
@@ -397,10 +408,11 @@ async fn sweep(store: Store, answer_ttl: Duration) {
         let snapshot = store.snapshot();
         let now = now_millis();
         let cutoff = millis_before(now, answer_ttl);
+        // The oldest answer tells whether any expired: the rest need not be looked at.
         if snapshot
             .answers
-            .values()
-            .any(|record| record.created < cutoff)
+            .oldest()
+            .is_some_and(|created| created < cutoff)
             || snapshot.configuration.has_package_tombstones_before(cutoff)
         {
             let _ = store

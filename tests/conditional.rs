@@ -1608,6 +1608,56 @@ async fn idempotency_keys_expire_after_the_ttl() {
     server.stop().await;
 }
 
+/// Creates a dataset under `Idempotency-Key: name`, a few milliseconds after the last: answers
+/// recorded in one millisecond are ordered by key, and these tests need them ordered by age.
+async fn create_keyed(server: &TestServer, name: &str) -> Answer {
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let body = json!({"primary": NODE_0});
+    send(server, "POST", DATASETS, &[key(name)], Some(body)).await
+}
+
+#[tokio::test]
+async fn past_the_key_cap_the_oldest_answer_is_forgotten_also_across_a_restart() {
+    let with_cap = |config: &mut floe::config::ServeConfig| config.idempotency_max_keys = 3;
+    let server = TestServer::start_in(TempDir::new().unwrap(), with_cap).await;
+    let mut first = std::collections::HashMap::new();
+    for name in ["cap-1", "cap-2", "cap-3", "cap-4"] {
+        let answer = create_keyed(&server, name).await;
+        assert_eq!(answer.status, 201, "{name}: {answer:?}");
+        first.insert(name, answer);
+    }
+    for name in ["cap-2", "cap-3", "cap-4"] {
+        let replay = create_keyed(&server, name).await;
+        assert_replay_of(&first[name], &replay);
+    }
+    // The fourth answer evicted the oldest: its retry is a new request, applied again.
+    let again = create_keyed(&server, "cap-1").await;
+    assert_eq!(again.status, 201, "{again:?}");
+    assert!(!again.replayed(), "the evicted key was replayed: {again:?}");
+    assert_ne!(
+        again.json()["dataset_id"],
+        first["cap-1"].json()["dataset_id"]
+    );
+    assert_eq!(dataset_count(&server).await, 5);
+    first.insert("cap-1", again);
+
+    // Recording it again evicted cap-2, the oldest then; the disk agrees after a restart.
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, with_cap).await;
+    for name in ["cap-3", "cap-4", "cap-1"] {
+        let replay = create_keyed(&server, name).await;
+        assert_replay_of(&first[name], &replay);
+    }
+    let again = create_keyed(&server, "cap-2").await;
+    assert!(!again.replayed(), "cap-2 was kept past the cap: {again:?}");
+    // The order by age was rebuilt at start: cap-3 is now the oldest, and went.
+    let again = create_keyed(&server, "cap-3").await;
+    assert!(!again.replayed(), "cap-3 was kept past the cap: {again:?}");
+    assert_replay_of(&first["cap-1"], &create_keyed(&server, "cap-1").await);
+    assert_eq!(dataset_count(&server).await, 7);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_with_one_key_apply_once() {
     let server = TestServer::start().await;

@@ -506,6 +506,7 @@ fn serve_help_lists_every_flag_with_its_environment_variable() {
         ("--data-dir", "FLOE_DATA_DIR"),
         ("--store", "FLOE_STORE"),
         ("--log-format", "FLOE_LOG_FORMAT"),
+        ("--idempotency-max-keys", "FLOE_IDEMPOTENCY_MAX_KEYS"),
     ] {
         let block = blocks
             .iter()
@@ -755,6 +756,72 @@ fn floe_insecure_takes_the_usual_spellings_of_yes_and_no() {
         "{stderr}"
     );
     assert!(stderr.contains("maybe"), "{stderr}");
+}
+
+#[test]
+fn an_idempotency_key_cap_of_zero_is_refused_before_starting() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let serve = [
+        "serve".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        dir.path().as_os_str(),
+    ];
+    let flag = [
+        &serve[..],
+        &["--idempotency-max-keys".as_ref(), "0".as_ref()],
+    ]
+    .concat();
+    for (args, env) in [
+        (&flag[..], &[][..]),
+        (&serve[..], &[("FLOE_IDEMPOTENCY_MAX_KEYS", "0")][..]),
+    ] {
+        let (status, _, stderr) = run_floe(args, env);
+        assert_eq!(status.code(), Some(2), "a cap of 0 was taken:\n{stderr}");
+        assert!(
+            stderr.contains("--idempotency-max-keys") && stderr.contains("at least 1"),
+            "the refusal does not say what is wrong:\n{stderr}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "a refused start left files in the data directory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evicting_idempotency_answers_warns_once_a_minute_with_the_retention() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let server = ChildServer::start(dir.path(), &["--idempotency-max-keys", "1"]);
+    let http = common::client();
+    // The second and the third each evict the one before: two evictions within a minute.
+    for key in ["\"first\"", "\"second\"", "\"third\""] {
+        let answer = http
+            .post(server.url(LIST))
+            .header("Idempotency-Key", key)
+            .json(&json!({"primary": NODE_0}))
+            .send()
+            .await
+            .expect("POST dataset");
+        assert_eq!(answer.status(), 201, "{key}");
+    }
+    sigterm(&server);
+    let log = remaining_log(&server);
+    let warnings: Vec<&Value> = log
+        .iter()
+        .filter(|event| {
+            event["level"] == "WARN"
+                && event["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains("--idempotency-max-keys"))
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "expected one warning: {log:#?}");
+    let fields = &warnings[0]["fields"];
+    assert_eq!(fields["evicted"], 1, "{fields}");
+    assert_eq!(fields["max_keys"], 1, "{fields}");
+    assert!(fields["retention_seconds"].is_u64(), "{fields}");
 }
 
 #[test]

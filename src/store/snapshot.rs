@@ -3,9 +3,8 @@
 use std::fmt;
 
 use bytes::Bytes;
-use std::sync::Arc;
 
-use super::IdempotencyRecord;
+use super::Answers;
 use crate::model::{Change, Collection, Configuration};
 
 /// The configuration tag: names one configuration of one store, and never another.
@@ -56,7 +55,7 @@ pub struct Snapshot {
     pub configuration: Configuration,
     /// Recorded answers by idempotency key. Not part of the configuration: recording or
     /// forgetting one does not change the revision.
-    pub answers: imbl::HashMap<String, Arc<IdempotencyRecord>>,
+    pub answers: Answers,
     /// The version of each kind's list.
     pub lists: ListVersions,
     pub(super) store_id: u64,
@@ -67,7 +66,7 @@ impl Snapshot {
         store_id: u64,
         revision: u64,
         configuration: Configuration,
-        answers: imbl::HashMap<String, Arc<IdempotencyRecord>>,
+        answers: Answers,
         lists: ListVersions,
     ) -> Self {
         Snapshot {

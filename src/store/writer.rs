@@ -7,18 +7,32 @@
 //! rejection may be caused by an earlier command of the same batch (a 412 because it moved the
 //! tag, a 409 because it created the id), and a client told so must be able to see that cause
 //! as soon as it has the answer.
+//!
+//! The writer also forgets recorded idempotent answers: those older than the sweeper's latest
+//! cutoff, a bounded number in every batch, and the oldest ones when recording another would
+//! exceed the cap on how many are kept.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
-    Batch, Command, Committed, IdempotencyRecord, MAX_BATCH, Persistence, Precondition, Reply,
-    Snapshot, StoreError, now_millis, snapshot::ConfigTag,
+    Answers, Batch, Command, Committed, IdempotencyRecord, MAX_BATCH, Persistence, Precondition,
+    Reply, Snapshot, StoreError, now_millis, snapshot::ConfigTag,
 };
 use crate::model::precondition::Verdict;
 use crate::model::{Configuration, Operation, Timestamp};
+
+/// How many expired answers one batch forgets at most: after a long pause (a restart, a clock
+/// that jumped ahead) a great many can expire at once, and deleting them all in one batch
+/// would hold up the writes behind it. Every batch takes its share until none is left, so
+/// expiry keeps up with any rate of keyed writes.
+const FORGET_PER_BATCH: usize = 1024;
+
+/// At most one warning about evicted answers is logged per this long.
+const EVICTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What the writer is asked to do.
 pub(super) enum Request {
@@ -27,8 +41,8 @@ pub(super) enum Request {
         command: Box<Command>,
         reply: oneshot::Sender<Reply>,
     },
-    /// Forget recorded idempotent answers, and tombstones of deleted packages, made before
-    /// this time.
+    /// Forget recorded idempotent answers created before this time (in this batch and the
+    /// next ones until the sweeper sends another), and tombstones of packages deleted before it.
     Forget { before: Timestamp },
 }
 
@@ -38,11 +52,17 @@ pub(super) fn spawn(
     published: watch::Sender<u64>,
     mut queue: mpsc::Receiver<Request>,
     mut persistence: Box<dyn Persistence>,
+    max_answers: usize,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("floe-writer".into())
         .spawn(move || {
             let mut batch = Vec::with_capacity(MAX_BATCH);
+            let mut carried = Carried {
+                max_answers,
+                expire_before: Timestamp::MIN,
+                evictions: EvictionWarning::default(),
+            };
             while let Some(first) = queue.blocking_recv() {
                 batch.push(first);
                 while batch.len() < MAX_BATCH {
@@ -51,18 +71,38 @@ pub(super) fn spawn(
                         Err(_) => break,
                     }
                 }
-                apply_batch(&current, &published, persistence.as_mut(), batch.drain(..));
+                apply_batch(
+                    &current,
+                    &published,
+                    persistence.as_mut(),
+                    &mut carried,
+                    batch.drain(..),
+                );
             }
             tracing::debug!("store writer stopped");
         })
         .expect("the writer thread can be started")
 }
 
+/// What the writer carries from one batch to the next besides the snapshot.
+struct Carried {
+    /// How many recorded answers are kept at most.
+    max_answers: usize,
+    /// Answers created before this are forgotten. The sweeper's latest cutoff, not the
+    /// highest: after the clock stepped back, a higher one would forget new answers early.
+    expire_before: Timestamp,
+    /// When evictions were last warned about.
+    evictions: EvictionWarning,
+}
+
 /// The state a batch works on: the newest snapshot's contents, changed in place.
 struct Working {
     store_id: u64,
     configuration: Configuration,
-    answers: imbl::HashMap<String, Arc<IdempotencyRecord>>,
+    answers: Answers,
+    max_answers: usize,
+    /// How many answers this batch forgot before their time to stay within `max_answers`.
+    evicted: u64,
     batch: Batch,
     now: Timestamp,
 }
@@ -71,6 +111,7 @@ fn apply_batch(
     current: &ArcSwap<Snapshot>,
     published: &watch::Sender<u64>,
     persistence: &mut dyn Persistence,
+    carried: &mut Carried,
     requests: impl Iterator<Item = Request>,
 ) {
     let base = current.load_full();
@@ -78,6 +119,8 @@ fn apply_batch(
         store_id: base.store_id,
         configuration: base.configuration.clone(),
         answers: base.answers.clone(),
+        max_answers: carried.max_answers,
+        evicted: 0,
         batch: Batch {
             revision: base.revision,
             ..Batch::default()
@@ -88,7 +131,10 @@ fn apply_batch(
 
     for request in requests {
         match request {
-            Request::Forget { before } => working.forget(before),
+            Request::Forget { before } => {
+                carried.expire_before = before;
+                working.forget_tombstones(before);
+            }
             Request::Command { command, reply } => {
                 // A retry can reach the writer while its first attempt is still queued (the
                 // first client gave up waiting): the key is checked here, against the newest
@@ -120,13 +166,7 @@ fn apply_batch(
                             created: working.now,
                             answer: (idempotency.record)(&result),
                         });
-                        working
-                            .answers
-                            .insert(idempotency.key.clone(), Arc::clone(&record));
-                        working
-                            .batch
-                            .remembered
-                            .push((idempotency.key, Arc::clone(&record)));
+                        working.remember(idempotency.key.into(), Arc::clone(&record));
                         waiting.push((reply, Reply::Recorded(record)));
                     }
                     _ => waiting.push((reply, Reply::Done(result))),
@@ -135,6 +175,8 @@ fn apply_batch(
         }
     }
 
+    working.forget_answers(carried.expire_before);
+    working.drop_unkept_answers();
     if !working.batch.is_empty() {
         if let Err(reason) = persistence.commit(&working.batch) {
             // Nothing was published, so the in-memory state still equals the durable one.
@@ -145,6 +187,9 @@ fn apply_batch(
                 let _ = reply.send(Reply::Done(Err(StoreError::Unavailable(reason.clone()))));
             }
             return;
+        }
+        if working.evicted > 0 {
+            carried.evictions.note(&working, Instant::now());
         }
         let revision = working.batch.revision;
         // Each list the batch changed takes the batch's revision: no snapshot in between is
@@ -234,19 +279,288 @@ impl Working {
         })
     }
 
-    fn forget(&mut self, before: Timestamp) {
+    /// Forgets the tombstones of packages deleted before `before`.
+    fn forget_tombstones(&mut self, before: Timestamp) {
         self.batch
             .forgotten_tombstones
             .extend(self.configuration.forget_package_tombstones(before));
-        let expired: Vec<String> = self
-            .answers
-            .iter()
-            .filter(|(_, record)| record.created < before)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in expired {
-            self.answers.remove(&key);
+    }
+
+    /// Forgets answers created before `before`, oldest first, up to [`FORGET_PER_BATCH`].
+    fn forget_answers(&mut self, before: Timestamp) {
+        for _ in 0..FORGET_PER_BATCH {
+            let Some(key) = self.answers.remove_oldest_before(before) else {
+                break;
+            };
             self.batch.forgotten.push(key);
         }
+    }
+
+    /// Records an answer under a key that has none, first forgetting the oldest answers if
+    /// keeping them all would exceed the cap. The new answer is never the one forgotten, even
+    /// when the clock stepped back and it is not the newest.
+    fn remember(&mut self, key: Arc<str>, record: Arc<IdempotencyRecord>) {
+        while self.answers.len() >= self.max_answers {
+            let Some(oldest) = self.answers.remove_oldest() else {
+                break;
+            };
+            self.batch.forgotten.push(oldest);
+            self.evicted += 1;
+        }
+        self.answers.insert(Arc::clone(&key), Arc::clone(&record));
+        self.batch.remembered.push((key, record));
+    }
+
+    /// Leaves out of the batch the answers it recorded and then forgot (evicted by later ones
+    /// of the same batch, or expired under a clock that stepped back): on disk the batch's
+    /// deletions come before its insertions, so writing them would keep on disk, and bring
+    /// back at the next start, answers the running server no longer has.
+    fn drop_unkept_answers(&mut self) {
+        if self.batch.forgotten.is_empty() {
+            return;
+        }
+        let answers = &self.answers;
+        self.batch.remembered.retain(|(key, record)| {
+            answers
+                .get(key)
+                .is_some_and(|kept| Arc::ptr_eq(kept, record))
+        });
+    }
+}
+
+/// Evictions, warned about at most once per [`EVICTION_WARNING_INTERVAL`] with how many there
+/// were since the last warning. An eviction shortens how long a retry is safe, so the operator
+/// should hear of it, but a server at its cap evicts on every keyed write.
+#[derive(Debug, Default)]
+struct EvictionWarning {
+    last_warned: Option<Instant>,
+    unreported: u64,
+}
+
+impl EvictionWarning {
+    /// Counts `evicted` more evictions at `now`; when a warning is due, the count to report.
+    fn admit(&mut self, evicted: u64, now: Instant) -> Option<u64> {
+        self.unreported += evicted;
+        let recent = self
+            .last_warned
+            .is_some_and(|last| now.saturating_duration_since(last) < EVICTION_WARNING_INTERVAL);
+        if recent || self.unreported == 0 {
+            return None;
+        }
+        self.last_warned = Some(now);
+        Some(std::mem::take(&mut self.unreported))
+    }
+
+    /// Counts the evictions of a committed batch and warns if one is due.
+    fn note(&mut self, working: &Working, now: Instant) {
+        let Some(evicted) = self.admit(working.evicted, now) else {
+            return;
+        };
+        // How long the oldest answer still kept has been kept: retries older than that are
+        // no longer recognised.
+        let retention_seconds = working.answers.oldest().map_or(0, |created| {
+            working.now.saturating_sub(created).max(0) / 1000
+        });
+        tracing::warn!(
+            evicted,
+            retention_seconds,
+            max_keys = working.max_answers,
+            "Idempotency-Key answers were forgotten before --idempotency-ttl to stay within \
+             --idempotency-max-keys: a retry older than retention_seconds is applied again; \
+             raise --idempotency-max-keys or shorten --idempotency-ttl"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    fn record(created: Timestamp) -> Arc<IdempotencyRecord> {
+        Arc::new(crate::store::answers::record(created))
+    }
+
+    fn working(max_answers: usize, now: Timestamp) -> Working {
+        Working {
+            store_id: 1,
+            configuration: Configuration::default(),
+            answers: Answers::default(),
+            max_answers,
+            evicted: 0,
+            batch: Batch::default(),
+            now,
+        }
+    }
+
+    /// The keys of `keys` that `answers` holds, in the order given.
+    fn held<'a>(answers: &Answers, keys: &[&'a str]) -> Vec<&'a str> {
+        keys.iter()
+            .copied()
+            .filter(|key| answers.get(key).is_some())
+            .collect()
+    }
+
+    fn names(keys: &[Arc<str>]) -> Vec<&str> {
+        keys.iter().map(|key| &**key).collect()
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_is_evicted_and_never_the_new_answer() {
+        let mut working = working(3, 100);
+        for (key, created) in [("b", 20), ("a", 10), ("c", 30)] {
+            working.remember(key.into(), record(created));
+        }
+        assert_eq!(working.evicted, 0);
+        working.remember("d".into(), record(40));
+        assert_eq!(
+            held(&working.answers, &["a", "b", "c", "d"]),
+            ["b", "c", "d"]
+        );
+        // The clock stepped back: the new answer is the oldest, and is kept all the same.
+        working.remember("e".into(), record(5));
+        assert_eq!(
+            held(&working.answers, &["b", "c", "d", "e"]),
+            ["c", "d", "e"]
+        );
+        assert_eq!(working.evicted, 2);
+        assert_eq!(names(&working.batch.forgotten), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_batch_that_evicts_its_own_answers_leaves_on_disk_what_it_keeps() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (mut store, _) = SqliteStore::open(dir.path()).unwrap();
+        let mut before = working(2, 100);
+        before.remember("old".into(), record(1));
+        before.remember("kept".into(), record(2));
+        store.commit(&before.batch).unwrap();
+
+        // One batch of four new answers under a cap of two: two of them go again at once.
+        let mut working = working(2, 100);
+        working.answers = before.answers;
+        for (key, created) in [("n1", 10), ("n2", 11), ("n3", 12), ("n4", 13)] {
+            working.remember(key.into(), record(created));
+        }
+        working.drop_unkept_answers();
+        store.commit(&working.batch).unwrap();
+        drop(store);
+
+        let (_store, loaded) = SqliteStore::open(dir.path()).unwrap();
+        let mut on_disk: Vec<String> = loaded.answers.into_iter().map(|(key, _)| key).collect();
+        on_disk.sort();
+        assert_eq!(on_disk, ["n3", "n4"]);
+        assert_eq!(
+            held(&working.answers, &["old", "kept", "n1", "n2", "n3", "n4"]),
+            on_disk
+        );
+    }
+
+    #[test]
+    fn one_batch_forgets_a_bounded_number_of_expired_answers_oldest_first() {
+        let mut working = working(usize::MAX, 100_000);
+        let expired = FORGET_PER_BATCH + 10;
+        for created in 0..expired {
+            let created = Timestamp::try_from(created).unwrap();
+            working.remember(format!("k{created:05}").into(), record(created));
+        }
+        working.remember("fresh".into(), record(90_000));
+        working.batch = Batch::default();
+
+        working.forget_answers(80_000);
+        assert_eq!(working.batch.forgotten.len(), FORGET_PER_BATCH);
+        assert_eq!(&*working.batch.forgotten[0], "k00000");
+        let next = Timestamp::try_from(FORGET_PER_BATCH).unwrap();
+        assert_eq!(working.answers.oldest(), Some(next));
+        working.forget_answers(80_000);
+        assert_eq!(working.batch.forgotten.len(), expired);
+        assert_eq!(held(&working.answers, &["fresh"]), ["fresh"]);
+        assert_eq!(working.answers.len(), 1);
+    }
+
+    #[test]
+    fn an_expiry_backlog_is_worked_off_by_the_batches_that_follow() {
+        let backlog = 2 * FORGET_PER_BATCH + 10;
+        let answers: Answers = (0..backlog)
+            .map(|n| Timestamp::try_from(n).unwrap())
+            .chain([2_000_000])
+            .map(|created| {
+                (
+                    format!("k{created:07}"),
+                    crate::store::answers::record(created),
+                )
+            })
+            .collect();
+        let snapshot = Snapshot::new(
+            1,
+            0,
+            Configuration::default(),
+            answers,
+            super::super::ListVersions::all_at(1, 0),
+        );
+        let current = ArcSwap::from_pointee(snapshot);
+        let (published, _) = watch::channel(0);
+        let mut persistence = super::super::memory::MemoryStore;
+        let mut carried = Carried {
+            max_answers: usize::MAX,
+            expire_before: Timestamp::MIN,
+            evictions: EvictionWarning::default(),
+        };
+        // A write that is not about answers at all.
+        let unrelated = || Request::Command {
+            command: Box::new(Command {
+                precondition: Precondition::default(),
+                operation: Operation::ExpireLeases,
+                idempotency: None,
+            }),
+            reply: oneshot::channel().0,
+        };
+        let mut batch = |request| {
+            let requests = std::iter::once(request);
+            apply_batch(
+                &current,
+                &published,
+                &mut persistence,
+                &mut carried,
+                requests,
+            );
+            current.load().answers.len()
+        };
+
+        let forget = Request::Forget { before: 1_000_000 };
+        assert_eq!(batch(forget), backlog + 1 - FORGET_PER_BATCH);
+        assert_eq!(batch(unrelated()), backlog + 1 - 2 * FORGET_PER_BATCH);
+        assert_eq!(
+            batch(unrelated()),
+            1,
+            "only the answer within the TTL is left"
+        );
+        assert_eq!(batch(unrelated()), 1);
+    }
+
+    #[test]
+    fn evictions_are_warned_about_once_a_minute_with_the_count_since_the_last_warning() {
+        let start = Instant::now();
+        let at = |seconds| start + Duration::from_secs(seconds);
+        let mut warning = EvictionWarning::default();
+        assert_eq!(
+            warning.admit(0, at(0)),
+            None,
+            "nothing evicted, nothing said"
+        );
+        assert_eq!(
+            warning.admit(3, at(0)),
+            Some(3),
+            "the first eviction is warned at once"
+        );
+        assert_eq!(warning.admit(1, at(1)), None);
+        assert_eq!(warning.admit(2, at(59)), None);
+        assert_eq!(
+            warning.admit(1, at(60)),
+            Some(4),
+            "the next counts those left out"
+        );
+        assert_eq!(warning.admit(0, at(200)), None);
+        assert_eq!(warning.admit(5, at(201)), Some(5));
     }
 }
