@@ -96,19 +96,7 @@ fn ca(args: &CaArgs) -> Result<(), floe::ca::CaError> {
 
 async fn serve(config: &floe::ServeConfig) -> anyhow::Result<()> {
     floe::check_exposure(config, config.listen)?;
-    match floe::serve::raise_open_file_limit() {
-        Ok(limit) if limit.now < floe::serve::FEW_OPEN_FILES => tracing::warn!(
-            open_files = limit.now,
-            "the open file limit is low: floe can hold about that many connections at once, waiting ones included; raise the hard limit (ulimit -Hn, or LimitNOFILE= for a systemd service)"
-        ),
-        Ok(limit) if limit.now > limit.before => tracing::info!(
-            from = limit.before,
-            to = limit.now,
-            "open file limit raised to the hard limit"
-        ),
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "cannot read or raise the open file limit"),
-    }
+    floe::serve::raise_open_file_limit_and_log();
     let listener = listen(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     floe::run(config, listener, shutdown_signal()).await?;

@@ -37,7 +37,7 @@ use tower::{Service, ServiceExt};
 
 /// Below this many open files, a server holding a connection for every waiting client runs
 /// short of them; start-up warns.
-pub const FEW_OPEN_FILES: u64 = 4096;
+const FEW_OPEN_FILES: u64 = 4096;
 
 /// The process's limit on open files before and after [`raise_open_file_limit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,24 @@ pub fn raise_open_file_limit() -> io::Result<OpenFileLimit> {
     let (before, _) = rlimit::Resource::NOFILE.get()?;
     let now = rlimit::increase_nofile_limit(u64::MAX)?;
     Ok(OpenFileLimit { before, now })
+}
+
+/// [`raise_open_file_limit`], saying what it did: at `info` when it raised the limit, a
+/// warning when the limit is still low or could not be read.
+pub fn raise_open_file_limit_and_log() {
+    match raise_open_file_limit() {
+        Ok(limit) if limit.now < FEW_OPEN_FILES => tracing::warn!(
+            open_files = limit.now,
+            "the open file limit is low: floe can hold about that many connections at once, waiting ones included; raise the hard limit (ulimit -Hn, or LimitNOFILE= for a systemd service)"
+        ),
+        Ok(limit) if limit.now > limit.before => tracing::info!(
+            from = limit.before,
+            to = limit.now,
+            "open file limit raised to the hard limit"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot read or raise the open file limit"),
+    }
 }
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets every request in
