@@ -19,6 +19,7 @@ pub mod api;
 pub mod ca;
 pub mod config;
 pub mod import;
+mod log_budget;
 pub mod model;
 pub mod serve;
 pub mod store;

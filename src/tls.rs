@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::api::identity::Identity;
+use crate::log_budget::LogBudget;
 use verifier::ClientVerifier;
 
 /// How long a client may take to complete the TLS handshake before it is dropped.
@@ -200,25 +201,26 @@ impl TlsListener {
 /// out since the last line: a client with the wrong certificate shows up in the log at once,
 /// while a port scanner or a plain-HTTP health check cannot fill it with a line per
 /// connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FailureLog {
-    state: Mutex<FailureLogState>,
+    budget: Mutex<LogBudget>,
 }
 
-#[derive(Debug, Default)]
-struct FailureLogState {
-    last_logged: Option<Instant>,
-    left_out: u64,
+impl Default for FailureLog {
+    fn default() -> Self {
+        FailureLog {
+            budget: Mutex::new(LogBudget::new(FAILURE_LOG_INTERVAL)),
+        }
+    }
 }
 
 impl FailureLog {
     fn record(&self, remote: SocketAddr, reason: &dyn std::fmt::Display) {
-        let admitted = self
-            .state
+        let mut budget = self
+            .budget
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .admit(Instant::now());
-        if let Some(left_out) = admitted {
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(left_out) = admit_failure(&mut budget, Instant::now()) {
             tracing::info!(
                 %remote,
                 %reason,
@@ -229,19 +231,9 @@ impl FailureLog {
     }
 }
 
-impl FailureLogState {
-    /// Whether a failure at `now` is logged, and if so how many were left out before it.
-    fn admit(&mut self, now: Instant) -> Option<u64> {
-        let recent = self
-            .last_logged
-            .is_some_and(|last| now.saturating_duration_since(last) < FAILURE_LOG_INTERVAL);
-        if recent {
-            self.left_out += 1;
-            return None;
-        }
-        self.last_logged = Some(now);
-        Some(std::mem::take(&mut self.left_out))
-    }
+/// Whether a failure at `now` is logged, and if so how many were left out before it.
+fn admit_failure(budget: &mut LogBudget, now: Instant) -> Option<u64> {
+    budget.admit(1, now).map(|failures| failures - 1)
 }
 
 /// Completes one handshake; failures are logged (within [`FailureLog`]'s budget) and the
@@ -320,17 +312,25 @@ mod tests {
 
     #[test]
     fn failed_handshakes_are_logged_once_per_interval_with_the_count_left_out() {
-        let mut log = FailureLogState::default();
+        let mut log = LogBudget::new(FAILURE_LOG_INTERVAL);
         let start = Instant::now();
         let at = |seconds: u64| start + Duration::from_secs(seconds);
-        assert_eq!(log.admit(at(0)), Some(0), "the first failure is logged");
-        assert_eq!(log.admit(at(1)), None);
-        assert_eq!(log.admit(at(9)), None);
         assert_eq!(
-            log.admit(at(10)),
+            admit_failure(&mut log, at(0)),
+            Some(0),
+            "the first failure is logged"
+        );
+        assert_eq!(admit_failure(&mut log, at(1)), None);
+        assert_eq!(admit_failure(&mut log, at(9)), None);
+        assert_eq!(
+            admit_failure(&mut log, at(10)),
             Some(2),
             "the next line says how many were left out"
         );
-        assert_eq!(log.admit(at(25)), Some(0), "a quiet spell leaves none out");
+        assert_eq!(
+            admit_failure(&mut log, at(25)),
+            Some(0),
+            "a quiet spell leaves none out"
+        );
     }
 }

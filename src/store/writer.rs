@@ -22,6 +22,7 @@ use super::{
     Answers, Batch, Command, Committed, IdempotencyRecord, MAX_BATCH, Persistence, Precondition,
     Reply, Snapshot, StoreError, now_millis, snapshot::ConfigTag,
 };
+use crate::log_budget::LogBudget;
 use crate::model::precondition::Verdict;
 use crate::model::{Configuration, Operation, Timestamp};
 
@@ -61,7 +62,7 @@ pub(super) fn spawn(
             let mut carried = Carried {
                 max_answers,
                 expire_before: Timestamp::MIN,
-                evictions: EvictionWarning::default(),
+                evictions: LogBudget::new(EVICTION_WARNING_INTERVAL),
             };
             while let Some(first) = queue.blocking_recv() {
                 batch.push(first);
@@ -91,8 +92,8 @@ struct Carried {
     /// Answers created before this are forgotten. The sweeper's latest cutoff, not the
     /// highest: after the clock stepped back, a higher one would forget new answers early.
     expire_before: Timestamp,
-    /// When evictions were last warned about.
-    evictions: EvictionWarning,
+    /// When evictions were last warned about, and how many since.
+    evictions: LogBudget,
 }
 
 /// The state a batch works on: the newest snapshot's contents, changed in place.
@@ -189,7 +190,7 @@ fn apply_batch(
             return;
         }
         if working.evicted > 0 {
-            carried.evictions.note(&working, Instant::now());
+            working.warn_of_evictions(&mut carried.evictions, Instant::now());
         }
         let revision = working.batch.revision;
         // Each list the batch changed takes the batch's revision: no snapshot in between is
@@ -326,45 +327,24 @@ impl Working {
                 .is_some_and(|kept| Arc::ptr_eq(kept, record))
         });
     }
-}
 
-/// Evictions, warned about at most once per [`EVICTION_WARNING_INTERVAL`] with how many there
-/// were since the last warning. An eviction shortens how long a retry is safe, so the operator
-/// should hear of it, but a server at its cap evicts on every keyed write.
-#[derive(Debug, Default)]
-struct EvictionWarning {
-    last_warned: Option<Instant>,
-    unreported: u64,
-}
-
-impl EvictionWarning {
-    /// Counts `evicted` more evictions at `now`; when a warning is due, the count to report.
-    fn admit(&mut self, evicted: u64, now: Instant) -> Option<u64> {
-        self.unreported += evicted;
-        let recent = self
-            .last_warned
-            .is_some_and(|last| now.saturating_duration_since(last) < EVICTION_WARNING_INTERVAL);
-        if recent || self.unreported == 0 {
-            return None;
-        }
-        self.last_warned = Some(now);
-        Some(std::mem::take(&mut self.unreported))
-    }
-
-    /// Counts the evictions of a committed batch and warns if one is due.
-    fn note(&mut self, working: &Working, now: Instant) {
-        let Some(evicted) = self.admit(working.evicted, now) else {
+    /// Counts the evictions of a committed batch in `warnings` and warns if a warning is due.
+    /// An eviction shortens how long a retry is safe, so the operator should hear of it, but a
+    /// server at its cap evicts on every keyed write.
+    fn warn_of_evictions(&self, warnings: &mut LogBudget, now: Instant) {
+        let Some(evicted) = warnings.admit(self.evicted, now) else {
             return;
         };
         // How long the oldest answer still kept has been kept: retries older than that are
         // no longer recognised.
-        let retention_seconds = working.answers.oldest().map_or(0, |created| {
-            working.now.saturating_sub(created).max(0) / 1000
-        });
+        let retention_seconds = self
+            .answers
+            .oldest()
+            .map_or(0, |created| self.now.saturating_sub(created).max(0) / 1000);
         tracing::warn!(
             evicted,
             retention_seconds,
-            max_keys = working.max_answers,
+            max_keys = self.max_answers,
             "Idempotency-Key answers were forgotten before --idempotency-ttl to stay within \
              --idempotency-max-keys: a retry older than retention_seconds is applied again; \
              raise --idempotency-max-keys or shorten --idempotency-ttl"
@@ -504,7 +484,7 @@ mod tests {
         let mut carried = Carried {
             max_answers: usize::MAX,
             expire_before: Timestamp::MIN,
-            evictions: EvictionWarning::default(),
+            evictions: LogBudget::new(EVICTION_WARNING_INTERVAL),
         };
         // A write that is not about answers at all.
         let unrelated = || Request::Command {
@@ -542,7 +522,7 @@ mod tests {
     fn evictions_are_warned_about_once_a_minute_with_the_count_since_the_last_warning() {
         let start = Instant::now();
         let at = |seconds| start + Duration::from_secs(seconds);
-        let mut warning = EvictionWarning::default();
+        let mut warning = LogBudget::new(EVICTION_WARNING_INTERVAL);
         assert_eq!(
             warning.admit(0, at(0)),
             None,
