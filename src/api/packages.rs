@@ -431,7 +431,7 @@ async fn list_packages(
         .await;
     let snapshot = state.store.read();
     let etag = list_etag(snapshot.lists.tag(Collection::Packages).as_str());
-    let version = crate::model::precondition::ResourceVersion::strong(&etag, None);
+    let version = ResourceVersion::strong(&etag, None);
     if let Some(answer) = conditions.check_read(Some(version), Some(&snapshot.tag)) {
         return Ok(answer);
     }
