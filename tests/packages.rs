@@ -1144,7 +1144,27 @@ async fn each_representation_of_a_package_has_its_own_strong_etag() {
     ] {
         let answer = send(put("if-match", &stale, 2)).await;
         assert_eq!(answer.status, 412, "If-Match {stale}: {}", answer.text);
+        // The 412 names the current version in the representation this client reads, so
+        // it can try again with that tag without another GET.
+        assert_eq!(
+            answer.headers["etag"].to_str().unwrap(),
+            new_msgpack_etag,
+            "the 412 for If-Match {stale}"
+        );
     }
+    let from_json_client = server
+        .client
+        .put(&url)
+        .header("accept", "application/json")
+        .header("if-match", &msgpack_etag)
+        .json(&json!({ "k": 2 }));
+    let answer = send(from_json_client).await;
+    assert_eq!(answer.status, 412, "{}", answer.text);
+    assert_eq!(
+        answer.headers["etag"].to_str().unwrap(),
+        format!("\"{current}\""),
+        "a JSON client is told the JSON tag"
+    );
     let refused = send(put("if-none-match", &new_msgpack_etag, 3)).await;
     assert_eq!(
         refused.status, 412,

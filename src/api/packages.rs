@@ -29,7 +29,7 @@ use super::{ApiError, AppState, Render};
 use crate::model::package::{Package, Requirement, sorted};
 use crate::model::precondition::ResourceVersion;
 use crate::model::{Collection, Operation, Outcome, Versioned, schema, tag_of_canonical};
-use crate::store::Committed;
+use crate::store::{Committed, StoreError};
 
 const NOT_FOUND: &str = "Package not found.";
 
@@ -563,15 +563,20 @@ async fn create_package(
     let answer_format = Format::of_answer(&headers)?;
     let format = Format::of_request(&headers)?;
     let etag = conditions.etags.then_some(answer_format);
-    state
-        .write(for_writes(conditions), &request, move |request| {
+    write_package(
+        &state,
+        conditions,
+        &request,
+        answer_format,
+        move |request| {
             let body: CreateBody = checked(format.decode(&request.body)?, &schema::PACKAGE_CREATE)?;
             Ok((
                 Operation::CreatePackage(body.into_package()),
                 package_answer(StatusCode::SEE_OTHER, Some(path.version), etag),
             ))
-        })
-        .await
+        },
+    )
+    .await
 }
 
 /// FiFo has no in-place update of a package's fields.
@@ -589,16 +594,15 @@ async fn delete_package(
     path: PackagePath,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    Format::of_answer(&headers)?;
+    let answer_format = Format::of_answer(&headers)?;
     let uuid = path.uuid.ok_or(ApiError::NotFound(NOT_FOUND))?;
-    state
-        .write(for_writes(conditions), &request, move |_| {
-            Ok((
-                Operation::DeletePackage { uuid },
-                package_answer(StatusCode::NO_CONTENT, None, None),
-            ))
-        })
-        .await
+    write_package(&state, conditions, &request, answer_format, move |_| {
+        Ok((
+            Operation::DeletePackage { uuid },
+            package_answer(StatusCode::NO_CONTENT, None, None),
+        ))
+    })
+    .await
 }
 
 /// `PUT .../metadata[/p1/…]` with `{"k": v}` sets `p1.….k` to `v`, merging objects.
@@ -613,8 +617,12 @@ async fn set_metadata(
     let format = Format::of_request(&headers)?;
     let uuid = path.uuid.ok_or(ApiError::NotFound(NOT_FOUND))?;
     let etag = conditions.etags.then_some(answer_format);
-    state
-        .write(for_writes(conditions), &request, move |request| {
+    write_package(
+        &state,
+        conditions,
+        &request,
+        answer_format,
+        move |request| {
             let value = format.decode(&request.body)?;
             let Value::Object(object) = value else {
                 return Err(one_key());
@@ -633,8 +641,9 @@ async fn set_metadata(
                 },
                 package_answer(StatusCode::NO_CONTENT, None, etag),
             ))
-        })
-        .await
+        },
+    )
+    .await
 }
 
 fn one_key() -> ApiError {
@@ -657,23 +666,43 @@ async fn delete_metadata(
     }
     let uuid = path.uuid.ok_or(ApiError::NotFound(NOT_FOUND))?;
     let etag = conditions.etags.then_some(answer_format);
-    state
-        .write(for_writes(conditions), &request, move |_| {
-            Ok((
-                Operation::RemovePackageMetadata {
-                    uuid,
-                    path: path.metadata,
-                },
-                package_answer(StatusCode::NO_CONTENT, None, etag),
-            ))
-        })
-        .await
+    write_package(&state, conditions, &request, answer_format, move |_| {
+        Ok((
+            Operation::RemovePackageMetadata {
+                uuid,
+                path: path.metadata,
+            },
+            package_answer(StatusCode::NO_CONTENT, None, etag),
+        ))
+    })
+    .await
 }
 
-/// The preconditions of a write to a package: its `If-Match` and `If-None-Match` may name the
-/// current version by the ETag of either representation, JSON or msgpack.
-fn for_writes(conditions: Conditions) -> Conditions {
-    conditions.for_any_representation(&[MSGPACK_TAG_SUFFIX])
+/// Submits a write to a package. Its `If-Match` and `If-None-Match` may name the current
+/// version by the ETag of either representation, JSON or msgpack; a 412 names it by the ETag
+/// of the representation the client reads (`answer_format`), the one it can revalidate with.
+async fn write_package(
+    state: &AppState,
+    conditions: Conditions,
+    request: &WriteRequest,
+    answer_format: Format,
+    decode: impl FnOnce(&WriteRequest) -> Result<(Operation, Render), ApiError>,
+) -> Result<Response, ApiError> {
+    let conditions = conditions.for_any_representation(&[MSGPACK_TAG_SUFFIX]);
+    state
+        .write(conditions, request, decode)
+        .await
+        .map_err(|error| match (answer_format, error) {
+            (
+                Format::MsgPack,
+                ApiError::Store(StoreError::ResourceChanged {
+                    current_etag: Some(stored),
+                }),
+            ) => ApiError::Store(StoreError::ResourceChanged {
+                current_etag: Some(representation_tag(&stored, MSGPACK_TAG_SUFFIX)),
+            }),
+            (_, error) => error,
+        })
 }
 
 /// Renders a package write: no body, the configuration tag, the package's new ETag as `etag`
