@@ -67,12 +67,9 @@ fn open_accounts(config: &ServeConfig) -> Result<Accounts, ServeError> {
     write_private(&path, &token)
         .map_err(|e| ServeError::Accounts(format!("cannot write {}: {e}", path.display())))?;
     // A century: the bootstrap token is revoked by DELETE /api/{v}/sessions/{token}.
+    let now = store::now_millis();
     accounts
-        .add_token(
-            &token,
-            "admin",
-            store::now_millis() + 100 * 365 * 24 * 3600 * 1000,
-        )
+        .add_token(&token, "admin", now, now + 100 * 365 * 24 * 3600 * 1000)
         .map_err(|e| ServeError::Accounts(e.to_string()))?;
     tracing::warn!(
         token_file = %path.display(),

@@ -333,8 +333,9 @@ fn issue_token_now(
         return Ok(None);
     }
     let token = uuid::Uuid::new_v4().to_string();
+    let now = now_millis();
     accounts
-        .add_token(&token, user, now_millis() + TOKEN_LIFETIME_SECONDS * 1000)
+        .add_token(&token, user, now, now + TOKEN_LIFETIME_SECONDS * 1000)
         .map_err(ApiError::Accounts)?;
     Ok(Some(token))
 }

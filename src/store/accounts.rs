@@ -27,6 +27,9 @@ pub struct User {
     pub permissions: Vec<Permission>,
 }
 
+/// How many live tokens one user may hold; a login past it revokes the ones that expire soonest.
+pub const MAX_TOKENS_PER_USER: usize = 1_000;
+
 /// A live token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
@@ -132,6 +135,13 @@ impl Accounts {
                 };
                 snapshot.users.insert(name, Arc::new(user));
             }
+            // Expired tokens are of no use to anyone; the next login would forget them too.
+            connection
+                .execute(
+                    "DELETE FROM tokens WHERE expires_at <= ?1",
+                    [super::now_millis()],
+                )
+                .map_err(|e| e.to_string())?;
             let mut statement = connection
                 .prepare("SELECT digest, user, expires_at FROM tokens")
                 .map_err(|e| e.to_string())?;
@@ -228,16 +238,45 @@ impl Accounts {
         })
     }
 
-    /// Records a new token for `user`, valid until `expires_at`.
+    /// Records a new token for `user`, valid until `expires_at`. Tokens that expired by `now`
+    /// (anyone's) are forgotten with it, and so are the user's live tokens that expire soonest
+    /// past [`MAX_TOKENS_PER_USER`]: a script that logs in on every run and never logs out
+    /// would otherwise keep adding a row a run for the year each token lives.
     pub fn add_token(
         &self,
         token: &str,
         user: &str,
+        now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<(), AccountsError> {
         self.change(|accounts| {
             if !accounts.users.contains_key(user) {
                 return Err(AccountsError::UserNotFound);
+            }
+            let mut users_tokens = Vec::new();
+            let mut forgotten = Vec::new();
+            for (digest, info) in &accounts.tokens {
+                if info.expires_at <= now {
+                    forgotten.push(digest.clone());
+                } else if info.user == user {
+                    users_tokens.push((info.expires_at, digest.clone()));
+                }
+            }
+            let excess = (users_tokens.len() + 1).saturating_sub(MAX_TOKENS_PER_USER);
+            if excess > 0 {
+                users_tokens.sort_unstable();
+                tracing::info!(
+                    user,
+                    revoked = excess,
+                    limit = MAX_TOKENS_PER_USER,
+                    "a login revoked the user's tokens that expire soonest"
+                );
+                forgotten.extend(users_tokens.drain(..excess).map(|(_, digest)| digest));
+            }
+            let mut writes = Vec::with_capacity(forgotten.len() + 1);
+            for digest in forgotten {
+                accounts.tokens.remove(&digest);
+                writes.push(Write::RemoveToken(digest));
             }
             let digest = token_digest(token);
             let info = TokenInfo {
@@ -245,7 +284,8 @@ impl Accounts {
                 expires_at,
             };
             accounts.tokens.insert(digest.clone(), info.clone());
-            Ok(vec![Write::PutToken(digest, info)])
+            writes.push(Write::PutToken(digest, info));
+            Ok(writes)
         })
     }
 
@@ -326,4 +366,91 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::now_millis;
+    use crate::store::sqlite::{DATABASE_FILE, SqliteStore};
+
+    fn accounts_with(users: &[&str]) -> Accounts {
+        let accounts = Accounts::in_memory();
+        for name in users {
+            accounts
+                .create_user(User {
+                    name: name.to_string(),
+                    password: String::new(),
+                    permissions: Vec::new(),
+                })
+                .unwrap();
+        }
+        accounts
+    }
+
+    #[test]
+    fn a_login_forgets_every_expired_token() {
+        let accounts = accounts_with(&["ann", "bob"]);
+        accounts.add_token("ann-old", "ann", 0, 100).unwrap();
+        accounts.add_token("bob-old", "bob", 0, 100).unwrap();
+        accounts.add_token("bob-live", "bob", 0, 1_000).unwrap();
+        accounts.add_token("ann-new", "ann", 100, 1_000).unwrap();
+        let snapshot = accounts.read();
+        let mut live: Vec<_> = snapshot.tokens.keys().cloned().collect();
+        live.sort();
+        let mut expected = vec![token_digest("bob-live"), token_digest("ann-new")];
+        expected.sort();
+        assert_eq!(live, expected);
+    }
+
+    #[test]
+    fn past_the_limit_a_login_revokes_the_user_s_tokens_that_expire_soonest() {
+        let accounts = accounts_with(&["ann", "bob"]);
+        accounts.add_token("bob", "bob", 0, 10).unwrap();
+        for i in 0..MAX_TOKENS_PER_USER as i64 {
+            accounts
+                .add_token(&format!("ann-{i}"), "ann", 0, 1_000 + i)
+                .unwrap();
+        }
+        assert_eq!(accounts.read().tokens.len(), MAX_TOKENS_PER_USER + 1);
+        // One more than the limit: the one that expires soonest goes, bob's stays.
+        accounts.add_token("ann-last", "ann", 0, 500).unwrap();
+        let snapshot = accounts.read();
+        assert_eq!(snapshot.tokens.len(), MAX_TOKENS_PER_USER + 1);
+        assert!(snapshot.user_of_token("ann-last", 0).is_some());
+        assert!(
+            snapshot.user_of_token("ann-0", 0).is_none(),
+            "the soonest to expire"
+        );
+        assert!(snapshot.user_of_token("ann-1", 0).is_some());
+        assert!(snapshot.user_of_token("bob", 0).is_some());
+    }
+
+    #[test]
+    fn expired_tokens_are_dropped_from_the_database_when_it_is_opened() {
+        let dir = tempfile::TempDir::new().unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let accounts = Accounts::open(dir.path()).unwrap();
+        accounts
+            .create_user(User {
+                name: "ann".into(),
+                password: String::new(),
+                permissions: Vec::new(),
+            })
+            .unwrap();
+        let now = now_millis();
+        accounts.add_token("expired", "ann", 0, now - 1).unwrap();
+        accounts.add_token("live", "ann", 0, now + 60_000).unwrap();
+        drop(accounts);
+
+        let reopened = Accounts::open(dir.path()).unwrap();
+        let digests: Vec<_> = reopened.read().tokens.keys().cloned().collect();
+        assert_eq!(digests, [token_digest("live")]);
+        let connection = Connection::open(dir.path().join(DATABASE_FILE));
+        let rows: i64 = connection
+            .unwrap()
+            .query_row("SELECT count(*) FROM tokens", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 1, "the expired row is gone from the file too");
+    }
 }
