@@ -148,7 +148,7 @@ impl AppState {
         if let Some(key) = &conditions.idempotency_key {
             _claim = Some(self.claim(key)?);
             let fingerprint = request.fingerprint();
-            if let Some(first) = snapshot.answers.get(key) {
+            if let Some(first) = snapshot.answers.get(key.as_str()) {
                 return if first.fingerprint == fingerprint {
                     Ok(replay(&first.answer))
                 } else {

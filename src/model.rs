@@ -2,6 +2,7 @@
 //! changing it. Nothing here knows about HTTP, files or async; the store drives it and the API
 //! renders it.
 
+pub mod age_index;
 pub mod cluster;
 pub mod configuration;
 pub mod container;

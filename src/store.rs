@@ -317,7 +317,11 @@ impl Store {
             loaded.store_id,
             loaded.revision,
             crate::model::Configuration::from_records(loaded.records),
-            loaded.answers.into_iter().collect(),
+            loaded
+                .answers
+                .into_iter()
+                .map(|(key, record)| (key.into(), Arc::new(record)))
+                .collect(),
             // When each kind last changed is not stored: after a restart every list takes
             // the current revision, so its ETag changes once and clients fetch it again.
             ListVersions::all_at(loaded.store_id, loaded.revision),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
+use super::age_index::AgeIndex;
 use super::container::Container;
 use super::dataset_table::DatasetTable;
 use super::lease::{Timestamp, expiry_after};
@@ -88,7 +89,7 @@ pub struct Configuration {
     /// after the package was deleted would otherwise create it again and undo a delete that
     /// was acknowledged. Not part of any representation; kept until the store forgets them
     /// (see [`Configuration::forget_package_tombstones`]).
-    package_tombstones: OrdMap<Uuid, Timestamp>,
+    package_tombstones: AgeIndex<Uuid, Timestamp>,
 }
 
 /// What a configuration is rebuilt from at start-up.
@@ -551,24 +552,15 @@ impl Configuration {
     /// Whether a tombstone of a deleted package is older than `before`.
     pub fn has_package_tombstones_before(&self, before: Timestamp) -> bool {
         self.package_tombstones
-            .values()
-            .any(|deleted_at| *deleted_at < before)
+            .oldest()
+            .is_some_and(|deleted_at| deleted_at < before)
     }
 
     /// Forgets the tombstones of packages deleted before `before`, and returns their ids: a
     /// create by one of them creates a package again. Not a change of the configuration (no
     /// representation shows tombstones), so it does not raise the revision.
     pub fn forget_package_tombstones(&mut self, before: Timestamp) -> Vec<Uuid> {
-        let expired: Vec<Uuid> = self
-            .package_tombstones
-            .iter()
-            .filter(|(_, deleted_at)| **deleted_at < before)
-            .map(|(uuid, _)| *uuid)
-            .collect();
-        for uuid in &expired {
-            self.package_tombstones.remove(uuid);
-        }
-        expired
+        std::iter::from_fn(|| self.package_tombstones.remove_oldest_before(before)).collect()
     }
 
     /// Every container, ordered by name.

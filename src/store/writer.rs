@@ -141,7 +141,7 @@ fn apply_batch(
                 // first client gave up waiting): the key is checked here, against the newest
                 // state, so a command is never applied twice.
                 if let Some(idempotency) = &command.idempotency
-                    && let Some(existing) = working.answers.get(&idempotency.key)
+                    && let Some(existing) = working.answers.get(idempotency.key.as_str())
                 {
                     let answer = if existing.fingerprint == idempotency.fingerprint {
                         Reply::Replayed(Arc::clone(existing))
@@ -377,7 +377,7 @@ mod tests {
     fn held<'a>(answers: &Answers, keys: &[&'a str]) -> Vec<&'a str> {
         keys.iter()
             .copied()
-            .filter(|key| answers.get(key).is_some())
+            .filter(|key| answers.contains_key(*key))
             .collect()
     }
 
@@ -466,8 +466,8 @@ mod tests {
             .chain([2_000_000])
             .map(|created| {
                 (
-                    format!("k{created:07}"),
-                    crate::store::answers::record(created),
+                    format!("k{created:07}").into(),
+                    Arc::new(crate::store::answers::record(created)),
                 )
             })
             .collect();
