@@ -180,6 +180,41 @@ async fn sessions_login_read_and_revoke() {
     assert_eq!(answer.status, 403);
 }
 
+/// Whether a token is a live session is not for every caller to find out: a caller who may
+/// not read or revoke every user's sessions gets the same 403 for an unknown token as for a
+/// live one of another user.
+#[tokio::test]
+async fn only_a_caller_who_may_see_every_session_learns_that_a_token_is_unknown() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let alice = user_with(&server, &admin, "alice", json!([])).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        for token in [&admin, &unknown] {
+            let path = format!("/api/2/sessions/{token}");
+            let answer = as_user(&server, &alice, method.clone(), &path).await;
+            answer.assert_error(403, "Forbidden.");
+        }
+        let path = format!("/api/2/sessions/{unknown}");
+        let answer = as_user(&server, &admin, method.clone(), &path).await;
+        answer.assert_error(404, "Session not found.");
+    }
+    // The admin's session is untouched by alice's attempts, and her own is hers to read.
+    let path = format!("/api/2/sessions/{admin}");
+    assert_eq!(
+        as_user(&server, &admin, reqwest::Method::GET, &path)
+            .await
+            .status,
+        200
+    );
+    let path = format!("/api/2/sessions/{alice}");
+    assert_eq!(
+        as_user(&server, &alice, reqwest::Method::GET, &path)
+            .await
+            .status,
+        200
+    );
+}
+
 /// wiggle serves sessions and users with the REST handler its packages use: OPTIONS is 200
 /// without credentials, and every answer carries the CORS headers, so that a browser client
 /// can log in across origins (its JSON POST is preflighted).

@@ -411,13 +411,25 @@ async fn get_session(
     let snapshot = accounts.read();
     let user = snapshot
         .user_of_token(&token, now_millis())
-        .ok_or(ApiError::NotFound("Session not found."))?;
+        .ok_or_else(|| session_not_found(&caller, "get"))?;
     if !own_or_may(&caller, &token, &permission(&["users", &user.name, "get"])) {
         return Err(ApiError::Forbidden);
     }
     let mut body = user_json(user);
     body["session"] = json!(token);
     Ok(Answer::json(StatusCode::OK, body.to_string()).into_response())
+}
+
+/// The answer for a token that names no live session: 404 only for a caller who could `act` on
+/// every user's sessions, 403 for anyone else, as for a live session of a user they may not
+/// see. Otherwise a 403 against a 404 would tell any caller which tokens are live. `_` grants
+/// every user and no user can be named `_`, so a grant that covers it covers them all.
+fn session_not_found(caller: &Caller, act: &str) -> ApiError {
+    if caller.may(&permission(&["users", "_", act])) {
+        ApiError::NotFound("Session not found.")
+    } else {
+        ApiError::Forbidden
+    }
 }
 
 fn own_or_may(caller: &Caller, token: &str, permission: &[String]) -> bool {
@@ -440,7 +452,7 @@ async fn delete_session(
         .read()
         .user_of_token(&token, now_millis())
         .map(|user| user.name.clone())
-        .ok_or(ApiError::NotFound("Session not found."))?;
+        .ok_or_else(|| session_not_found(&caller, "edit"))?;
     if !own_or_may(&caller, &token, &permission(&["users", &owner, "edit"])) {
         return Err(ApiError::Forbidden);
     }
