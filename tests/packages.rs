@@ -109,6 +109,31 @@ async fn any_version_string_reaches_the_same_packages() {
     }
 }
 
+/// FiFo does not check the version, so a client may send any segment there; the `Location`
+/// built from it names the same path again, escaped, and leads to the package.
+#[tokio::test]
+async fn a_location_built_from_an_odd_version_leads_back_to_the_package() {
+    let server = TestServer::start().await;
+    for (sent, named) in [
+        ("a%2Fb", "a%2Fb"),
+        ("a%3Fb", "a%3Fb"),
+        ("a%20b", "a%20b"),
+        ("%C3%A9", "%C3%A9"),
+        ("%0d%0aX-Injected:%201", "%0D%0AX-Injected:%201"),
+    ] {
+        let body = json!({ "name": format!("p-{named}"), "ram": 1, "quota": 1, "cpu_cap": 1 });
+        let answer = send(server.client.post(server.url(&packages(sent))).json(&body)).await;
+        assert_eq!(answer.status, 303, "{sent}: {}", answer.text);
+        assert!(!answer.headers.contains_key("x-injected"));
+        let location = answer.headers["location"].to_str().unwrap();
+        let prefix = format!("/api/{named}/packages/");
+        assert!(location.starts_with(&prefix), "{sent}: {location}");
+        let read = get(&server, location).await;
+        assert_eq!(read.status, 200, "{location}");
+        assert_eq!(read.body["name"], body["name"]);
+    }
+}
+
 #[tokio::test]
 async fn create_answers_303_and_the_package_has_fifos_shape() {
     let server = TestServer::start().await;

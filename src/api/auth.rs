@@ -22,7 +22,7 @@ use super::answer::Answer;
 use super::body::LimitedBody;
 use super::identity::Identity;
 use super::packages::options;
-use super::segment::{PathParams, decoded_segments};
+use super::segment::{PathParams, decoded_segments, encoded_segment};
 use super::{ApiError, AppState};
 use crate::model::permission::{Permission, allowed, covers, permission};
 use crate::store::accounts::{Accounts, AccountsError, User, hash_password, verify_password};
@@ -363,7 +363,10 @@ async fn login(
         body: Bytes::new(),
     };
     let headers = &mut answer.headers;
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/{version}/sessions/{token}")) {
+    if let Ok(location) = HeaderValue::from_str(&format!(
+        "/api/{}/sessions/{token}",
+        encoded_segment(&version)
+    )) {
         headers.insert(header::LOCATION, location);
     }
     if let Ok(value) = HeaderValue::from_str(&token) {
@@ -628,7 +631,11 @@ async fn create_user(
     change_accounts(&state, move |accounts| accounts.create_user(user)).await?;
     let version = params.get("version").cloned().unwrap_or_default();
     let mut response = StatusCode::SEE_OTHER.into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/{version}/users/{name}")) {
+    if let Ok(location) = HeaderValue::from_str(&format!(
+        "/api/{}/users/{}",
+        encoded_segment(&version),
+        encoded_segment(name)
+    )) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)

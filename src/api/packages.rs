@@ -24,7 +24,7 @@ use super::auth::Caller;
 use super::body::{WriteRequest, checked};
 use super::conditional::{Conditions, representation_tag, version_headers};
 use super::meta::MetaFields;
-use super::segment::{PathParams, decoded_segments};
+use super::segment::{PathParams, decoded_segments, encoded_segment};
 use super::{ApiError, AppState, Render};
 use crate::model::package::{Package, Requirement, sorted};
 use crate::model::precondition::ResourceVersion;
@@ -351,7 +351,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PackagePath {
 }
 
 fn location(version: &str, uuid: &Uuid) -> String {
-    format!("/api/{version}/packages/{uuid}")
+    format!("/api/{}/packages/{uuid}", encoded_segment(version))
 }
 
 /// The representation whose entity tag is `etag`: FiFo's object with its keys sorted, plus the

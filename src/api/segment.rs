@@ -1,5 +1,6 @@
 //! Path parameters, percent-decoded: [`Segment`] for a route's one parameter, [`PathParams`]
-//! for routes with several, [`decoded_segments`] for a wildcard's segments. A rejection (a
+//! for routes with several, [`decoded_segments`] for a wildcard's segments; and
+//! [`encoded_segment`], the way back for a decoded segment put into a link. A rejection (a
 //! segment that is not UTF-8 once decoded) is floe's JSON 400, like every other error, not
 //! axum's plain-text one.
 
@@ -8,6 +9,8 @@ use std::collections::HashMap;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
+
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use super::ApiError;
 
@@ -59,6 +62,32 @@ fn percent_decoded(segment: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::BadRequest("Invalid URL: a path segment is not UTF-8.".into()))
 }
 
+/// What a path segment must escape (RFC 3986 §3.3: anything but a `pchar`), `%` included, so
+/// that a decoded segment keeps its bytes and stays one segment.
+const NOT_IN_A_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// A decoded segment made fit for a URL again: a link built from a request's path (a
+/// `Location`) must name the same path, whatever the client's segment held.
+pub fn encoded_segment(segment: &str) -> String {
+    utf8_percent_encode(segment, NOT_IN_A_SEGMENT).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +103,26 @@ mod tests {
             Some(vec!["100%".into(), "%zz%4".into()])
         );
         assert_eq!(segments("%ff"), None);
+    }
+
+    #[test]
+    fn an_encoded_segment_decodes_to_itself_and_stays_one_segment() {
+        for segment in [
+            "2", "0.1.0", "a/b", "a?b", "a b", "\u{e9}", "100%", "\r\nX: 1", "#[]",
+        ] {
+            let encoded = encoded_segment(segment);
+            assert!(
+                encoded
+                    .bytes()
+                    .all(|byte| byte.is_ascii_graphic() && byte != b'/' && byte != b'?'),
+                "{encoded}"
+            );
+            assert_eq!(decoded_segments(&encoded).unwrap(), [segment]);
+        }
+        assert_eq!(
+            encoded_segment("0.1.0"),
+            "0.1.0",
+            "versions stay as they are"
+        );
     }
 }
