@@ -578,6 +578,31 @@ async fn reports_are_validated() {
     .await
     .assert_error(400, UNDECODABLE);
 
+    // A dataset named twice in one list, also in another case: a node mounts a dataset at
+    // one path.
+    let upper = D1.to_uppercase();
+    for (datasets, nonmanifest) in [
+        (vec![mounted(D1, None), mounted(&upper, None)], vec![]),
+        (
+            vec![mounted(D1, None), mounted(D2, None), mounted(D1, Some(GIB))],
+            vec![],
+        ),
+        (vec![], vec![seen(D3, None), seen(D3, Some(GIB))]),
+    ] {
+        let body = report_body("10.0.0.1", &era, datasets, nonmanifest);
+        report(&s, NODE_0, &body).await.assert_error(
+            400,
+            &format!(
+                "Dataset {} is reported more than once in one list.",
+                if body["datasets"].as_array().unwrap().is_empty() {
+                    D3
+                } else {
+                    D1
+                }
+            ),
+        );
+    }
+
     // None of these was recorded.
     for path in [STATE_DATASETS, STATE_NODES, STATE_CONTAINERS] {
         assert_eq!(list(&s, path).await, Vec::<Value>::new(), "{path}");

@@ -126,6 +126,11 @@ async fn report_node(
             })
             .collect::<Result<_, ApiError>>()?,
     };
+    if let Some(twice) = report.dataset_named_twice() {
+        return Err(ApiError::BadRequest(format!(
+            "Dataset {twice} is reported more than once in one list."
+        )));
+    }
     tracing::debug!(%node, era = %report.era, datasets = report.datasets.len(), "node reported");
     state.cluster.report(node, report);
     let expiry = state.cluster.expiry().as_secs();

@@ -30,6 +30,24 @@ pub struct NodeReport {
     pub containers: Vec<RunningContainer>,
 }
 
+impl NodeReport {
+    /// A dataset the report names twice in one list (mounted twice, or seen twice). A node
+    /// mounts a dataset at one path, as Flocker's node state maps each dataset to one path;
+    /// a report that says otherwise is a broken agent's, not a state to show.
+    pub fn dataset_named_twice(&self) -> Option<DatasetId> {
+        let mut seen = std::collections::HashSet::new();
+        let mut mounted = self.datasets.iter().map(|mounted| mounted.dataset_id);
+        if let Some(twice) = mounted.find(|id| !seen.insert(*id)) {
+            return Some(twice);
+        }
+        seen.clear();
+        self.nonmanifest_datasets
+            .iter()
+            .map(|unmounted| unmounted.dataset_id)
+            .find(|id| !seen.insert(*id))
+    }
+}
+
 /// A dataset mounted on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountedDataset {
