@@ -163,13 +163,15 @@ impl AppState {
 
         let (idempotency, render) = match idempotency {
             Some((key, fingerprint)) => {
-                let record = Box::new(move |result: &Result<Committed, StoreError>| {
-                    match result {
-                        Ok(committed) => render(committed),
-                        Err(error) => ApiError::Store(error.clone()).answer(),
-                    }
-                    .record()
-                });
+                let record = Box::new(
+                    move |result: &Result<Committed, StoreError>, tag: &ConfigTag| {
+                        match result {
+                            Ok(committed) => render(committed),
+                            Err(error) => ApiError::Store(error.clone()).answer().with_tag(tag),
+                        }
+                        .record()
+                    },
+                );
                 let idempotency = Idempotency {
                     key,
                     fingerprint,
@@ -188,7 +190,12 @@ impl AppState {
             (Reply::Recorded(record), _) => Ok(Answer::from_record(&record.answer).into_response()),
             (Reply::Replayed(record), _) => Ok(replay(&record.answer)),
             (Reply::Done(Ok(committed)), Some(render)) => Ok(render(&committed).into_response()),
-            (Reply::Done(Err(error)), _) => Err(error.into()),
+            // A refusal carries the configuration tag it can be judged against, as every
+            // write's answer does (the writer published its batch before answering).
+            (Reply::Done(Err(error)), _) => Err(ApiError::Refused {
+                error,
+                tag: self.store.read().tag.clone(),
+            }),
             (Reply::Done(Ok(_)), None) => {
                 unreachable!("the store records every idempotent command's success")
             }

@@ -97,9 +97,11 @@ pub struct Command {
     pub idempotency: Option<Idempotency>,
 }
 
-/// Turns the result of a command into the answer to record for it. Supplied by the API (the
-/// store does not know what an answer looks like) and run on the writer thread.
-pub type Recorder = Box<dyn FnOnce(&Result<Committed, StoreError>) -> RecordedAnswer + Send>;
+/// Turns the result of a command, and the configuration tag it was decided at, into the answer
+/// to record for it. Supplied by the API (the store does not know what an answer looks like)
+/// and run on the writer thread.
+pub type Recorder =
+    Box<dyn FnOnce(&Result<Committed, StoreError>, &ConfigTag) -> RecordedAnswer + Send>;
 
 /// An idempotency key to record a command's answer under.
 pub struct Idempotency {

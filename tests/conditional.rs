@@ -1934,3 +1934,76 @@ async fn if_match_never_matches_the_weak_etag_of_the_lease_list() {
     assert_eq!(revalidated.status, 304, "If-None-Match compares weakly");
     server.stop().await;
 }
+
+/// A write refused by the store (404, 405, 409, 412, 428) carries the configuration tag it
+/// was judged against, as a successful write's answer does, so a client can go on with
+/// `X-If-Configuration-Matches` without listing again; with an `Idempotency-Key` the recorded
+/// refusal carries it too, and so does its replay.
+#[tokio::test]
+async fn refused_writes_carry_the_configuration_tag() {
+    let server = TestServer::start().await;
+    let id = new_id();
+    let current = create(&server, &id).await.tag();
+    let deleted = new_id();
+    create(&server, &deleted).await;
+    let current_after = send(&server, "DELETE", &dataset_path(&deleted), &[], None)
+        .await
+        .tag();
+    assert_ne!(current, current_after);
+    let current = current_after;
+    let create_body = Some(json!({"primary": NODE_0, "dataset_id": id}));
+    let refusals = [
+        (
+            "POST",
+            DATASETS.to_string(),
+            vec![],
+            create_body.clone(),
+            409,
+        ),
+        (
+            "POST",
+            dataset_path(&new_id()),
+            vec![],
+            Some(json!({})),
+            404,
+        ),
+        ("POST", dataset_path(&deleted), vec![], Some(json!({})), 405),
+        (
+            "POST",
+            dataset_path(&id),
+            vec![("If-Match", "\"stale\"".to_string())],
+            Some(json!({})),
+            412,
+        ),
+        (
+            "POST",
+            DATASETS.to_string(),
+            vec![key("refused-create")],
+            create_body,
+            409,
+        ),
+    ];
+    for (method, path, headers, body, status) in refusals {
+        for attempt in ["first", "replay"] {
+            let answer = send(&server, method, &path, &headers, body.clone()).await;
+            assert_eq!(
+                answer.status, status,
+                "{method} {path} {headers:?}: {answer:?}"
+            );
+            assert_eq!(
+                answer.tag(),
+                current,
+                "{attempt} {method} {path} {headers:?}"
+            );
+        }
+    }
+
+    let required = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.if_match = IfMatchPolicy::Required;
+    })
+    .await;
+    let current = create(&required, &id).await.tag();
+    let answer = send(&required, "DELETE", &dataset_path(&id), &[], None).await;
+    assert_eq!(answer.status, 428, "{answer:?}");
+    assert_eq!(answer.tag(), current);
+}

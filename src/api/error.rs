@@ -9,8 +9,8 @@ use super::answer::Answer;
 use super::conditional::etag_value;
 use crate::model::Rejection;
 use crate::model::package::MetadataError;
-use crate::store::StoreError;
 use crate::store::accounts::AccountsError;
+use crate::store::{ConfigTag, StoreError};
 
 /// Flocker's exact text for an undecodable body, embedded newline included.
 pub const UNDECODABLE_BODY: &str =
@@ -75,6 +75,15 @@ pub enum ApiError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store refused a write; `tag` is the configuration it was refused at, or a later
+    /// one, sent with the refusal as with every write's answer.
+    #[error("{error}")]
+    Refused {
+        /// Why.
+        error: StoreError,
+        /// The configuration tag to send.
+        tag: ConfigTag,
+    },
 }
 
 impl ApiError {
@@ -98,7 +107,7 @@ impl ApiError {
             },
             ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
-            ApiError::Store(error) => match error {
+            ApiError::Store(error) | ApiError::Refused { error, .. } => match error {
                 StoreError::TagMismatch { .. } | StoreError::ResourceChanged { .. } => {
                     StatusCode::PRECONDITION_FAILED
                 }
@@ -137,6 +146,14 @@ impl ApiError {
     /// The answer for this error: JSON, with the headers that let a client recover (the
     /// current configuration tag after a stale one, the current ETag after a stale one).
     pub fn answer(&self) -> Answer {
+        if let ApiError::Refused { error, tag } = self {
+            let answer = ApiError::Store(error.clone()).answer();
+            // A stale tag's 412 already names the tag it was refused at.
+            return match error {
+                StoreError::TagMismatch { .. } => answer,
+                _ => answer.with_tag(tag),
+            };
+        }
         let body = match self {
             ApiError::Schema(errors) => json!({ "description": SCHEMA_MISMATCH, "errors": errors }),
             ApiError::Accounts(AccountsError::Unavailable(reason)) => {

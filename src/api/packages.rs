@@ -695,12 +695,19 @@ async fn write_package(
         .map_err(|error| match (answer_format, error) {
             (
                 Format::MsgPack,
-                ApiError::Store(StoreError::ResourceChanged {
-                    current_etag: Some(stored),
-                }),
-            ) => ApiError::Store(StoreError::ResourceChanged {
-                current_etag: Some(representation_tag(&stored, MSGPACK_TAG_SUFFIX)),
-            }),
+                ApiError::Refused {
+                    error:
+                        StoreError::ResourceChanged {
+                            current_etag: Some(stored),
+                        },
+                    tag,
+                },
+            ) => ApiError::Refused {
+                error: StoreError::ResourceChanged {
+                    current_etag: Some(representation_tag(&stored, MSGPACK_TAG_SUFFIX)),
+                },
+                tag,
+            },
             (_, error) => error,
         })
 }

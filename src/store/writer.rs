@@ -165,7 +165,7 @@ fn apply_batch(
                         let record = Arc::new(IdempotencyRecord {
                             fingerprint: idempotency.fingerprint,
                             created: working.now,
-                            answer: (idempotency.record)(&result),
+                            answer: (idempotency.record)(&result, &working.tag()),
                         });
                         working.remember(idempotency.key.into(), Arc::clone(&record));
                         waiting.push((reply, Reply::Recorded(record)));
@@ -275,9 +275,14 @@ impl Working {
         }
         Ok(Committed {
             outcome,
-            tag: ConfigTag::new(self.store_id, self.batch.revision),
+            tag: self.tag(),
             revision: self.batch.revision,
         })
+    }
+
+    /// The configuration tag of the state as the batch has changed it so far.
+    fn tag(&self) -> ConfigTag {
+        ConfigTag::new(self.store_id, self.batch.revision)
     }
 
     /// Forgets the tombstones of packages deleted before `before`.
