@@ -357,7 +357,7 @@ impl ServeConfig {
         ApiSettings {
             if_match: self.if_match,
             meta: MetaFields {
-                etag: self.meta_etag_field.clone(),
+                etag: (self.if_match != IfMatchPolicy::Off).then(|| self.meta_etag_field.clone()),
                 created: self.meta_created_field.clone(),
                 updated: self.meta_updated_field.clone(),
             },

@@ -2007,3 +2007,49 @@ async fn refused_writes_carry_the_configuration_tag() {
     assert_eq!(answer.status, 428, "{answer:?}");
     assert_eq!(answer.tag(), current);
 }
+
+/// With entity tags off, the packages' and mathematicians' bodies carry no `_etag` either
+/// (the times stay: they are data, not validators).
+#[tokio::test]
+async fn off_policy_puts_no_entity_tag_in_bodies() {
+    let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.if_match = IfMatchPolicy::Off;
+    })
+    .await;
+    let package = json!({ "name": "small", "ram": 1024, "quota": 40, "cpu_cap": 100 });
+    let created = send(&server, "POST", "/api/2/packages", &[], Some(package)).await;
+    assert_eq!(created.status, 303, "{created:?}");
+    let location = created.header("location").unwrap();
+    let new = send(&server, "GET", "/api/mathematicians/new", &[], None).await;
+    let mut mathematician = new.json();
+    mathematician["name"]["firstName"] = json!("Ada");
+    mathematician["name"]["lastName"] = json!("Lovelace");
+    let posted = send(
+        &server,
+        "POST",
+        "/api/mathematicians",
+        &[],
+        Some(mathematician),
+    )
+    .await;
+    assert_eq!(posted.status, 201, "{posted:?}");
+    let mathematician_path = posted.header("location").unwrap();
+    let mathematician_path = &mathematician_path[mathematician_path.find("/api/").unwrap()..];
+    for (path, body_of) in [
+        (location.as_str(), None),
+        ("/api/2/packages?full-list=true", Some(0)),
+        (mathematician_path, None),
+        ("/api/mathematicians", Some(0)),
+    ] {
+        let answer = send(&server, "GET", path, &[], None).await;
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+        assert_eq!(answer.header("etag"), None, "{path}");
+        let body = answer.json();
+        let object = match body_of {
+            Some(index) => body[index].clone(),
+            None => body,
+        };
+        assert!(object.get("_updated").is_some(), "{path}: {object}");
+        assert!(object.get("_etag").is_none(), "{path}: {object}");
+    }
+}

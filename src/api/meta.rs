@@ -9,8 +9,9 @@ use crate::model::{Timestamp, Versioned};
 /// The names of the meta fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaFields {
-    /// Holds the entity tag (default `_etag`).
-    pub etag: String,
+    /// Holds the entity tag (default `_etag`); `None` when entity tags are off
+    /// (`--if-match off`), which sends none, in a header or in a body.
+    pub etag: Option<String>,
     /// Holds the creation time (default `_created`).
     pub created: String,
     /// Holds the last change time (default `_updated`).
@@ -20,7 +21,7 @@ pub struct MetaFields {
 impl Default for MetaFields {
     fn default() -> Self {
         MetaFields {
-            etag: "_etag".into(),
+            etag: Some("_etag".into()),
             created: "_created".into(),
             updated: "_updated".into(),
         }
@@ -42,7 +43,9 @@ impl MetaFields {
         record: &Versioned<T>,
         etag: &str,
     ) {
-        object.insert(self.etag.clone(), Value::String(etag.to_string()));
+        if let Some(name) = &self.etag {
+            object.insert(name.clone(), Value::String(etag.to_string()));
+        }
         object.insert(self.created.clone(), Value::String(rfc3339(record.created)));
         object.insert(self.updated.clone(), Value::String(rfc3339(record.updated)));
     }
@@ -67,12 +70,21 @@ mod tests {
         let record = Versioned::new("x".to_string(), 0, 1_500);
         let mut object = Map::new();
         let names = MetaFields {
-            etag: "etag".into(),
+            etag: Some("etag".into()),
             ..MetaFields::default()
         };
         names.annotate(&mut object, &record);
         assert_eq!(object["etag"], Value::String(record.etag.to_string()));
         assert_eq!(object["_created"], "1970-01-01T00:00:00.000Z");
         assert_eq!(object["_updated"], "1970-01-01T00:00:01.500Z");
+
+        let mut without_etags = Map::new();
+        let names = MetaFields {
+            etag: None,
+            ..MetaFields::default()
+        };
+        names.annotate(&mut without_etags, &record);
+        let keys: Vec<_> = without_etags.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["_created", "_updated"]);
     }
 }
