@@ -413,8 +413,9 @@ fn http_date(headers: &HeaderMap, name: &HeaderName) -> Option<Timestamp> {
     Some(since_epoch.as_millis() as Timestamp)
 }
 
-/// Parses `Idempotency-Key`: a structured-field string (`"…"`, as the draft specifies), or for
-/// convenience the same characters unquoted. At most 255 characters of visible ASCII.
+/// Parses `Idempotency-Key`: a structured-field string (`"…"` with `\"` and `\\` escapes and
+/// optional parameters, which are ignored, as the draft specifies), or for convenience the
+/// same characters unquoted. At most 255 characters of visible ASCII once unescaped.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
     let Some(value) = values.next() else {
@@ -429,19 +430,68 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         return Err(malformed());
     }
     let text = value.to_str().map_err(|_| malformed())?.trim();
-    let key = match text.strip_prefix('"') {
-        Some(quoted) => quoted.strip_suffix('"').ok_or_else(malformed)?,
-        None => text,
+    let key = if text.starts_with('"') {
+        let (key, parameters) = sf_string(text).ok_or_else(malformed)?;
+        if !sf_parameters(parameters) {
+            return Err(malformed());
+        }
+        key
+    } else if text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        text.to_string()
+    } else {
+        return Err(malformed());
     };
-    let valid = !key.is_empty()
-        && key.len() <= MAX_KEY_LENGTH
-        && key
-            .bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
-    valid
-        .then(|| key.to_string())
-        .map(Some)
-        .ok_or_else(malformed)
+    if key.is_empty() || key.len() > MAX_KEY_LENGTH {
+        return Err(malformed());
+    }
+    Ok(Some(key))
+}
+
+/// The sf-string at the start of `text` (RFC 8941 §3.3.3), unescaped, and what follows it.
+fn sf_string(text: &str) -> Option<(String, &str)> {
+    let quoted = text.strip_prefix('"')?;
+    let mut string = String::new();
+    let mut bytes = quoted.bytes().enumerate();
+    while let Some((at, byte)) = bytes.next() {
+        match byte {
+            b'"' => return Some((string, &quoted[at + 1..])),
+            b'\\' => match bytes.next() {
+                Some((_, escaped @ (b'"' | b'\\'))) => string.push(char::from(escaped)),
+                _ => return None,
+            },
+            0x20..=0x7e => string.push(char::from(byte)),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Whether `text` is nothing but an item's parameters (RFC 8941 §3.1.2: `;key` or
+/// `;key=value`, a value being a string or a token-like bare item).
+fn sf_parameters(mut text: &str) -> bool {
+    let is_key_start = |c: char| c.is_ascii_lowercase() || c == '*';
+    let is_key = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.*".contains(c);
+    let is_bare = |c: char| c.is_ascii_alphanumeric() || ":/!#$%&'*+-.^_`|~".contains(c);
+    while let Some(rest) = text.strip_prefix(';') {
+        let rest = rest.trim_start_matches(' ');
+        if !rest.starts_with(is_key_start) {
+            return false;
+        }
+        let rest = rest.trim_start_matches(is_key);
+        text = match rest.strip_prefix('=') {
+            Some(value) if value.starts_with('"') => match sf_string(value) {
+                Some((_, after)) => after,
+                None => return false,
+            },
+            Some(value) if value.starts_with(is_bare) => value.trim_start_matches(is_bare),
+            Some(_) => return false,
+            None => rest,
+        };
+    }
+    text.is_empty()
 }
 
 #[cfg(test)]
@@ -551,9 +601,29 @@ mod tests {
         };
         assert_eq!(key("\"abc-1\"").unwrap(), Some("abc-1".into()));
         assert_eq!(key("abc-1").unwrap(), Some("abc-1".into()));
-        assert!(key("\"\"").is_err());
-        assert!(key("\"abc").is_err());
+        // Escapes and parameters, as any structured-field string may have.
+        assert_eq!(key(r#""a\"b\\c""#).unwrap(), Some(r#"a"b\c"#.into()));
+        assert_eq!(key(r#""x";p=1"#).unwrap(), Some("x".into()));
+        assert_eq!(
+            key(r#""x"; p="q;r";flag;*t=tok/en"#).unwrap(),
+            Some("x".into())
+        );
+        assert_eq!(key("\"with space\"").unwrap(), Some("with space".into()));
+        for malformed in [
+            "\"\"",
+            "\"abc",
+            r#""a\b""#,
+            r#""x";"#,
+            r#""x";P=1"#,
+            r#""x";p="#,
+            r#""x" ;p=1"#,
+            r#""x"y"#,
+            "\"\u{e9}\"",
+        ] {
+            assert!(key(malformed).is_err(), "{malformed}");
+        }
         assert!(key(&"x".repeat(256)).is_err());
+        assert!(key(&format!("\"{}\"", "x".repeat(255))).is_ok());
         assert!(idempotency_key(&HeaderMap::new()).unwrap().is_none());
     }
 
