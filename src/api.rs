@@ -158,6 +158,7 @@ impl AppState {
             idempotency = Some((key.clone(), fingerprint));
         }
         conditions.check_tag_early(&snapshot)?;
+        conditions.check_validators_early(&snapshot)?;
         drop(snapshot);
         let (operation, render) = decode(request)?;
 

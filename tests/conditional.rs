@@ -2008,6 +2008,35 @@ async fn refused_writes_carry_the_configuration_tag() {
     assert_eq!(answer.tag(), current);
 }
 
+/// Creates a package; returns its path.
+async fn created_package(server: &TestServer) -> String {
+    let package = json!({ "name": "small", "ram": 1024, "quota": 40, "cpu_cap": 100 });
+    let created = send(server, "POST", "/api/2/packages", &[], Some(package)).await;
+    assert_eq!(created.status, 303, "{created:?}");
+    created.header("location").unwrap()
+}
+
+/// Creates a mathematician; returns its path and the answer to the POST.
+async fn created_mathematician(server: &TestServer) -> (String, Answer) {
+    let new = send(server, "GET", "/api/mathematicians/new", &[], None).await;
+    let mut mathematician = new.json();
+    mathematician["name"]["firstName"] = json!("Ada");
+    mathematician["name"]["lastName"] = json!("Lovelace");
+    let posted = send(
+        server,
+        "POST",
+        "/api/mathematicians",
+        &[],
+        Some(mathematician),
+    )
+    .await;
+    assert_eq!(posted.status, 201, "{posted:?}");
+    // The Location is absolute: the path starts at `/api/`.
+    let location = posted.header("location").unwrap();
+    let path = location[location.find("/api/").unwrap()..].to_string();
+    (path, posted)
+}
+
 /// With entity tags off, the packages' and mathematicians' bodies carry no `_etag` either
 /// (the times stay: they are data, not validators).
 #[tokio::test]
@@ -2016,25 +2045,9 @@ async fn off_policy_puts_no_entity_tag_in_bodies() {
         config.if_match = IfMatchPolicy::Off;
     })
     .await;
-    let package = json!({ "name": "small", "ram": 1024, "quota": 40, "cpu_cap": 100 });
-    let created = send(&server, "POST", "/api/2/packages", &[], Some(package)).await;
-    assert_eq!(created.status, 303, "{created:?}");
-    let location = created.header("location").unwrap();
-    let new = send(&server, "GET", "/api/mathematicians/new", &[], None).await;
-    let mut mathematician = new.json();
-    mathematician["name"]["firstName"] = json!("Ada");
-    mathematician["name"]["lastName"] = json!("Lovelace");
-    let posted = send(
-        &server,
-        "POST",
-        "/api/mathematicians",
-        &[],
-        Some(mathematician),
-    )
-    .await;
-    assert_eq!(posted.status, 201, "{posted:?}");
-    let mathematician_path = posted.header("location").unwrap();
-    let mathematician_path = &mathematician_path[mathematician_path.find("/api/").unwrap()..];
+    let location = created_package(&server).await;
+    let (mathematician_path, _) = created_mathematician(&server).await;
+    let mathematician_path = mathematician_path.as_str();
     for (path, body_of) in [
         (location.as_str(), None),
         ("/api/2/packages?full-list=true", Some(0)),
@@ -2051,5 +2064,77 @@ async fn off_policy_puts_no_entity_tag_in_bodies() {
         };
         assert!(object.get("_updated").is_some(), "{path}: {object}");
         assert!(object.get("_etag").is_none(), "{path}: {object}");
+    }
+}
+
+/// A write whose path names its resource has its validators evaluated before its body is
+/// read (RFC 9110 §13.2.1): a stale `If-Match` or `If-Unmodified-Since` is a 412, with the
+/// current ETag, even when the body would have been a 400; a current one lets the 400 through.
+#[tokio::test]
+async fn stale_validators_are_412_before_the_body_is_read() {
+    let server = TestServer::start().await;
+    let id = new_id();
+    let dataset_etag = create(&server, &id).await.etag();
+    let container = send(
+        &server,
+        "POST",
+        CONTAINERS,
+        &[],
+        Some(json!({"name": "site", "node_uuid": NODE_0, "image": "nginx"})),
+    )
+    .await;
+    let container_etag = container.etag();
+    let package_path = created_package(&server).await;
+    let package_etag = send(&server, "GET", &package_path, &[], None).await.etag();
+    let (mathematician_path, posted) = created_mathematician(&server).await;
+    let mathematician_etag = posted.etag();
+
+    let long_ago = "Sat, 01 Jan 2000 00:00:00 GMT".to_string();
+    let writes = [
+        (dataset_path(&id), dataset_etag, json!({"primary": 5})),
+        (
+            format!("{CONTAINERS}/site"),
+            container_etag,
+            json!({"node_uuid": 5}),
+        ),
+        (format!("{package_path}/metadata"), package_etag, json!([])),
+        (mathematician_path, mathematician_etag, json!({})),
+    ];
+    let method = |path: &str| {
+        if path.starts_with("/api/") {
+            "PUT"
+        } else {
+            "POST"
+        }
+    };
+    for (path, current, bad_body) in writes {
+        for stale in [
+            (IM, OTHER_ETAG.to_string()),
+            ("If-Unmodified-Since", long_ago.clone()),
+        ] {
+            let answer = send(
+                &server,
+                method(&path),
+                &path,
+                std::slice::from_ref(&stale),
+                Some(bad_body.clone()),
+            )
+            .await;
+            assert_eq!(answer.status, 412, "{path} {stale:?}: {answer:?}");
+            assert_eq!(answer.etag(), current, "{path}: the current ETag");
+            assert!(answer.header("x-configuration-tag").is_some(), "{path}");
+        }
+        let answer = send(
+            &server,
+            method(&path),
+            &path,
+            &[(IM, current.clone())],
+            Some(bad_body),
+        )
+        .await;
+        assert_eq!(
+            answer.status, 400,
+            "{path} with its current ETag: {answer:?}"
+        );
     }
 }

@@ -17,8 +17,8 @@ use super::auth::Caller;
 use super::identity::Identity;
 use super::{ApiError, AppState};
 use crate::model::precondition::{EntityTag, ResourceVersion, TagCondition, Validators, Verdict};
-use crate::model::{Timestamp, Versioned};
-use crate::store::{ConfigTag, Precondition, Snapshot};
+use crate::model::{Target, Timestamp, Versioned};
+use crate::store::{ConfigTag, Precondition, Snapshot, StoreError};
 
 /// Sent with the configuration tag on configuration reads and on every write's answer.
 pub const CONFIGURATION_TAG: HeaderName = HeaderName::from_static("x-configuration-tag");
@@ -70,6 +70,9 @@ pub struct Conditions {
     /// How long a read asks to be held until what it reads changes (`Prefer: wait=N`, before
     /// the server's cap); only with an `If-None-Match` to wait on. See [`super::waiting`].
     pub wait: Option<Duration>,
+    /// The resource a write's path names, when the path alone names it (see
+    /// [`Conditions::aimed_at`]).
+    pub target: Option<Target>,
 }
 
 impl FromRequestParts<AppState> for Conditions {
@@ -121,6 +124,7 @@ impl Conditions {
             idempotency_key: None,
             etags: policy != IfMatchPolicy::Off,
             wait: None,
+            target: None,
         };
         // Most requests carry none of these headers: one pass over the few names that were
         // sent is cheaper than looking each of the six up.
@@ -163,6 +167,38 @@ impl Conditions {
         self.precondition
             .check_tag(&snapshot.tag)
             .map_err(ApiError::from)
+    }
+
+    /// Names the resource a write's path names, so that its validators are evaluated before
+    /// its body is read (RFC 9110 §13.2.1: preconditions come before the content is
+    /// processed): a stale `If-Match` is a 412 even when the body would have been a 400.
+    pub fn aimed_at(mut self, target: Option<Target>) -> Self {
+        self.target = target;
+        self
+    }
+
+    /// Evaluates the validators against the resource of [`Conditions::aimed_at`] in
+    /// `snapshot`, before the body is decoded. As with [`Conditions::check_tag_early`], the
+    /// writer evaluates them again, atomically; this only decides which error a request that
+    /// would fail anyway gets. A resource that does not exist is left to the writer: the 404
+    /// it would meet anyway takes precedence over the preconditions.
+    pub fn check_validators_early(&self, snapshot: &Snapshot) -> Result<(), ApiError> {
+        let validators = &self.precondition.validators;
+        let Some(target) = self.target.clone().filter(|_| !validators.is_empty()) else {
+            return Ok(());
+        };
+        let Some(current) = snapshot.configuration.version_of(target) else {
+            return Ok(());
+        };
+        if validators.evaluate(Some(current.as_version()), false) == Verdict::Proceed {
+            return Ok(());
+        }
+        Err(ApiError::Refused {
+            error: StoreError::ResourceChanged {
+                current_etag: Some(current.etag.to_string()),
+            },
+            tag: snapshot.tag.clone(),
+        })
     }
 
     /// Evaluates the validators of a GET or HEAD against what it would return. `Some` is the

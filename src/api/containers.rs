@@ -17,7 +17,7 @@ use super::conditional::{Conditions, record_headers};
 use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::container::{Container, Link, Port, RestartPolicy, Volume, normalise_image};
-use crate::model::{Collection, NodeId, Operation, Outcome, schema};
+use crate::model::{Collection, NodeId, Operation, Outcome, Target, schema};
 use crate::store::Committed;
 
 /// The routes of this resource.
@@ -185,8 +185,9 @@ async fn move_container(
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     let etags = conditions.etags;
+    let target = Some(Target::Container(name.clone()));
     state
-        .write(conditions, &request, |request| {
+        .write(conditions.aimed_at(target), &request, |request| {
             let body: MoveContainer = request.decode(&schema::CONTAINER_MOVE)?;
             let operation = Operation::MoveContainer {
                 name,

@@ -21,7 +21,7 @@ use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::dataset::dataset_id_from_path;
 use crate::model::schema;
-use crate::model::{Collection, Metadata, NodeId, Operation, Outcome};
+use crate::model::{Collection, Metadata, NodeId, Operation, Outcome, Target};
 use crate::store::{Committed, Snapshot};
 
 /// The routes of this resource.
@@ -203,8 +203,9 @@ async fn move_dataset(
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     let etags = conditions.etags;
+    let target = dataset_id_from_path(&dataset_id).map(Target::Dataset);
     state
-        .write(conditions, &request, |request| {
+        .write(conditions.aimed_at(target), &request, |request| {
             let input: MoveDataset = request.decode(&schema::DATASET_UPDATE)?;
             let operation = Operation::MoveDataset {
                 dataset_id: dataset_id_from_path(&dataset_id),

@@ -19,7 +19,7 @@ use super::meta::MetaFields;
 use super::segment::Segment;
 use super::{ApiError, AppState, Render, list_answer};
 use crate::model::mathematician::{Mathematician, VersionHash};
-use crate::model::{Collection, NameChange, Operation, Outcome, Versioned, schema};
+use crate::model::{Collection, NameChange, Operation, Outcome, Target, Versioned, schema};
 use crate::store::Committed;
 
 const NOT_FOUND: &str = "Mathematician not found.";
@@ -263,8 +263,9 @@ async fn name_mathematician(
         state.settings.meta.clone(),
         conditions.etags,
     );
+    let target = Some(Target::Mathematician(url_unique));
     state
-        .write(conditions, &request, |request| {
+        .write(conditions.aimed_at(target), &request, |request| {
             let change = decode_name_change(request)?;
             if change.unique != url_unique {
                 return Err(ApiError::BadRequest(format!(

@@ -28,7 +28,7 @@ use super::segment::{PathParams, decoded_segments, encoded_segment};
 use super::{ApiError, AppState, Render};
 use crate::model::package::{Package, Requirement, sorted};
 use crate::model::precondition::ResourceVersion;
-use crate::model::{Collection, Operation, Outcome, Versioned, schema, tag_of_canonical};
+use crate::model::{Collection, Operation, Outcome, Target, Versioned, schema, tag_of_canonical};
 use crate::store::{Committed, StoreError};
 
 const NOT_FOUND: &str = "Package not found.";
@@ -619,7 +619,7 @@ async fn set_metadata(
     let etag = conditions.etags.then_some(answer_format);
     write_package(
         &state,
-        conditions,
+        conditions.aimed_at(Some(Target::Package(uuid))),
         &request,
         answer_format,
         move |request| {
