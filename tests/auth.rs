@@ -876,3 +876,27 @@ async fn an_account_change_waiting_for_the_database_stalls_no_other_request() {
     assert_eq!(granted.status(), 204, "{:?}", granted.text().await);
     server.stop().await;
 }
+
+/// A password change says what is wrong with its body: a missing key, or one that is not a
+/// string; the password is left as it was.
+#[tokio::test]
+async fn a_password_change_names_what_is_wrong_with_its_body() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    user_with(&server, &admin, "erin", json!([])).await;
+    let put = |body: Value| {
+        server
+            .client
+            .put(server.url("/api/2/users/erin"))
+            .header("authorization", format!("Bearer {admin}"))
+            .json(&body)
+    };
+    send(put(json!({})))
+        .await
+        .assert_error(400, "Missing JSON key: password.");
+    send(put(json!({ "password": 5 })))
+        .await
+        .assert_error(400, "\"password\" must be a string.");
+    login(&server, "erin", "secret").await;
+    assert_eq!(send(put(json!({ "password": "new" }))).await.status, 204);
+    login(&server, "erin", "new").await;
+}

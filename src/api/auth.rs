@@ -678,10 +678,16 @@ async fn set_password(
 ) -> Result<Response, ApiError> {
     let name = user_name(&params);
     let value: Value = serde_json::from_slice(&body).map_err(|_| ApiError::UndecodableBody)?;
-    let Some(password) = value["password"].as_str() else {
-        return Err(ApiError::BadRequest("Missing JSON key: password.".into()));
+    let password = match &value["password"] {
+        Value::String(password) => password.clone(),
+        Value::Null => return Err(ApiError::BadRequest("Missing JSON key: password.".into())),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "\"password\" must be a string.".into(),
+            ));
+        }
     };
-    let hash = hash_off_worker(password).await?;
+    let hash = hash_off_worker(&password).await?;
     change_accounts(&state, move |accounts| {
         accounts.edit_user(&name, |user| {
             user.password = hash;
