@@ -1456,3 +1456,53 @@ async fn a_store_that_cannot_write_answers_503_and_keeps_nothing_of_the_refused_
     assert_eq!(metadata(&server, &uuid).await, json!({ "color": "red" }));
     server.stop().await;
 }
+
+/// An integer past 64 bits would be read as the nearest float and stored as another number
+/// than the client sent (FiFo's Erlang keeps it exactly): it is refused, in a create and in
+/// metadata, and nothing is stored; the largest 64-bit integers are kept exactly.
+#[tokio::test]
+async fn integers_past_64_bits_are_refused_rather_than_rounded() {
+    let server = TestServer::start().await;
+    let raw_create = |body: &'static str| {
+        server
+            .client
+            .post(server.url(&packages("2")))
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let refused = send(raw_create(
+        r#"{"name": "big", "ram": 1024, "quota": 40, "cpu_cap": 100, "requirements": [{"weight": 99999999999999999999999, "attribute": "a", "condition": "=:=", "value": "b"}]}"#,
+    ))
+    .await;
+    refused.assert_error(
+        400,
+        "The integer 99999999999999999999999 is out of range: integers must fit in 64 bits.",
+    );
+    let list = get(&server, &packages("2")).await;
+    assert_eq!(list.body, json!([]), "nothing was created");
+
+    let uuid = created(&server, &small()).await;
+    let url = server.url(&format!("{}/metadata", one(&uuid)));
+    let put = |body: &'static str| {
+        server
+            .client
+            .put(&url)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let refused = send(put(r#"{"n": -123456789012345678901234567890}"#)).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(metadata(&server, &uuid).await, json!({}));
+    let kept = send(put(
+        r#"{"n": [18446744073709551615, -9223372036854775808, 1e30]}"#,
+    ))
+    .await;
+    assert_eq!(kept.status, 204, "{}", kept.text);
+    let read = get(&server, &one(&uuid)).await;
+    assert!(
+        read.text
+            .contains("[18446744073709551615,-9223372036854775808,1e+30]"),
+        "{}",
+        read.text
+    );
+}

@@ -56,6 +56,40 @@ pub fn checked<T: DeserializeOwned>(value: Value, schema: &RequestSchema) -> Res
     serde_json::from_value(value).map_err(|error| ApiError::Schema(vec![error.to_string()]))
 }
 
+/// The first integer literal in `json` (a valid JSON text) that fits neither `i64` nor `u64`.
+/// serde_json reads such a literal as the nearest `f64`, so `12345678901234567890123` would
+/// be stored and shown as `1.2345678901234568e22`: a body holding one is refused, rather
+/// than kept with another value than it was sent with.
+pub fn integer_out_of_range(json: &[u8]) -> Option<&str> {
+    let mut at = 0;
+    while at < json.len() {
+        match json[at] {
+            b'"' => {
+                at += 1;
+                while at < json.len() && json[at] != b'"' {
+                    at += if json[at] == b'\\' { 2 } else { 1 };
+                }
+                at += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = at;
+                while at < json.len()
+                    && matches!(json[at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    at += 1;
+                }
+                let literal = std::str::from_utf8(&json[start..at]).ok()?;
+                let integer = !literal.contains(['.', 'e', 'E']);
+                if integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err() {
+                    return Some(literal);
+                }
+            }
+            _ => at += 1,
+        }
+    }
+    None
+}
+
 /// What a write handler needs of its request besides headers and path parameters.
 pub struct WriteRequest {
     /// The method.
@@ -107,5 +141,35 @@ impl WriteRequest {
         digest.update(b"\n");
         digest.update(&self.body);
         hex::encode(digest.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_past_64_bits_are_found_outside_strings_only() {
+        let found = |json: &str| integer_out_of_range(json.as_bytes()).map(str::to_string);
+        assert_eq!(
+            found(r#"{"a": 99999999999999999999999}"#).as_deref(),
+            Some("99999999999999999999999")
+        );
+        assert_eq!(
+            found("[1, -9223372036854775809]").as_deref(),
+            Some("-9223372036854775809")
+        );
+        assert_eq!(
+            found("[18446744073709551616]").as_deref(),
+            Some("18446744073709551616")
+        );
+        for fine in [
+            "[18446744073709551615, -9223372036854775808, 0, -0]",
+            "[1e400, 1.5, 99999999999999999999999.0, 1E30, 2e-5]",
+            r#"{"99999999999999999999999": "99999999999999999999999"}"#,
+            r#"["a \"99999999999999999999999\" \\", 7]"#,
+        ] {
+            assert_eq!(found(fine), None, "{fine}");
+        }
     }
 }

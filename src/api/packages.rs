@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::answer::Answer;
 use super::auth::Caller;
-use super::body::{WriteRequest, checked};
+use super::body::{WriteRequest, checked, integer_out_of_range};
 use super::conditional::{Conditions, representation_tag, version_headers};
 use super::meta::MetaFields;
 use super::segment::{PathParams, decoded_segments, encoded_segment};
@@ -247,7 +247,15 @@ impl Format {
     /// Decodes a body in this format into a JSON value.
     fn decode(self, body: &[u8]) -> Result<Value, ApiError> {
         match self {
-            Format::Json => serde_json::from_slice(body).map_err(|_| ApiError::UndecodableBody),
+            Format::Json => {
+                let value = serde_json::from_slice(body).map_err(|_| ApiError::UndecodableBody)?;
+                if let Some(literal) = integer_out_of_range(body) {
+                    return Err(ApiError::BadRequest(format!(
+                        "The integer {literal} is out of range: integers must fit in 64 bits."
+                    )));
+                }
+                Ok(value)
+            }
             Format::MsgPack => {
                 let mut decoder = rmp_serde::Deserializer::new(std::io::Cursor::new(body));
                 // The same nesting limit as serde_json's: rmp_serde's own (1024) is deep
