@@ -1000,33 +1000,51 @@ async fn a_flood_of_failed_handshakes_is_logged_as_one_line_that_counts_the_rest
             .await;
         assert!(answer.is_err(), "plain HTTP is not answered");
     }
-    // A client with a certificate from another cluster, after them.
+    // A client with a certificate from another cluster, after them, again and again: each
+    // refusal of a certificate is logged within a budget of its own.
     let other = TempDir::new().unwrap();
     floe::ca::init(other.path(), "other-cluster").unwrap();
     floe::ca::user(other.path(), "mallory").unwrap();
-    let mallory = client_as_is(pki.path(), other.path(), "mallory");
-    let refused = mallory
-        .get(format!("https://{}/v1/version", server.addr))
-        .send()
-        .await;
-    assert!(
-        refused.is_err(),
-        "an unknown CA is refused in the handshake"
-    );
+    for _ in 0..10 {
+        let mallory = client_as_is(pki.path(), other.path(), "mallory");
+        let refused = mallory
+            .get(format!("https://{}/v1/version", server.addr))
+            .send()
+            .await;
+        assert!(
+            refused.is_err(),
+            "an unknown CA is refused in the handshake"
+        );
+    }
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.kill();
-    let failures: Vec<Value> = server
+    let events: Vec<Value> = server
         .log
         .try_iter()
         .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
-        .filter(|event| event["fields"]["message"] == "TLS handshake failed")
         .collect();
+    let lines_of = |message: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|event| event["fields"]["message"] == message)
+            .cloned()
+            .collect()
+    };
+    let failures = lines_of("TLS handshake failed");
     assert_eq!(
         failures.len(),
         1,
-        "one line for 21 failures within the interval: {failures:#?}"
+        "one line for 30 failures within the interval: {failures:#?}"
     );
+    let refusals = lines_of("client certificate refused");
+    assert_eq!(
+        refusals.len(),
+        1,
+        "one line for 10 refused certificates: {refusals:#?}"
+    );
+    assert_eq!(refusals[0]["fields"]["common_name"], "user-mallory");
+    assert_eq!(refusals[0]["fields"]["not_logged_since_last"], 0);
     assert_eq!(failures[0]["fields"]["not_logged_since_last"], 0);
     assert!(
         failures[0]["fields"]["remote"]

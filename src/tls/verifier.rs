@@ -8,7 +8,8 @@
 //! of the configured CA certificates (same issuer name, valid signature) and is within its
 //! validity dates. Chains through intermediates are accepted for v3 leaves only.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -16,8 +17,10 @@ use rustls::pki_types::{CertificateDer, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
+use super::FAILURE_LOG_INTERVAL;
 use super::x509::{self, Certificate};
 use crate::api::identity::Identity;
+use crate::log_budget::LogBudget;
 
 /// Verifies client certificates against the configured CA certificates.
 #[derive(Debug)]
@@ -25,6 +28,9 @@ pub struct ClientVerifier {
     webpki: Arc<dyn ClientCertVerifier>,
     anchors: Vec<CertificateDer<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
+    /// Refusals are logged as failed handshakes are, at most one line per interval: anyone
+    /// who can reach the port can present a certificate.
+    refusals: Mutex<LogBudget>,
 }
 
 impl ClientVerifier {
@@ -38,6 +44,24 @@ impl ClientVerifier {
             webpki,
             anchors,
             algorithms,
+            refusals: Mutex::new(LogBudget::new(FAILURE_LOG_INTERVAL)),
+        }
+    }
+
+    /// Logs a refused certificate, unless a line was logged within the interval; the next
+    /// line counts the ones left out.
+    fn log_refusal(&self, common_name: Option<&str>, reason: &dyn std::fmt::Display) {
+        let mut budget = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(refusals) = budget.admit(1, Instant::now()) {
+            tracing::warn!(
+                common_name = common_name.unwrap_or(""),
+                %reason,
+                not_logged_since_last = refusals - 1,
+                "client certificate refused"
+            );
         }
     }
 
@@ -99,20 +123,16 @@ impl ClientCertVerifier for ClientVerifier {
         };
         let common_name = leaf.common_name();
         if let Err(error) = verified {
-            tracing::warn!(
-                common_name = common_name.as_deref().unwrap_or(""),
-                version = leaf.version + 1,
-                %error,
-                "client certificate refused"
-            );
+            let reason = format!("{error} (an X.509 v{} certificate)", leaf.version + 1);
+            self.log_refusal(common_name.as_deref(), &reason);
             return Err(error);
         }
         match common_name.as_deref().and_then(Identity::from_common_name) {
             Some(_) => Ok(ClientCertVerified::assertion()),
             None => {
-                tracing::warn!(
-                    common_name = common_name.as_deref().unwrap_or(""),
-                    "client certificate refused: its common name is neither user-<name> nor node-<uuid>"
+                self.log_refusal(
+                    common_name.as_deref(),
+                    &"its common name is neither user-<name> nor node-<uuid>",
                 );
                 Err(Error::InvalidCertificate(
                     CertificateError::ApplicationVerificationFailure,
