@@ -161,8 +161,9 @@ impl ApiError {
                 json!({ "description": "The account store is unavailable; nothing was changed. Try again." })
             }
             ApiError::Store(StoreError::Unavailable(reason)) => {
-                // The cause is for the operator's log, not the client.
-                tracing::error!(%reason, "store unavailable");
+                // The cause is for the operator's log, not the client; the writer logs it
+                // (within a budget: a full disk fails every write).
+                tracing::debug!(%reason, "store unavailable");
                 json!({ "description": "The configuration store is unavailable; nothing was changed. Try again." })
             }
             other => json!({ "description": other.to_string() }),

@@ -35,6 +35,10 @@ const FORGET_PER_BATCH: usize = 1024;
 /// At most one warning about evicted answers is logged per this long.
 const EVICTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
+/// At most one error about failed commits is logged per this long: on a full disk every
+/// batch fails, and a line per batch would fill what is left of it.
+const COMMIT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// What the writer is asked to do.
 pub(super) enum Request {
     /// Apply a command and answer.
@@ -59,11 +63,7 @@ pub(super) fn spawn(
         .name("floe-writer".into())
         .spawn(move || {
             let mut batch = Vec::with_capacity(MAX_BATCH);
-            let mut carried = Carried {
-                max_answers,
-                expire_before: Timestamp::MIN,
-                evictions: LogBudget::new(EVICTION_WARNING_INTERVAL),
-            };
+            let mut carried = Carried::new(max_answers);
             while let Some(first) = queue.blocking_recv() {
                 batch.push(first);
                 while batch.len() < MAX_BATCH {
@@ -94,6 +94,23 @@ struct Carried {
     expire_before: Timestamp,
     /// When evictions were last warned about, and how many since.
     evictions: LogBudget,
+    /// When failed commits were last logged, and how many writes they refused since.
+    commit_failures: LogBudget,
+    /// How many writes failed commits refused since the last commit that succeeded.
+    refused_since_commit: u64,
+}
+
+impl Carried {
+    /// What the first batch starts from, keeping at most `max_answers` recorded answers.
+    fn new(max_answers: usize) -> Self {
+        Carried {
+            max_answers,
+            expire_before: Timestamp::MIN,
+            evictions: LogBudget::new(EVICTION_WARNING_INTERVAL),
+            commit_failures: LogBudget::new(COMMIT_FAILURE_LOG_INTERVAL),
+            refused_since_commit: 0,
+        }
+    }
 }
 
 /// The state a batch works on: the newest snapshot's contents, changed in place.
@@ -183,11 +200,24 @@ fn apply_batch(
             // Nothing was published, so the in-memory state still equals the durable one.
             // Every answer of the batch, rejections included, was decided against a state that
             // will never exist: all of them are refused.
-            tracing::error!(%reason, commands = waiting.len(), "commit failed; batch refused");
+            let refused = waiting.len() as u64;
+            carried.refused_since_commit += refused;
+            if let Some(refused) = carried.commit_failures.admit(refused, Instant::now()) {
+                tracing::error!(
+                    %reason,
+                    refused_writes = refused,
+                    "commit failed; its writes were refused (at most one line every 10 s, counting the writes refused since the last)"
+                );
+            }
             for (reply, _) in waiting {
                 let _ = reply.send(Reply::Done(Err(StoreError::Unavailable(reason.clone()))));
             }
             return;
+        }
+        let refused_writes = std::mem::take(&mut carried.refused_since_commit);
+        if refused_writes > 0 {
+            tracing::info!(refused_writes, "commits succeed again");
+            carried.commit_failures = LogBudget::new(COMMIT_FAILURE_LOG_INTERVAL);
         }
         if working.evicted > 0 {
             working.warn_of_evictions(&mut carried.evictions, Instant::now());
@@ -486,11 +516,7 @@ mod tests {
         let current = ArcSwap::from_pointee(snapshot);
         let (published, _) = watch::channel(0);
         let mut persistence = super::super::memory::MemoryStore;
-        let mut carried = Carried {
-            max_answers: usize::MAX,
-            expire_before: Timestamp::MIN,
-            evictions: LogBudget::new(EVICTION_WARNING_INTERVAL),
-        };
+        let mut carried = Carried::new(usize::MAX);
         // A write that is not about answers at all.
         let unrelated = || Request::Command {
             command: Box::new(Command {
@@ -521,6 +547,77 @@ mod tests {
             "only the answer within the TTL is left"
         );
         assert_eq!(batch(unrelated()), 1);
+    }
+
+    /// Persistence that fails every commit while `failing` is set, as a full disk does.
+    struct Flaky {
+        failing: bool,
+    }
+
+    impl Persistence for Flaky {
+        fn commit(&mut self, _batch: &Batch) -> Result<(), String> {
+            if self.failing {
+                Err("No space left on device".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[test]
+    fn failed_commits_are_counted_within_one_budget_until_a_commit_succeeds() {
+        let current = ArcSwap::from_pointee(Snapshot::new(
+            1,
+            0,
+            Configuration::default(),
+            Answers::default(),
+            super::super::ListVersions::all_at(1, 0),
+        ));
+        let (published, _) = watch::channel(0);
+        let mut persistence = Flaky { failing: true };
+        let mut carried = Carried::new(usize::MAX);
+        let mut create = |persistence: &mut Flaky, carried: &mut Carried| {
+            let (reply, mut answer) = oneshot::channel();
+            let request = Request::Command {
+                command: Box::new(Command {
+                    precondition: Precondition::default(),
+                    operation: Operation::CreateDataset {
+                        dataset_id: uuid::Uuid::new_v4(),
+                        primary: uuid::Uuid::new_v4(),
+                        metadata: Default::default(),
+                        maximum_size: None,
+                    },
+                    idempotency: None,
+                }),
+                reply,
+            };
+            apply_batch(
+                &current,
+                &published,
+                persistence,
+                carried,
+                std::iter::once(request),
+            );
+            matches!(answer.try_recv(), Ok(Reply::Done(Ok(_))))
+        };
+
+        for _ in 0..5 {
+            assert!(!create(&mut persistence, &mut carried), "refused");
+        }
+        assert_eq!(carried.refused_since_commit, 5);
+        // The first failure took the budget's line; the four after it wait for the next.
+        assert_eq!(carried.commit_failures.admit(0, Instant::now()), None);
+        assert_eq!(current.load().revision, 0, "nothing was published");
+
+        persistence.failing = false;
+        assert!(create(&mut persistence, &mut carried));
+        assert_eq!(carried.refused_since_commit, 0);
+        assert_eq!(current.load().revision, 1);
+        // After a recovery, the next failure is logged at once.
+        persistence.failing = true;
+        assert!(!create(&mut persistence, &mut carried));
+        assert_eq!(carried.commit_failures.admit(0, Instant::now()), None);
+        assert_eq!(carried.refused_since_commit, 1);
     }
 
     #[test]
