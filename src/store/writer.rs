@@ -576,7 +576,7 @@ mod tests {
         let (published, _) = watch::channel(0);
         let mut persistence = Flaky { failing: true };
         let mut carried = Carried::new(usize::MAX);
-        let mut create = |persistence: &mut Flaky, carried: &mut Carried| {
+        let create = |persistence: &mut Flaky, carried: &mut Carried| {
             let (reply, mut answer) = oneshot::channel();
             let request = Request::Command {
                 command: Box::new(Command {
