@@ -43,6 +43,10 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
 /// Opens the accounts of the store; in an empty one, creates user `admin` with every
 /// permission and writes its token to a file only the owner can read, saying so once.
+///
+/// The token file is written first and the user and token are then stored in one transaction,
+/// so a failure at any point leaves no administrator without a way in: the next start tries
+/// again. A memory store's token never replaces the token file of a SQLite store.
 fn open_accounts(config: &ServeConfig) -> Result<Accounts, ServeError> {
     let accounts = match config.store {
         config::StoreKind::Sqlite => {
@@ -53,23 +57,29 @@ fn open_accounts(config: &ServeConfig) -> Result<Accounts, ServeError> {
     if !accounts.read().users.is_empty() {
         return Ok(accounts);
     }
-    // Nobody knows this password: the administrator signs in with the token, and may set one.
-    let password = uuid::Uuid::new_v4().to_string();
-    accounts
-        .create_user(User {
-            name: "admin".into(),
-            password: hash_password(&password),
-            permissions: vec![vec!["...".into()]],
-        })
-        .map_err(|e| ServeError::Accounts(e.to_string()))?;
-    let token = uuid::Uuid::new_v4().to_string();
     let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+    if config.store == config::StoreKind::Memory
+        && config.data_dir.join(store::DATABASE_FILE).exists()
+    {
+        return Err(ServeError::Accounts(format!(
+            "--store memory would write its admin token over {}, the token of the SQLite store in that directory: give another --data-dir",
+            path.display()
+        )));
+    }
+    let token = uuid::Uuid::new_v4().to_string();
     write_private(&path, &token)
         .map_err(|e| ServeError::Accounts(format!("cannot write {}: {e}", path.display())))?;
+    // Nobody knows this password: the administrator signs in with the token, and may set one.
+    let password = uuid::Uuid::new_v4().to_string();
+    let admin = User {
+        name: "admin".into(),
+        password: hash_password(&password),
+        permissions: vec![vec!["...".into()]],
+    };
     // A century: the bootstrap token is revoked by DELETE /api/{v}/sessions/{token}.
-    let now = store::now_millis();
+    let expires_at = store::now_millis() + 100 * 365 * 24 * 3600 * 1000;
     accounts
-        .add_token(&token, "admin", now, now + 100 * 365 * 24 * 3600 * 1000)
+        .create_user_with_token(admin, &token, expires_at)
         .map_err(|e| ServeError::Accounts(e.to_string()))?;
     tracing::warn!(
         token_file = %path.display(),

@@ -853,3 +853,145 @@ fn serve_raises_its_open_file_limit_to_the_hard_limit() {
         "{limits}"
     );
 }
+
+/// `floe serve --auth token` over `dir`, run to completion (it fails to start).
+fn serve_with_tokens_to_exit(dir: &Path, store: &str) -> (ExitStatus, String) {
+    let (status, _, stderr) = run_floe(
+        &[
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--auth".as_ref(),
+            "token".as_ref(),
+            "--store".as_ref(),
+            store.as_ref(),
+            "--data-dir".as_ref(),
+            dir.as_os_str(),
+        ],
+        &[],
+    );
+    (status, stderr)
+}
+
+/// Starts a server over `dir` with `args`, and stops it with SIGTERM.
+fn start_and_stop(dir: &Path, args: &[&str]) {
+    let server = ChildServer::start(dir, args);
+    sigterm(&server);
+    remaining_log(&server);
+}
+
+/// A data directory whose database went missing or empty, while the administrator's token
+/// file or a WAL of the old store is still there, is a lost store, not a new one: floe refuses
+/// to start empty over it (and writes no new token), and starts again once the database is
+/// back.
+#[test]
+fn a_used_data_directory_whose_database_is_gone_is_not_started_empty() {
+    let dir = tempfile::TempDir::new().unwrap();
+    start_and_stop(dir.path(), &["--auth", "token"]);
+    let db = dir.path().join("floe.db");
+    let token_file = dir.path().join(floe::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let moved = dir.path().join("moved-away.db");
+    std::fs::rename(&db, &moved).unwrap();
+
+    let (status, stderr) = serve_with_tokens_to_exit(dir.path(), "sqlite");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "it started over a lost store:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("refusing to start an empty store") && stderr.contains("admin-token"),
+        "the refusal does not say why:\n{stderr}"
+    );
+    assert!(!db.exists(), "a new database was created");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), token);
+
+    std::fs::write(&db, b"").unwrap();
+    let (status, stderr) = serve_with_tokens_to_exit(dir.path(), "sqlite");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "it started over an empty file:\n{stderr}"
+    );
+    assert!(stderr.contains("the database file is empty"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "the empty file was written"
+    );
+
+    std::fs::rename(&moved, &db).unwrap();
+    start_and_stop(dir.path(), &["--auth", "token"]);
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), token);
+
+    // Without a token file: a WAL left by a crash tells of the old store too.
+    let crashed = tempfile::TempDir::new().unwrap();
+    let mut server = ChildServer::start(crashed.path(), &[]);
+    let wal = crashed.path().join("floe.db-wal");
+    server.kill();
+    assert!(
+        std::fs::metadata(&wal).is_ok_and(|file| file.len() > 0),
+        "no WAL after a kill"
+    );
+    std::fs::remove_file(crashed.path().join("floe.db")).unwrap();
+    let (status, stderr) = serve_to_exit(crashed.path());
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "it started over a lost store:\n{stderr}"
+    );
+    assert!(stderr.contains("floe.db-wal"), "{stderr}");
+}
+
+/// The database and its WAL are created readable by their owner only: they hold password
+/// hashes and token digests.
+#[test]
+fn a_new_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut server = ChildServer::start(dir.path(), &["--auth", "token"]);
+    server.kill();
+    for name in ["floe.db", "floe.db-wal", floe::ADMIN_TOKEN_FILE] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{name} has mode {:o}", mode & 0o777);
+    }
+}
+
+/// A memory store's administrator token never replaces a SQLite store's token file, and a
+/// first start that cannot write the token file leaves no administrator behind without a way
+/// in: the next start creates one, with a token that works.
+#[tokio::test]
+async fn the_admin_token_is_never_lost_or_overwritten() {
+    let dir = tempfile::TempDir::new().unwrap();
+    start_and_stop(dir.path(), &["--auth", "token"]);
+    let token_file = dir.path().join(floe::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let (status, stderr) = serve_with_tokens_to_exit(dir.path(), "memory");
+    assert_eq!(status.code(), Some(1), "a memory store started:\n{stderr}");
+    assert!(stderr.contains("--store memory"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), token);
+
+    // A store that has no accounts yet, and a token file that cannot be written.
+    let fresh = tempfile::TempDir::new().unwrap();
+    start_and_stop(fresh.path(), &[]);
+    let token_file = fresh.path().join(floe::ADMIN_TOKEN_FILE);
+    std::fs::create_dir(&token_file).unwrap();
+    let (status, stderr) = serve_with_tokens_to_exit(fresh.path(), "sqlite");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write"), "{stderr}");
+    std::fs::remove_dir(&token_file).unwrap();
+
+    let server = ChildServer::start(fresh.path(), &["--auth", "token"]);
+    let token = std::fs::read_to_string(&token_file).expect("the next start writes a token");
+    let session = common::client()
+        .get(server.url("/api/2/sessions"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), 200, "the new token does not work");
+}

@@ -204,6 +204,31 @@ impl Accounts {
         })
     }
 
+    /// Adds the first user together with a token of theirs, in one transaction: a user whose
+    /// only way in was never recorded would lock everyone out.
+    pub fn create_user_with_token(
+        &self,
+        user: User,
+        token: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), AccountsError> {
+        self.change(|accounts| {
+            if accounts.users.contains_key(&user.name) {
+                return Err(AccountsError::UserExists);
+            }
+            let digest = token_digest(token);
+            let info = TokenInfo {
+                user: user.name.clone(),
+                expires_at,
+            };
+            accounts
+                .users
+                .insert(user.name.clone(), Arc::new(user.clone()));
+            accounts.tokens.insert(digest.clone(), info.clone());
+            Ok(vec![Write::PutUser(user), Write::PutToken(digest, info)])
+        })
+    }
+
     /// Changes a user (permissions or password); `edit` returns whether anything changed.
     pub fn edit_user(
         &self,

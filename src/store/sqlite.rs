@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::num::NonZeroU64;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -227,6 +227,65 @@ impl Drop for Checkpointer {
     }
 }
 
+/// What is left in `dir` of an earlier store, by file name: a WAL that is not empty (a crash
+/// before the first checkpoint keeps every commit there) or the administrator's token file.
+/// Where any is, a database that holds no store is a lost or damaged one, not a new one: floe
+/// would otherwise start empty over it, and write a new token over the old one.
+fn earlier_store_files(dir: &Path) -> Vec<String> {
+    [
+        format!("{DATABASE_FILE}-wal"),
+        crate::ADMIN_TOKEN_FILE.to_string(),
+    ]
+    .into_iter()
+    .filter(|name| fs::metadata(dir.join(name)).is_ok_and(|file| file.len() > 0))
+    .collect()
+}
+
+/// The refusal to start a new store beside `leftovers` of an earlier one.
+fn refuse_empty_over(state: &str, leftovers: &[String]) -> String {
+    format!(
+        "the database {state}, but the data directory holds {} of an earlier store; refusing to \
+         start an empty store over it. Put the database back (see Backups in the README), or, \
+         to start afresh, give an empty --data-dir",
+        leftovers.join(" and ")
+    )
+}
+
+/// Refuses a missing or empty database beside an earlier store's files, creates a missing one
+/// with mode 0600 before SQLite opens it (SQLite gives its WAL and shared-memory files the
+/// same mode: the database holds password hashes and token digests), and warns of an existing
+/// one that others may read.
+fn prepare_database_file(path: &Path, leftovers: &[String]) -> Result<(), String> {
+    let existing = fs::metadata(path).ok();
+    if existing.as_ref().is_none_or(|file| file.len() == 0) && !leftovers.is_empty() {
+        let state = if existing.is_some() {
+            "file is empty"
+        } else {
+            "file is missing"
+        };
+        return Err(refuse_empty_over(state, leftovers));
+    }
+    match existing {
+        None => {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| e.to_string())?;
+        }
+        Some(file) if file.permissions().mode() & 0o077 != 0 => {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", file.permissions().mode() & 0o777),
+                "the database is readable by others than its owner, and it holds password hashes and token digests: chmod 600 it (and its -wal and -shm files)"
+            );
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
 /// A random store id that fits SQLite's signed integers.
 fn new_store_id() -> u64 {
     rand::random::<u64>() >> 1
@@ -256,6 +315,11 @@ impl SqliteStore {
             path: path.clone(),
             reason: e.to_string(),
         };
+        let leftovers = earlier_store_files(dir);
+        prepare_database_file(&path, &leftovers).map_err(|reason| OpenError::Database {
+            path: path.clone(),
+            reason,
+        })?;
         let connection = Connection::open(&path).map_err(db_error)?;
         let mut store = SqliteStore {
             connection,
@@ -263,7 +327,7 @@ impl SqliteStore {
             _lock: lock,
         };
         let loaded = store
-            .check_and_load()
+            .check_and_load(&leftovers)
             .map_err(|reason| OpenError::Database {
                 path: path.clone(),
                 reason,
@@ -273,9 +337,9 @@ impl SqliteStore {
     }
 
     /// Recognises the file before changing anything in it (switching to WAL is stored in the
-    /// file), creates the schema in an empty database or upgrades an older one, and reads the
-    /// store.
-    fn check_and_load(&mut self) -> Result<Loaded, String> {
+    /// file), creates the schema in an empty database (unless `leftovers` of an earlier store
+    /// lie beside it) or upgrades an older one, and reads the store.
+    fn check_and_load(&mut self, leftovers: &[String]) -> Result<Loaded, String> {
         let version: i64 = self
             .connection
             .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -288,6 +352,9 @@ impl SqliteStore {
                     .map_err(|e| e.to_string())?;
                 if tables > 0 {
                     return Err("it holds tables but is not a floe store".into());
+                }
+                if !leftovers.is_empty() {
+                    return Err(refuse_empty_over("holds no store", leftovers));
                 }
             }
             1..=SCHEMA_VERSION => {}
