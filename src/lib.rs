@@ -159,6 +159,8 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let address = listener.local_addr()?;
     check_exposure(config, address)?;
+    let settings = config.api_settings();
+    settings.meta.check().map_err(ServeError::Config)?;
     let tls = match config.tls_files() {
         Some(files) => Some(tls::server_config(&files)?),
         None => None,
@@ -191,7 +193,7 @@ pub async fn run(
     let cluster = LiveCluster::new(std::time::Duration::from_secs(config.node_expiry));
     let expiry = cluster.spawn_expiry();
     let client_certificates = tls.is_some().then_some(clients_authenticated);
-    let state = api::AppState::new(store, cluster, config.api_settings(), accounts);
+    let state = api::AppState::new(store, cluster, settings, accounts);
     let waits = state.waits.clone();
     let app = api::app(state, client_certificates);
     // Held waits are requests in flight, which a graceful stop lets finish: release them as

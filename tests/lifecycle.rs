@@ -995,3 +995,39 @@ async fn the_admin_token_is_never_lost_or_overwritten() {
         .unwrap();
     assert_eq!(session.status(), 200, "the new token does not work");
 }
+
+/// Meta field names that would hide a resource's data are refused before anything starts.
+#[test]
+fn meta_field_names_that_would_hide_data_are_refused_before_starting() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let serve = |extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--data-dir".as_ref(),
+            dir.path().as_os_str(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        run_floe(&args, &[("FLOE_AUTH", "none")])
+    };
+    for (flags, says) in [
+        (
+            &["--meta-etag-field", ""][..],
+            "--meta-etag-field must not be empty",
+        ),
+        (&["--meta-etag-field", "name"][..], "\"name\" is a field"),
+        (
+            &["--meta-etag-field", "_x", "--meta-created-field", "_x"][..],
+            "one would replace the other",
+        ),
+    ] {
+        let (status, _, stderr) = serve(flags);
+        assert_eq!(status.code(), Some(1), "{flags:?} was taken:\n{stderr}");
+        assert!(stderr.contains(says), "{flags:?}:\n{stderr}");
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "a refused start left files in the data directory"
+    );
+}

@@ -28,7 +28,56 @@ impl Default for MetaFields {
     }
 }
 
+/// The fields of the representations that carry meta fields (packages, mathematicians): a
+/// meta field of one of these names would replace the resource's own data in every answer.
+pub const REPRESENTATION_FIELDS: [&str; 14] = [
+    "uuid",
+    "name",
+    "ram",
+    "quota",
+    "cpu_cap",
+    "cpu_shares",
+    "max_swap",
+    "zfs_io_priority",
+    "blocksize",
+    "compression",
+    "requirements",
+    "metadata",
+    "unique",
+    "_links",
+];
+
 impl MetaFields {
+    /// Refuses names that would hide data: empty ones, two meta fields of one name (one would
+    /// replace the other), and names of the representations' own fields.
+    pub fn check(&self) -> Result<(), String> {
+        let named = [
+            ("--meta-etag-field", self.etag.as_deref()),
+            ("--meta-created-field", Some(self.created.as_str())),
+            ("--meta-updated-field", Some(self.updated.as_str())),
+        ];
+        let named: Vec<(&str, &str)> = named
+            .into_iter()
+            .filter_map(|(flag, name)| Some((flag, name?)))
+            .collect();
+        for (at, (flag, name)) in named.iter().enumerate() {
+            if name.is_empty() {
+                return Err(format!("{flag} must not be empty"));
+            }
+            if REPRESENTATION_FIELDS.contains(name) {
+                return Err(format!(
+                    "{flag} {name:?} is a field of the packages' or mathematicians' representations, which it would replace"
+                ));
+            }
+            if let Some((other, _)) = named[..at].iter().find(|(_, earlier)| earlier == name) {
+                return Err(format!(
+                    "{flag} and {other} are both {name:?}: one would replace the other"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Adds the meta fields of `record` to its JSON object representation.
     pub fn annotate<T>(&self, object: &mut Map<String, Value>, record: &Versioned<T>) {
         self.annotate_as(object, record, record.etag.as_str());
@@ -86,5 +135,55 @@ mod tests {
         names.annotate(&mut without_etags, &record);
         let keys: Vec<_> = without_etags.keys().map(String::as_str).collect();
         assert_eq!(keys, ["_created", "_updated"]);
+    }
+
+    #[test]
+    fn names_that_would_hide_data_are_refused() {
+        let with = |etag: &str, created: &str| MetaFields {
+            etag: Some(etag.into()),
+            created: created.into(),
+            ..MetaFields::default()
+        };
+        assert_eq!(MetaFields::default().check(), Ok(()));
+        assert_eq!(with("etag", "created").check(), Ok(()));
+        assert!(
+            with("", "_created")
+                .check()
+                .unwrap_err()
+                .contains("--meta-etag-field")
+        );
+        let twice = with("_x", "_x").check().unwrap_err();
+        assert!(twice.contains("--meta-created-field") && twice.contains("--meta-etag-field"));
+        for field in ["name", "unique", "_links", "metadata"] {
+            assert!(with(field, "_created").check().is_err(), "{field}");
+        }
+        // With ETags off the etag field's name is not used, so it cannot collide.
+        let off = MetaFields {
+            etag: None,
+            created: "_updated".into(),
+            ..MetaFields::default()
+        };
+        assert!(
+            off.check().is_err(),
+            "created and updated still may not share a name"
+        );
+    }
+
+    #[test]
+    fn the_reserved_names_cover_every_field_of_a_package() {
+        let mut package = crate::model::package::Package::new(uuid::Uuid::nil(), "p".into());
+        package.ram = Some(1);
+        package.quota = Some(1);
+        package.cpu_cap = Some(1);
+        package.cpu_shares = Some(1);
+        package.max_swap = Some(1);
+        package.zfs_io_priority = Some(1);
+        package.blocksize = Some(1);
+        let Value::Object(fields) = serde_json::to_value(&package).unwrap() else {
+            panic!("a package is an object");
+        };
+        for field in fields.keys() {
+            assert!(REPRESENTATION_FIELDS.contains(&field.as_str()), "{field}");
+        }
     }
 }
