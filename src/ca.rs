@@ -23,6 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use uuid::Uuid;
 
 use crate::model::dataset::{InvalidNodeId, node_id};
+use crate::model::permission::valid_user_name;
 use crate::tls::x509;
 
 /// The CA certificate's file name.
@@ -104,13 +105,17 @@ pub fn init(dir: &Path, name: &str) -> Result<Written, CaError> {
 /// `floe ca control HOSTNAME`: the control service's certificate, valid for the name
 /// `control-service` and for HOSTNAME (a DNS name, or an IP address).
 pub fn control(dir: &Path, hostname: &str) -> Result<Written, CaError> {
+    let not_a_host = || {
+        CaError::BadName(format!(
+            "{hostname:?} is neither a DNS name nor an IP address"
+        ))
+    };
     let host = match hostname.parse::<IpAddr>() {
         Ok(ip) => SanType::IpAddress(ip),
-        Err(_) => SanType::DnsName(hostname.try_into().map_err(|_| {
-            CaError::BadName(format!(
-                "{hostname:?} is neither a DNS name nor an IP address"
-            ))
-        })?),
+        Err(_) if is_dns_name(hostname) => {
+            SanType::DnsName(hostname.try_into().map_err(|_| not_a_host())?)
+        }
+        Err(_) => return Err(not_a_host()),
     };
     file_safe(hostname)?;
     let dns = CONTROL_SERVICE
@@ -126,6 +131,22 @@ pub fn control(dir: &Path, hostname: &str) -> Result<Written, CaError> {
     )
 }
 
+/// Whether `name` is a DNS host name (RFC 1123): dot-separated labels of 1 to 63 letters,
+/// digits and hyphens, none starting or ending with a hyphen, 253 characters at most. A
+/// certificate for anything else names no host a client could connect to.
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 /// `floe ca node [UUID]`: a node agent's certificate (common name `node-UUID`), for a fresh
 /// UUID when none is given. A given UUID must be of version 4, checked before anything is
 /// written.
@@ -138,8 +159,14 @@ pub fn node(dir: &Path, node: Option<Uuid>) -> Result<(Uuid, Written), CaError> 
     Ok((node, written))
 }
 
-/// `floe ca user NAME`: an API user's certificate (common name `user-NAME`, client auth).
+/// `floe ca user NAME`: an API user's certificate (common name `user-NAME`, client auth), for
+/// a name the API accepts for a user (a certificate for another would name nobody).
 pub fn user(dir: &Path, name: &str) -> Result<Written, CaError> {
+    if !valid_user_name(name) {
+        return Err(CaError::BadName(format!(
+            "{name:?} is not a user name: 1 to 128 letters, digits or - _ . @, with at least one letter or digit"
+        )));
+    }
     file_safe(name)?;
     issue(dir, name, &format!("user-{name}"), |params| {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];

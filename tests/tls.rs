@@ -400,6 +400,41 @@ fn floe_ca_says_it_cannot_write_into_a_missing_directory() {
     );
 }
 
+/// `floe ca` issues certificates only for names floe can use: a user name the API accepts
+/// (a certificate for another would name nobody, `_` would read as a wildcard) and a host
+/// name a client can connect to; nothing is written for a refused name.
+#[test]
+fn floe_ca_refuses_names_no_certificate_should_carry() {
+    let dir = TempDir::new().unwrap();
+    floe::ca::init(dir.path(), "test-cluster").unwrap();
+    let count = || std::fs::read_dir(dir.path()).unwrap().count();
+    let before = count();
+    for user in ["bob smith", "_", "...", "", &"x".repeat(129)] {
+        let error = floe::ca::user(dir.path(), user).expect_err(user);
+        assert!(
+            error.to_string().contains("is not a user name"),
+            "{user}: {error}"
+        );
+    }
+    for host in [
+        "bad host name!",
+        "-lead.example",
+        "a..b",
+        "under_score.example",
+        "",
+    ] {
+        let error = floe::ca::control(dir.path(), host).expect_err(host);
+        assert!(
+            error.to_string().contains("neither a DNS name"),
+            "{host}: {error}"
+        );
+    }
+    assert_eq!(count(), before, "a refused name wrote files");
+    floe::ca::user(dir.path(), "bob.smith@ops").unwrap();
+    floe::ca::control(dir.path(), "control-1.example.com").unwrap();
+    floe::ca::control(dir.path(), "::1").unwrap();
+}
+
 #[test]
 fn floe_ca_refuses_a_node_uuid_that_is_not_version_4() {
     let dir = TempDir::new().unwrap();

@@ -24,7 +24,7 @@ use super::identity::Identity;
 use super::packages::options;
 use super::segment::{PathParams, decoded_segments, encoded_segment};
 use super::{ApiError, AppState};
-use crate::model::permission::{Permission, allowed, covers, permission};
+use crate::model::permission::{Permission, allowed, covers, permission, valid_user_name};
 use crate::store::accounts::{Accounts, AccountsError, User, hash_password, verify_password};
 use crate::store::now_millis;
 
@@ -529,19 +529,6 @@ async fn list_users(State(state): State<AppState>) -> Result<Response, ApiError>
     Ok(Answer::json(StatusCode::OK, json!(names).to_string()).into_response())
 }
 
-/// A user name is a plain path segment with at least one letter or digit. Permissions name
-/// users by name, where `_` and `...` are wildcards: a user called `_` could never be granted
-/// anything about itself alone (`users->_->passwd` is every user's password). And `.` or `..`
-/// are dot segments, which clients resolve away before sending a URL.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-        && name.chars().any(|c| c.is_ascii_alphanumeric())
-}
-
 /// Reads a permission (an array of non-empty strings).
 fn parse_permission(value: &Value) -> Option<Permission> {
     let items = value.as_array()?;
@@ -585,7 +572,7 @@ async fn create_user(
             "Missing JSON keys: user, password required.".into(),
         ));
     };
-    if !valid_name(name) {
+    if !valid_user_name(name) {
         return Err(ApiError::BadRequest(
             "A user name is 1 to 128 letters, digits or - _ . @, with at least one letter or digit."
                 .into(),

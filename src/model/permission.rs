@@ -6,6 +6,20 @@
 /// A permission or a grant: a path of segments.
 pub type Permission = Vec<String>;
 
+/// The rule for user names, wherever a user is named (the API, `floe ca user`): a plain path
+/// segment of at most 128 letters, digits or `- _ . @`, with at least one letter or digit.
+/// Permissions name users by name, where `_` and `...` are wildcards: a user called `_` could
+/// never be granted anything about itself alone (`users->_->passwd` is every user's password).
+/// And `.` or `..` are dot segments, which clients resolve away before sending a URL.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+        && name.chars().any(|c| c.is_ascii_alphanumeric())
+}
+
 /// Builds a permission from segments.
 pub fn permission(segments: &[&str]) -> Permission {
     segments.iter().map(|segment| segment.to_string()).collect()
