@@ -35,6 +35,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tower::{Service, ServiceExt};
 
+/// How long a graceful stop waits for the requests in flight before it closes their
+/// connections: a client that sent half a request (its head, or part of its body) would
+/// otherwise hold the stop for the whole head or body timeout, past what `docker stop` and
+/// systemd wait before they kill.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Below this many open files, a server holding a connection for every waiting client runs
 /// short of them; start-up warns.
 const FEW_OPEN_FILES: u64 = 4096;
@@ -77,7 +83,8 @@ pub fn raise_open_file_limit_and_log() {
 }
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets every request in
-/// flight finish, and returns once every connection is closed. A connection that waits more
+/// flight finish (closing, after [`SHUTDOWN_GRACE`], the connections whose request has not),
+/// and returns once every connection is closed. A connection that waits more
 /// than `head_timeout` for a request's head (the request line and headers) is closed.
 /// `service_for` makes the service of one connection from the address the listener reported
 /// for it (a plain connection needs nothing from it; a TLS one carries the client's identity);
@@ -144,7 +151,17 @@ pub async fn serve<L, S>(
     drop(listener);
     drop(service_for);
     deadlines.signal_all(STOP);
-    open.closed().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, open.closed())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            grace = ?SHUTDOWN_GRACE,
+            "closing the connections whose request did not finish within the stop's grace period"
+        );
+        deadlines.signal_all(EXPIRED);
+        open.closed().await;
+    }
     sweeper.abort();
 }
 

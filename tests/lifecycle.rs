@@ -1031,3 +1031,38 @@ fn meta_field_names_that_would_hide_data_are_refused_before_starting() {
         "a refused start left files in the data directory"
     );
 }
+
+/// A client that sent half a request, its head or part of its body, holds a graceful stop for
+/// the grace period only (5 s), not for the head or body timeout (30 s by default): past it the
+/// connection is closed, and floe exits cleanly.
+#[test]
+fn half_sent_requests_hold_a_stop_for_the_grace_period_only() {
+    for half in [
+        "GET /v1/version HTTP/1.1\r\nHost: x\r\n".to_string(),
+        format!("POST {LIST} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{\"primary\""),
+    ] {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut server = ChildServer::start(dir.path(), &[]);
+        let mut client = std::net::TcpStream::connect(server.addr).unwrap();
+        client.write_all(half.as_bytes()).unwrap();
+        // The request reaches floe before the signal does.
+        std::thread::sleep(Duration::from_millis(200));
+        let asked = Instant::now();
+        sigterm(&server);
+        let status = wait_for_exit(&mut server.child, EXIT_WITHIN, "floe after SIGTERM");
+        let took = asked.elapsed();
+        assert!(status.success(), "{half:?}: floe exited with {status}");
+        assert!(
+            took >= Duration::from_secs(4),
+            "{half:?}: the request in flight was not given its grace ({took:?})"
+        );
+        let log = remaining_log(&server);
+        assert!(
+            messages(&log)
+                .iter()
+                .any(|m| m.starts_with("closing the connections whose request")),
+            "{half:?}: {:?}",
+            messages(&log)
+        );
+    }
+}
