@@ -105,7 +105,7 @@ pub enum CaCommand {
 pub struct ServeConfig {
     /// Address and port to listen on. Port 0 picks a free port. Plain HTTP (no --tls-cert)
     /// is refused on any address but loopback unless --insecure is given.
-    #[arg(long, env = "FLOE_LISTEN", default_value = "127.0.0.1:4523")]
+    #[arg(long, env = "FLOE_LISTEN", default_value = "127.0.0.1:4523", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Serve HTTPS with this certificate chain (PEM, leaf first), e.g. the
@@ -265,6 +265,16 @@ fn parse_control_url(text: &str) -> Result<reqwest::Url, String> {
 }
 
 /// A cap on recorded answers: at least one, since a cap of none would recognise no retry.
+/// `--listen`: an IP address and a port. A host name is refused with an example, rather than
+/// with the standard library's bare "invalid socket address syntax".
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        "must be an IP address and a port, such as 127.0.0.1:4523, 0.0.0.0:4523 or [::1]:4523 \
+         (host names are not looked up)"
+            .to_string()
+    })
+}
+
 fn parse_max_keys(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(0) => Err(

@@ -188,7 +188,14 @@ pub async fn run(
         tracing::warn!(%address, "plain HTTP on a non-loopback address (--insecure): anyone who can reach it may change the configuration");
     }
     if tls.is_some() && !clients_authenticated {
-        tracing::warn!("HTTPS without --tls-client-ca: clients are not authenticated");
+        match config.auth {
+            AuthMode::Token => tracing::info!(
+                "HTTPS without --tls-client-ca: clients present no certificate; tokens authenticate them"
+            ),
+            AuthMode::None => {
+                tracing::warn!("HTTPS without --tls-client-ca: clients are not authenticated")
+            }
+        }
     }
     let cluster = LiveCluster::new(std::time::Duration::from_secs(config.node_expiry));
     let expiry = cluster.spawn_expiry();

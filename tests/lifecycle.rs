@@ -1066,3 +1066,21 @@ fn half_sent_requests_hold_a_stop_for_the_grace_period_only() {
         );
     }
 }
+
+/// `--listen` takes an address, not a host name, and says so with an example.
+#[test]
+fn a_host_name_for_listen_is_refused_with_an_example() {
+    let (status, _, stderr) = run_floe(
+        &[
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "localhost:4523".as_ref(),
+        ],
+        &[],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("must be an IP address and a port, such as 127.0.0.1:4523"),
+        "{stderr}"
+    );
+}

@@ -205,7 +205,7 @@ impl Control {
             .with_context(|| format!("GET {path}"))?;
         let status = response.status();
         if status != StatusCode::OK {
-            bail!("GET {path} answered {status}");
+            bail!("GET {path} answered {status}{}", hint(status));
         }
         let etag = etag_of(&response);
         let bytes = response
@@ -239,7 +239,10 @@ impl Control {
             StatusCode::NOT_MODIFIED => Ok(Waited::Unchanged),
             StatusCode::OK if etag_of(&response).as_deref() == Some(etag) => Ok(Waited::Unchanged),
             StatusCode::OK => Ok(Waited::Changed),
-            status => Err(anyhow!("waiting on GET {path} answered {status}")),
+            status => Err(anyhow!(
+                "waiting on GET {path} answered {status}{}",
+                hint(status)
+            )),
         }
     }
 
@@ -270,8 +273,9 @@ impl Control {
         let bytes = response.bytes().await.context("PUT of the node's report")?;
         if status != StatusCode::OK {
             bail!(
-                "the report was refused with {status}: {}",
-                String::from_utf8_lossy(&bytes)
+                "the report was refused with {status}: {}{}",
+                String::from_utf8_lossy(&bytes),
+                hint(status)
             );
         }
         #[derive(serde::Deserialize)]
@@ -296,7 +300,10 @@ impl Control {
             // Not found: the service has already forgotten the node (it restarted, or the
             // node expired), which is what was asked.
             StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
-            status => Err(anyhow!("DELETE of the node answered {status}")),
+            status => Err(anyhow!(
+                "DELETE of the node answered {status}{}",
+                hint(status)
+            )),
         }
     }
 }
@@ -308,4 +315,32 @@ fn etag_of(response: &reqwest::Response) -> Option<String> {
         .get(ETAG)
         .and_then(|value| value.to_str().ok())
         .map(str::to_string)
+}
+
+/// What an operator can do about a refusal the agent will meet at every attempt until they
+/// act: it retries for ever, so the log line must say what to change.
+fn hint(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            " (the control service authenticates: give the agent a token with --token or FLOE_AGENT_TOKEN, or a node certificate)"
+        }
+        StatusCode::FORBIDDEN => {
+            " (the agent's token or certificate may not do this: its user needs nodes->NODE->report and the permissions to list what the agent reads, see the README's table; or use the node's own certificate)"
+        }
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_the_operator_must_fix_say_how() {
+        assert!(hint(StatusCode::UNAUTHORIZED).contains("--token"));
+        assert!(hint(StatusCode::FORBIDDEN).contains("nodes->NODE->report"));
+        for passing in [StatusCode::SERVICE_UNAVAILABLE, StatusCode::BAD_REQUEST] {
+            assert_eq!(hint(passing), "", "{passing}: retrying may be enough");
+        }
+    }
 }
