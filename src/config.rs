@@ -43,6 +43,25 @@ pub enum Command {
     /// directory. Stop Flocker's control service first, so the file no longer changes.
     #[command(name = "import-flocker")]
     ImportFlocker(ImportFlockerArgs),
+    /// Issue a new token for a user (default `admin`) and write it to `admin-token` in
+    /// --data-dir (mode 0600), replacing the file: for when the administrator's token was lost
+    /// or revoked. Nobody knows the first administrator's password, so this is the way back
+    /// in. Stop `floe serve` first: the server reads its accounts when it starts, and holds
+    /// the data directory while it runs.
+    #[command(name = "admin-token")]
+    AdminToken(AdminTokenArgs),
+}
+
+/// Settings of `floe admin-token`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminTokenArgs {
+    /// The data directory of the stopped server.
+    #[arg(long, env = "FLOE_DATA_DIR", default_value = "./floe-data")]
+    pub data_dir: PathBuf,
+
+    /// Whose token to issue.
+    #[arg(long, default_value = "admin")]
+    pub user: String,
 }
 
 /// Settings of `floe import-flocker`.

@@ -27,6 +27,7 @@ pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -40,6 +41,10 @@ use store::{OpenError, Store};
 
 /// The file in the data directory that receives the first administrator's token.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// How long an administrator's token written to [`ADMIN_TOKEN_FILE`] lives: a century. It
+/// ends when it is revoked (`DELETE /api/{v}/sessions/{token}`).
+const ADMIN_TOKEN_LIFETIME_MILLIS: i64 = 100 * 365 * 24 * 3600 * 1000;
 
 /// Opens the accounts of the store; in an empty one, creates user `admin` with every
 /// permission and writes its token to a file only the owner can read, saying so once.
@@ -76,8 +81,7 @@ fn open_accounts(config: &ServeConfig) -> Result<Accounts, ServeError> {
         password: hash_password(&password),
         permissions: vec![vec!["...".into()]],
     };
-    // A century: the bootstrap token is revoked by DELETE /api/{v}/sessions/{token}.
-    let expires_at = store::now_millis() + 100 * 365 * 24 * 3600 * 1000;
+    let expires_at = store::now_millis() + ADMIN_TOKEN_LIFETIME_MILLIS;
     accounts
         .create_user_with_token(admin, &token, expires_at)
         .map_err(|e| ServeError::Accounts(e.to_string()))?;
@@ -86,6 +90,36 @@ fn open_accounts(config: &ServeConfig) -> Result<Accounts, ServeError> {
         "created user admin with every permission; its token is in the token file (mode 0600)"
     );
     Ok(accounts)
+}
+
+/// `floe admin-token`: issues a new token for `user` of the stopped store in `data_dir` and
+/// writes it to the token file, for when the administrator's token was lost or revoked
+/// (nobody knows the first administrator's password). Returns the file written.
+///
+/// The store must not be in use: a running server reads its accounts when it starts, so it
+/// would not know the token, and the data directory's lock says so.
+pub fn issue_admin_token(data_dir: &std::path::Path, user: &str) -> Result<PathBuf, ServeError> {
+    if !data_dir.join(store::DATABASE_FILE).is_file() {
+        return Err(ServeError::Accounts(format!(
+            "{} holds no store (no {})",
+            data_dir.display(),
+            store::DATABASE_FILE
+        )));
+    }
+    let _lock = store::lock_data_dir(data_dir)?;
+    let accounts = Accounts::open(data_dir).map_err(ServeError::Accounts)?;
+    if !accounts.read().users.contains_key(user) {
+        return Err(ServeError::Accounts(format!("there is no user {user:?}")));
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let token = uuid::Uuid::new_v4().to_string();
+    let now = store::now_millis();
+    accounts
+        .add_token(&token, user, now, now + ADMIN_TOKEN_LIFETIME_MILLIS)
+        .map_err(|e| ServeError::Accounts(e.to_string()))?;
+    write_private(&path, &token)
+        .map_err(|e| ServeError::Accounts(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
 }
 
 /// Writes `text` to a new file that only its owner can read.

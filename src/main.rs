@@ -40,6 +40,17 @@ async fn main() -> ExitCode {
                 Err(error) => fail("floe import-flocker", args.log_format, &error),
             }
         }
+        Command::AdminToken(args) => match floe::issue_admin_token(&args.data_dir, &args.user) {
+            Ok(path) => {
+                println!(
+                    "wrote a new token for {} to {} (mode 0600); earlier tokens still work until revoked",
+                    args.user,
+                    path.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail("floe admin-token", LogFormat::Text, &error),
+        },
         Command::Ca(args) => match ca(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

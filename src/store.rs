@@ -27,7 +27,7 @@ use crate::model::{Change, Operation, Outcome, Records, Rejection, Timestamp};
 
 pub use answers::Answers;
 pub use snapshot::{ConfigTag, ListVersions, Snapshot};
-pub use sqlite::DATABASE_FILE;
+pub use sqlite::{DATABASE_FILE, lock_data_dir};
 
 /// How many commands the writer takes into one batch at most. Bounded so that one batch's
 /// transaction, and the wait of its first caller, stay short under a flood.

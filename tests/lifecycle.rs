@@ -1084,3 +1084,68 @@ fn a_host_name_for_listen_is_refused_with_an_example() {
         "{stderr}"
     );
 }
+
+/// An administrator whose token was revoked (or whose token file was lost) gets back in with
+/// `floe admin-token`, which refuses to run while a server holds the store.
+#[tokio::test]
+async fn a_revoked_admin_token_is_replaced_offline_with_floe_admin_token() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let token_file = dir.path().join(floe::ADMIN_TOKEN_FILE);
+    let admin_token = |dir: &Path, user: &str| {
+        run_floe(
+            &[
+                "admin-token".as_ref(),
+                "--data-dir".as_ref(),
+                dir.as_os_str(),
+                "--user".as_ref(),
+                user.as_ref(),
+            ],
+            &[],
+        )
+    };
+    let session = |server: &ChildServer, token: String| {
+        let request = common::client()
+            .get(server.url("/api/2/sessions"))
+            .bearer_auth(token.trim());
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    let server = ChildServer::start(dir.path(), &["--auth", "token"]);
+    let first = std::fs::read_to_string(&token_file).unwrap();
+    let revoked = common::client()
+        .delete(server.url(&format!("/api/2/sessions/{}", first.trim())))
+        .bearer_auth(first.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(session(&server, first.clone()).await, 403, "revoked");
+
+    let (status, _, stderr) = admin_token(dir.path(), "admin");
+    assert_eq!(status.code(), Some(1), "it ran beside the server: {stderr}");
+    assert!(
+        stderr.contains("another floe process is using it"),
+        "{stderr}"
+    );
+    sigterm(&server);
+    remaining_log(&server);
+
+    let (status, stdout, stderr) = admin_token(dir.path(), "admin");
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("wrote a new token for admin"), "{stdout}");
+    let second = std::fs::read_to_string(&token_file).unwrap();
+    assert_ne!(second, first);
+    let server = ChildServer::start(dir.path(), &["--auth", "token"]);
+    assert_eq!(session(&server, second).await, 200, "the new token works");
+    sigterm(&server);
+    remaining_log(&server);
+
+    let (status, _, stderr) = admin_token(dir.path(), "nobody");
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("there is no user \"nobody\""), "{stderr}");
+    let empty = tempfile::TempDir::new().unwrap();
+    let (status, _, stderr) = admin_token(empty.path(), "admin");
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("holds no store"), "{stderr}");
+    assert!(std::fs::read_dir(empty.path()).unwrap().next().is_none());
+}

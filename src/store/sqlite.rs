@@ -227,6 +227,19 @@ impl Drop for Checkpointer {
     }
 }
 
+/// Takes the data directory's lock, held as long as the returned file is open: one process
+/// at a time (a server, an import, an offline account change) may use a store.
+pub fn lock_data_dir(dir: &Path) -> Result<File, OpenError> {
+    let lock = File::create(dir.join("floe.lock")).map_err(|e| OpenError::DataDir {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    lock.try_lock().map_err(|_| OpenError::InUse {
+        path: dir.to_path_buf(),
+    })?;
+    Ok(lock)
+}
+
 /// What is left in `dir` of an earlier store, by file name: a WAL that is not empty (a crash
 /// before the first checkpoint keeps every commit there) or the administrator's token file.
 /// Where any is, a database that holds no store is a lost or damaged one, not a new one: floe
@@ -305,10 +318,7 @@ impl SqliteStore {
             .mode(0o700)
             .create(dir)
             .map_err(|e| dir_error(e.to_string()))?;
-        let lock = File::create(dir.join("floe.lock")).map_err(|e| dir_error(e.to_string()))?;
-        lock.try_lock().map_err(|_| OpenError::InUse {
-            path: dir.to_path_buf(),
-        })?;
+        let lock = lock_data_dir(dir)?;
 
         let path = dir.join(DATABASE_FILE);
         let db_error = |e: rusqlite::Error| OpenError::Database {
