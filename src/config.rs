@@ -250,7 +250,8 @@ pub struct AgentConfig {
     #[arg(long, env = "FLOE_AGENT_ROOT", default_value = "./floe-datasets")]
     pub root: PathBuf,
 
-    /// Seconds between reports when nothing changes (a change is reported at once).
+    /// Seconds between reports when nothing changes (a change is reported at once); 1 to
+    /// 86,400.
     #[arg(long, env = "FLOE_AGENT_REPORT_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub report_interval: u64,
 

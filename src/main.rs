@@ -128,31 +128,44 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
     socket.listen(8192)
 }
 
-/// Completes on SIGINT or SIGTERM; the server then finishes what is in flight.
-async fn shutdown_signal() {
-    signal_received().await;
-    tracing::info!("shutdown requested; finishing in-flight requests");
+/// Completes on SIGINT, SIGTERM or SIGHUP; the server then finishes what is in flight.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let received = signal_received();
+    async move {
+        received.await;
+        tracing::info!("shutdown requested; finishing in-flight requests");
+    }
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn signal_received() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("a SIGTERM handler can be installed");
+/// Completes on SIGINT, SIGTERM or SIGHUP. A hang-up (the terminal floe ran in went away)
+/// stops it as gracefully as the others: by default it would end the process at once, with
+/// nothing logged. The handlers are installed when this is called, not when the future is
+/// first polled, so that a signal sent as soon as the server says it listens is caught.
+fn signal_received() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler can be installed");
+    let mut terminate =
+        signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed");
+    let mut hangup = signal(SignalKind::hangup()).expect("a SIGHUP handler can be installed");
+    async move {
         tokio::select! {
-            _ = interrupt => {},
+            _ = interrupt.recv() => {},
             _ = terminate.recv() => {},
+            _ = hangup.recv() => {},
         }
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }
 
+/// Logs at `RUST_LOG`'s levels, `info` without it. A `RUST_LOG` that does not parse is said
+/// to be so, once logging works: silently logging at another level than asked hides what an
+/// operator turned debugging on to see.
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let asked = std::env::var("RUST_LOG").ok();
+    let (filter, refused) = match asked.as_deref().map(EnvFilter::try_new) {
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(error)) => (EnvFilter::new("info"), Some(error)),
+        None => (EnvFilter::new("info"), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -160,5 +173,8 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+    if let (Some(asked), Some(error)) = (asked, refused) {
+        tracing::warn!(rust_log = %asked, %error, "RUST_LOG is not a valid filter; logging at info");
     }
 }

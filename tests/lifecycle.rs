@@ -1149,3 +1149,46 @@ async fn a_revoked_admin_token_is_replaced_offline_with_floe_admin_token() {
     assert!(stderr.contains("holds no store"), "{stderr}");
     assert!(std::fs::read_dir(empty.path()).unwrap().next().is_none());
 }
+
+/// A hang-up stops floe as gracefully as SIGTERM does, saying so.
+#[test]
+fn sighup_stops_floe_gracefully() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut server = ChildServer::start(dir.path(), &[]);
+    let status = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let status = wait_for_exit(&mut server.child, EXIT_WITHIN, "floe after SIGHUP");
+    assert!(status.success(), "floe exited with {status} after SIGHUP");
+    let log = remaining_log(&server);
+    assert!(
+        messages(&log).contains(&"floe stopped"),
+        "{:?}",
+        messages(&log)
+    );
+}
+
+/// A `RUST_LOG` that does not parse is said to be so, rather than silently ignored.
+#[test]
+fn an_invalid_rust_log_is_reported() {
+    let dir = tempfile::TempDir::new().unwrap();
+    // A refused setting ends the start right after logging is set up.
+    let (status, _, stderr) = run_floe(
+        &[
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--data-dir".as_ref(),
+            dir.path().as_os_str(),
+            "--meta-etag-field=".as_ref(),
+        ],
+        &[("RUST_LOG", "floe=loudest"), ("FLOE_AUTH", "none")],
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("RUST_LOG is not a valid filter") && stderr.contains("floe=loudest"),
+        "{stderr}"
+    );
+}
