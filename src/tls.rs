@@ -33,6 +33,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most one failed handshake is logged per this long; see [`FailureLog`].
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// A server certificate that ends within this long is warned about at start-up.
+const CERTIFICATE_WARNING_AHEAD: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Why the TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -87,10 +90,29 @@ pub fn read_certificates(
 /// mandatory client certificates checked by [`ClientVerifier`].
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = read_certificates(&files.cert, "the server certificate")?;
+    if let Ok(leaf) = x509::Certificate::parse(&chain[0]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs() as i64);
+        if let Some(problem) = validity_problem(leaf.not_before, leaf.not_after, now) {
+            tracing::warn!(
+                path = %files.cert.display(),
+                not_before = %unix_time(leaf.not_before),
+                not_after = %unix_time(leaf.not_after),
+                "the server certificate {problem}; issue a new one (`floe ca control HOST`)"
+            );
+        }
+    }
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Pem {
         what: "the server's private key",
         path: files.key.clone(),
-        reason: e.to_string(),
+        reason: match e {
+            rustls::pki_types::pem::Error::NoItemsFound => "it holds no unencrypted private key \
+                (PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY; an encrypted key must be \
+                decrypted first, and a certificate is not a key)"
+                .into(),
+            other => other.to_string(),
+        },
     })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
@@ -120,6 +142,28 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     // axum serves HTTP/1.1 only (its http2 feature is off).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// What is wrong, at `now`, with a certificate valid from `not_before` to `not_after` (all in
+/// seconds since the Unix epoch): clients refuse one outside its dates, so the operator hears
+/// of it when floe starts rather than from every client, and a little before it happens.
+fn validity_problem(not_before: i64, not_after: i64, now: i64) -> Option<String> {
+    if now > not_after {
+        Some("has expired: clients will refuse every handshake".into())
+    } else if now < not_before {
+        Some("is not valid yet: clients will refuse every handshake until it is".into())
+    } else if not_after - now < CERTIFICATE_WARNING_AHEAD.as_secs() as i64 {
+        let days = (not_after - now) / (24 * 3600);
+        Some(format!("expires in {days} days"))
+    } else {
+        None
+    }
+}
+
+/// `seconds` since the Unix epoch, in RFC 3339.
+fn unix_time(seconds: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// Trust anchors from CA certificates. webpki refuses v1 certificates that carry extensions,
@@ -309,6 +353,32 @@ impl Listener for TlsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_certificate_out_of_its_dates_or_near_its_end_is_warned_about() {
+        let day = 24 * 3600;
+        let (from, to) = (1_000 * day, 2_000 * day);
+        assert_eq!(validity_problem(from, to, 1_500 * day), None);
+        assert!(
+            validity_problem(from, to, 2_001 * day)
+                .unwrap()
+                .contains("has expired")
+        );
+        assert!(
+            validity_problem(from, to, 999 * day)
+                .unwrap()
+                .contains("not valid yet")
+        );
+        assert_eq!(
+            validity_problem(from, to, 1_990 * day).as_deref(),
+            Some("expires in 10 days")
+        );
+        assert_eq!(
+            validity_problem(from, to, 1_969 * day),
+            None,
+            "31 days left"
+        );
+    }
 
     #[test]
     fn failed_handshakes_are_logged_once_per_interval_with_the_count_left_out() {

@@ -1192,3 +1192,14 @@ fn an_invalid_rust_log_is_reported() {
         "{stderr}"
     );
 }
+
+/// A `--data-dir` that is a file says so.
+#[test]
+fn a_data_dir_that_is_a_file_says_so() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let (status, stderr) = serve_to_exit(&file);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("it is a file, not a directory"), "{stderr}");
+}

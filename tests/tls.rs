@@ -1088,3 +1088,23 @@ async fn a_flood_of_failed_handshakes_is_logged_as_one_line_that_counts_the_rest
         "{failures:#?}"
     );
 }
+
+/// A key file that holds no usable key (a certificate given as the key, an encrypted key)
+/// says what it should hold.
+#[test]
+fn a_key_file_without_a_key_says_what_it_should_hold() {
+    let pki = pki();
+    let cert = pki.path().join("control-127.0.0.1.crt");
+    let error = floe::tls::server_config(&floe::tls::TlsFiles {
+        cert: cert.clone(),
+        key: cert,
+        client_ca: None,
+    })
+    .expect_err("a certificate is not a key");
+    let message = error.to_string();
+    assert!(
+        message.contains("holds no unencrypted private key")
+            && message.contains("control-127.0.0.1.crt"),
+        "{message}"
+    );
+}

@@ -317,7 +317,10 @@ impl SqliteStore {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| dir_error(e.to_string()))?;
+            .map_err(|e| match fs::metadata(dir) {
+                Ok(found) if !found.is_dir() => dir_error("it is a file, not a directory".into()),
+                _ => dir_error(e.to_string()),
+            })?;
         let lock = lock_data_dir(dir)?;
 
         let path = dir.join(DATABASE_FILE);
