@@ -172,10 +172,20 @@ pub enum StoreError {
         current: ConfigTag,
     },
     /// `If-Match`, `If-None-Match` or `If-Unmodified-Since` failed for the target resource.
-    #[error("Client and server etags don't match")]
+    #[error(
+        "{}",
+        if *by_date {
+            "The resource was modified after the If-Unmodified-Since date"
+        } else {
+            "Client and server etags don't match"
+        }
+    )]
     ResourceChanged {
         /// The resource's current entity tag, if it exists.
         current_etag: Option<String>,
+        /// Whether the condition that failed was `If-Unmodified-Since`'s date rather than an
+        /// entity tag (Eve's message names entity tags only).
+        by_date: bool,
     },
     /// The policy requires a validator and the request had none.
     #[error("To edit a document its etag must be provided using the If-Match header")]

@@ -2137,4 +2137,27 @@ async fn stale_validators_are_412_before_the_body_is_read() {
             "{path} with its current ETag: {answer:?}"
         );
     }
+
+    // A failed date says so, wherever it is evaluated: before the body, in the writer (a
+    // delete), or on a read; a failed entity tag keeps Eve's message.
+    let since = [("If-Unmodified-Since", long_ago)];
+    let early = send(&server, "POST", &dataset_path(&id), &since, Some(json!({}))).await;
+    let in_writer = send(&server, "DELETE", &dataset_path(&id), &since, None).await;
+    let on_read = send(&server, "GET", &dataset_path(&id), &since, None).await;
+    for answer in [early, in_writer, on_read] {
+        assert_eq!(answer.status, 412, "{answer:?}");
+        assert_eq!(
+            answer.description(),
+            "The resource was modified after the If-Unmodified-Since date"
+        );
+    }
+    let by_tag = send(
+        &server,
+        "DELETE",
+        &dataset_path(&id),
+        &[(IM, OTHER_ETAG.into())],
+        None,
+    )
+    .await;
+    assert_eq!(by_tag.description(), ETAGS_DONT_MATCH);
 }

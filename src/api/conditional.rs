@@ -196,6 +196,7 @@ impl Conditions {
         Err(ApiError::Refused {
             error: StoreError::ResourceChanged {
                 current_etag: Some(current.etag.to_string()),
+                by_date: validators.failed_by_date(Some(current.as_version())),
             },
             tag: snapshot.tag.clone(),
         })
@@ -227,6 +228,7 @@ impl Conditions {
                 current_etag: current
                     .filter(|version| !version.weak)
                     .map(|version| version.etag.to_string()),
+                by_date: self.precondition.validators.failed_by_date(current),
             })
             .into_response(),
         };

@@ -176,6 +176,7 @@ impl ApiError {
             }
             ApiError::Store(StoreError::ResourceChanged {
                 current_etag: Some(etag),
+                ..
             }) => Some((header::ETAG, etag_value(etag, false))),
             // The rest of the body may still come: nothing after it on this connection could
             // be told apart from it.

@@ -707,12 +707,14 @@ async fn write_package(
                     error:
                         StoreError::ResourceChanged {
                             current_etag: Some(stored),
+                            by_date,
                         },
                     tag,
                 },
             ) => ApiError::Refused {
                 error: StoreError::ResourceChanged {
                     current_etag: Some(representation_tag(&stored, MSGPACK_TAG_SUFFIX)),
+                    by_date,
                 },
                 tag,
             },

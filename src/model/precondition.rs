@@ -106,6 +106,17 @@ impl Validators {
         self.if_match.is_some() || self.if_none_match == Some(TagCondition::Any)
     }
 
+    /// Whether `If-Unmodified-Since` fails against `current`: it is evaluated only without
+    /// `If-Match` (RFC 9110 §13.2.2, step 2), and fails where the resource changed after the
+    /// date. A request refused for it is told so, rather than that entity tags differ.
+    pub fn failed_by_date(&self, current: Option<ResourceVersion<'_>>) -> bool {
+        self.if_match.is_none()
+            && matches!(
+                (self.if_unmodified_since, current.and_then(|version| version.last_modified)),
+                (Some(since), Some(modified)) if seconds(modified) > seconds(since)
+            )
+    }
+
     /// Evaluates the validators in RFC 9110 §13.2.2 order against the resource's current
     /// version (`None`: it does not exist). `safe` is true for GET and HEAD, which answer 304
     /// where other methods answer 412.
@@ -122,11 +133,7 @@ impl Validators {
             if !holds {
                 return Verdict::Failed;
             }
-        } else if let (Some(since), Some(modified)) = (
-            self.if_unmodified_since,
-            current.and_then(|version| version.last_modified),
-        ) && seconds(modified) > seconds(since)
-        {
+        } else if self.failed_by_date(current) {
             return Verdict::Failed;
         }
 

@@ -295,6 +295,9 @@ impl Working {
                 self.configuration.clone().apply(operation, self.now)?;
             }
             return Err(StoreError::ResourceChanged {
+                by_date: precondition
+                    .validators
+                    .failed_by_date(current.as_ref().map(|v| v.as_version())),
                 current_etag: current.map(|version| version.etag.to_string()),
             });
         }
