@@ -30,10 +30,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::future::RouteFuture;
-use futures_util::future::Either;
+use futures_util::FutureExt;
+use futures_util::future::{Either, Map};
 use tower::Service;
 use tower_http::trace::TraceLayer;
 
@@ -365,8 +366,38 @@ enum Inner {
     Layered(Router),
 }
 
-/// A request being answered: at once (a hot read), or by a router.
-pub type Answering = Either<Ready<Result<Response, Infallible>>, RouteFuture<Infallible>>;
+/// A request being answered: at once (a hot read), or by a router (a HEAD's answer then passes
+/// through [`head_answer`]).
+pub type Answering = Either<
+    Ready<Result<Response, Infallible>>,
+    Either<RouteFuture<Infallible>, Map<RouteFuture<Infallible>, AnswerFix>>,
+>;
+
+/// What is done to a routed answer before it is sent.
+type AnswerFix = fn(Result<Response, Infallible>) -> Result<Response, Infallible>;
+
+/// A routed request's answer, fixed up if the request is a HEAD.
+fn routed(future: RouteFuture<Infallible>, head: bool) -> Answering {
+    if head {
+        Either::Right(Either::Right(future.map(head_answer as AnswerFix)))
+    } else {
+        Either::Right(Either::Left(future))
+    }
+}
+
+/// The answer to a HEAD: a 304 without the `Content-Length: 0` axum gives every empty body.
+/// A HEAD's `Content-Length` names the length a GET's content would have (RFC 9110 §8.6), so
+/// 0 misstates it; a 304 to a GET carries none, and neither does this one.
+fn head_answer(answer: Result<Response, Infallible>) -> Result<Response, Infallible> {
+    answer.map(|mut response| {
+        if response.status() == StatusCode::NOT_MODIFIED {
+            response
+                .headers_mut()
+                .remove(axum::http::header::CONTENT_LENGTH);
+        }
+        response
+    })
+}
 
 impl Service<Request> for App {
     type Response = Response;
@@ -382,9 +413,15 @@ impl Service<Request> for App {
         match &mut self.0 {
             Inner::Bare { state, routes } => match datasets::hot_read(state, &request) {
                 Some(answer) => Either::Left(std::future::ready(Ok(answer))),
-                None => Either::Right(routes.call(request)),
+                None => {
+                    let head = request.method() == Method::HEAD;
+                    routed(routes.call(request), head)
+                }
             },
-            Inner::Layered(router) => Either::Right(router.call(request)),
+            Inner::Layered(router) => {
+                let head = request.method() == Method::HEAD;
+                routed(router.call(request), head)
+            }
         }
     }
 }

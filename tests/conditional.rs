@@ -2161,3 +2161,45 @@ async fn stale_validators_are_412_before_the_body_is_read() {
     .await;
     assert_eq!(by_tag.description(), ETAGS_DONT_MATCH);
 }
+
+/// A HEAD answered 304 carries no `Content-Length` (a 0 would misstate the length of the
+/// representation, RFC 9110 §8.6), as a GET's 304 does not; a HEAD's 200 carries the GET's.
+#[tokio::test]
+async fn a_head_answered_304_claims_no_length() {
+    let (authenticated, admin) = TestServer::start_with_auth().await;
+    for (server, auth) in [
+        (&TestServer::start().await, None),
+        (
+            &authenticated,
+            Some(("authorization", format!("Bearer {admin}"))),
+        ),
+    ] {
+        let id = new_id();
+        let created = send(
+            server,
+            "POST",
+            DATASETS,
+            &auth.clone().into_iter().collect::<Vec<_>>(),
+            Some(json!({"primary": NODE_0, "dataset_id": id})),
+        )
+        .await;
+        assert_eq!(created.status, 201, "{created:?}");
+        for path in [dataset_path(&id), DATASETS.to_string()] {
+            let mut headers: Vec<(&str, String)> = auth.clone().into_iter().collect();
+            let got = send(server, "GET", &path, &headers, None).await;
+            let head = send(server, "HEAD", &path, &headers, None).await;
+            assert_eq!(head.status, 200);
+            assert_eq!(
+                head.header("content-length"),
+                Some(got.text.len().to_string()),
+                "{path}: a HEAD's length is the GET's"
+            );
+            headers.push((INM, got.etag()));
+            for method in ["GET", "HEAD"] {
+                let answer = send(server, method, &path, &headers, None).await;
+                assert_eq!(answer.status, 304, "{method} {path}");
+                assert_eq!(answer.header("content-length"), None, "{method} {path}");
+            }
+        }
+    }
+}
