@@ -1215,3 +1215,20 @@ async fn a_path_segment_that_is_not_utf8_is_a_json_400() {
         );
     }
 }
+
+/// A `maximum_size` past 64 bits (a multiple of 1024, as the schema asks) is a schema error
+/// that names the number, not the float serde read it as.
+#[tokio::test]
+async fn a_maximum_size_past_64_bits_names_the_number() {
+    let s = TestServer::start().await;
+    let body = format!(r#"{{"primary": "{NODE_0}", "maximum_size": 18446744073709551616}}"#);
+    let answer = send(
+        s.client
+            .post(s.url(DATASETS))
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await;
+    answer
+        .assert_schema_errors(&["18446744073709551616 is too large: integers must fit in 64 bits"]);
+}
