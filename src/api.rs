@@ -159,9 +159,17 @@ impl AppState {
             idempotency = Some((key.clone(), fingerprint));
         }
         conditions.check_tag_early(&snapshot)?;
-        conditions.check_validators_early(&snapshot)?;
+        let (operation, render) = match decode(request) {
+            Ok(decoded) => decoded,
+            // Preconditions come before the body (RFC 9110 §13.2.1): a body refused with
+            // stale validators is a 412. Looked at only once the body failed, so that writes
+            // with a good body do not pay for a lookup the writer makes anyway.
+            Err(refused) => {
+                conditions.check_validators_early(&snapshot)?;
+                return Err(refused);
+            }
+        };
         drop(snapshot);
-        let (operation, render) = decode(request)?;
 
         let (idempotency, render) = match idempotency {
             Some((key, fingerprint)) => {

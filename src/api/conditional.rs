@@ -169,18 +169,18 @@ impl Conditions {
             .map_err(ApiError::from)
     }
 
-    /// Names the resource a write's path names, so that its validators are evaluated before
-    /// its body is read (RFC 9110 §13.2.1: preconditions come before the content is
-    /// processed): a stale `If-Match` is a 412 even when the body would have been a 400.
+    /// Names the resource a write's path names, so that its validators take precedence over
+    /// its body (RFC 9110 §13.2.1: preconditions come before the content is processed): a
+    /// stale `If-Match` is a 412 even when the body would have been a 400.
     pub fn aimed_at(mut self, target: Option<Target>) -> Self {
         self.target = target;
         self
     }
 
     /// Evaluates the validators against the resource of [`Conditions::aimed_at`] in
-    /// `snapshot`, before the body is decoded. As with [`Conditions::check_tag_early`], the
-    /// writer evaluates them again, atomically; this only decides which error a request that
-    /// would fail anyway gets. A resource that does not exist is left to the writer: the 404
+    /// `snapshot`, for a request whose body was refused: a 412 then comes before the body's
+    /// 400. A body that decodes goes to the writer, which evaluates them atomically; this only
+    /// decides which error a request that fails anyway gets. A resource that does not exist is left to the writer: the 404
     /// it would meet anyway takes precedence over the preconditions.
     pub fn check_validators_early(&self, snapshot: &Snapshot) -> Result<(), ApiError> {
         let validators = &self.precondition.validators;

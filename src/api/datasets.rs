@@ -203,19 +203,24 @@ async fn move_dataset(
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     let etags = conditions.etags;
-    let target = dataset_id_from_path(&dataset_id).map(Target::Dataset);
+    // `None` for a path that names no valid id, which finds no dataset.
+    let dataset_id = dataset_id_from_path(&dataset_id);
     state
-        .write(conditions.aimed_at(target), &request, |request| {
-            let input: MoveDataset = request.decode(&schema::DATASET_UPDATE)?;
-            let operation = Operation::MoveDataset {
-                dataset_id: dataset_id_from_path(&dataset_id),
-                primary: input.primary,
-            };
-            Ok((
-                operation,
-                dataset_answer(StatusCode::OK, "dataset moved", etags),
-            ))
-        })
+        .write(
+            conditions.aimed_at(dataset_id.map(Target::Dataset)),
+            &request,
+            |request| {
+                let input: MoveDataset = request.decode(&schema::DATASET_UPDATE)?;
+                let operation = Operation::MoveDataset {
+                    dataset_id,
+                    primary: input.primary,
+                };
+                Ok((
+                    operation,
+                    dataset_answer(StatusCode::OK, "dataset moved", etags),
+                ))
+            },
+        )
         .await
 }
 
