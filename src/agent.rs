@@ -323,9 +323,12 @@ fn is_unreachable(error: &anyhow::Error) -> bool {
     })
 }
 
+/// How long the agent pauses before asking again after a wait answered at once.
+const EARLY_ANSWER_PAUSE: Duration = Duration::from_secs(5);
+
 /// Completes when the list at `path` changes from `etag`, or never (the round's timer ends the
-/// wait) when the service sends no ETags or will not hold requests. Fails when the service
-/// cannot be asked.
+/// wait) when the service sends no ETags. Fails when the service cannot be asked. A service
+/// that answers at once is asked again every [`EARLY_ANSWER_PAUSE`].
 async fn watch(
     control: &Control,
     path: &str,
@@ -343,11 +346,16 @@ async fn watch(
         let asked = Instant::now();
         match control.wait_for_change(path, etag, wait).await? {
             Waited::Changed => return Ok(()),
-            // A service that caps waits below ours answers early: ask again for the rest. One
-            // that does not hold requests at all would make this spin, so then just let the
-            // timer run out.
+            // A service that caps waits below ours answers early: ask again for the rest.
             Waited::Unchanged if asked.elapsed() * 2 >= wait => continue,
-            Waited::Unchanged => return std::future::pending().await,
+            // Answered at once: a service that is stopping (it releases the requests it holds)
+            // or one that does not hold requests. Ask again after a pause, not at the end of
+            // the round: a stopped service then shows as an error within the pause, and a
+            // restarted one (which has forgotten every node) as a change, so the node is
+            // reported again within seconds rather than a report interval.
+            Waited::Unchanged => {
+                tokio::time::sleep(EARLY_ANSWER_PAUSE.min(wait)).await;
+            }
         }
     }
 }

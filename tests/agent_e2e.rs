@@ -41,13 +41,23 @@ impl Agent {
 
     /// Starts an agent over existing directories (a restart of the same node).
     fn start_in(control: &str, state_dir: TempDir, root_dir: TempDir) -> Self {
+        Self::start_reporting_every(control, state_dir, root_dir, "1")
+    }
+
+    /// As [`Agent::start_in`], reporting every `seconds` when nothing changes.
+    fn start_reporting_every(
+        control: &str,
+        state_dir: TempDir,
+        root_dir: TempDir,
+        seconds: &str,
+    ) -> Self {
         let mut child = Command::new(floe_binary())
             .args(["agent", "--control", control, "--host", "127.0.0.1"])
             .arg("--state-dir")
             .arg(state_dir.path())
             .arg("--root")
             .arg(root_dir.path())
-            .args(["--report-interval", "1", "--log-format", "json"])
+            .args(["--report-interval", seconds, "--log-format", "json"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -417,5 +427,49 @@ async fn agents_follow_the_configuration_and_survive_failures() {
     eprintln!(
         "agent e2e: B expired {silent:?} after SIGKILL; A back {back_after:?} after the service restart; whole test {:?}",
         began.elapsed()
+    );
+}
+
+/// A control service stopped gracefully answers the agent's held waits at once; the agent
+/// asks again within seconds, not at the end of its report interval, so after a restart
+/// (which forgets every node) the node is listed again within seconds.
+#[tokio::test]
+async fn after_a_graceful_restart_the_node_is_listed_again_within_seconds() {
+    let http = client();
+    let data = TempDir::new().unwrap();
+    let mut server = ChildServer::start(data.path(), &[]);
+    let agent = Agent::start_reporting_every(
+        &server.url(""),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        "30",
+    );
+    eventually("the node listed", || async {
+        nodes(&http, &server)
+            .await
+            .contains(&agent.node)
+            .then_some(())
+    })
+    .await;
+    let address = server.addr.to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = server.child.wait();
+    server = ChildServer::start_at(data.path(), &address, &[]);
+    let restarted = Instant::now();
+    eventually("the node listed again", || async {
+        nodes(&http, &server)
+            .await
+            .contains(&agent.node)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        restarted.elapsed() < Duration::from_secs(15),
+        "listed again only after {:?}, near the 30 s report interval",
+        restarted.elapsed()
     );
 }
