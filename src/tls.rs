@@ -10,8 +10,8 @@ pub mod x509;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::serve::Listener;
 use rustls::RootCertStore;
@@ -24,13 +24,14 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::api::identity::Identity;
-use crate::log_budget::LogBudget;
+use crate::log_budget::SharedLogBudget;
 use verifier::ClientVerifier;
 
 /// How long a client may take to complete the TLS handshake before it is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// At most one failed handshake is logged per this long; see [`FailureLog`].
+/// At most one failed handshake, and one refused client certificate, is logged per this long;
+/// see [`log_failure`].
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A server certificate that ends within this long is warned about at start-up.
@@ -226,7 +227,7 @@ pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     handshakes: JoinSet<Option<(TlsStream<TcpStream>, Peer)>>,
-    failures: Arc<FailureLog>,
+    failures: Arc<SharedLogBudget>,
 }
 
 impl TlsListener {
@@ -236,66 +237,41 @@ impl TlsListener {
             tcp,
             acceptor: TlsAcceptor::from(config),
             handshakes: JoinSet::new(),
-            failures: Arc::new(FailureLog::default()),
+            failures: Arc::new(SharedLogBudget::new(FAILURE_LOG_INTERVAL)),
         }
     }
 }
 
-/// Failed handshakes, logged at most once per [`FAILURE_LOG_INTERVAL`] with the number left
-/// out since the last line: a client with the wrong certificate shows up in the log at once,
-/// while a port scanner or a plain-HTTP health check cannot fill it with a line per
-/// connection.
-#[derive(Debug)]
-struct FailureLog {
-    budget: Mutex<LogBudget>,
-}
-
-impl Default for FailureLog {
-    fn default() -> Self {
-        FailureLog {
-            budget: Mutex::new(LogBudget::new(FAILURE_LOG_INTERVAL)),
-        }
+/// Logs a failed handshake within `failures`' budget, with the number left out since the last
+/// line: a client with the wrong certificate shows up in the log at once, while a port scanner
+/// or a plain-HTTP health check cannot fill it with a line per connection.
+fn log_failure(failures: &SharedLogBudget, remote: SocketAddr, reason: &dyn std::fmt::Display) {
+    if let Some(left_out) = failures.admit_one() {
+        tracing::info!(
+            %remote,
+            %reason,
+            not_logged_since_last = left_out,
+            "TLS handshake failed"
+        );
     }
 }
 
-impl FailureLog {
-    fn record(&self, remote: SocketAddr, reason: &dyn std::fmt::Display) {
-        let mut budget = self
-            .budget
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(left_out) = admit_failure(&mut budget, Instant::now()) {
-            tracing::info!(
-                %remote,
-                %reason,
-                not_logged_since_last = left_out,
-                "TLS handshake failed"
-            );
-        }
-    }
-}
-
-/// Whether a failure at `now` is logged, and if so how many were left out before it.
-fn admit_failure(budget: &mut LogBudget, now: Instant) -> Option<u64> {
-    budget.admit(1, now).map(|failures| failures - 1)
-}
-
-/// Completes one handshake; failures are logged (within [`FailureLog`]'s budget) and the
-/// connection dropped.
+/// Completes one handshake; failures are logged (see [`log_failure`]) and the connection
+/// dropped.
 async fn handshake(
     acceptor: TlsAcceptor,
     stream: TcpStream,
     remote: SocketAddr,
-    failures: Arc<FailureLog>,
+    failures: Arc<SharedLogBudget>,
 ) -> Option<(TlsStream<TcpStream>, Peer)> {
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
-            failures.record(remote, &error);
+            log_failure(&failures, remote, &error);
             return None;
         }
         Err(_) => {
-            failures.record(remote, &"timed out");
+            log_failure(&failures, remote, &"timed out");
             return None;
         }
     };
@@ -353,6 +329,7 @@ impl Listener for TlsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn a_server_certificate_out_of_its_dates_or_near_its_end_is_warned_about() {
@@ -382,23 +359,23 @@ mod tests {
 
     #[test]
     fn failed_handshakes_are_logged_once_per_interval_with_the_count_left_out() {
-        let mut log = LogBudget::new(FAILURE_LOG_INTERVAL);
+        let log = SharedLogBudget::new(FAILURE_LOG_INTERVAL);
         let start = Instant::now();
         let at = |seconds: u64| start + Duration::from_secs(seconds);
         assert_eq!(
-            admit_failure(&mut log, at(0)),
+            log.admit_one_at(at(0)),
             Some(0),
             "the first failure is logged"
         );
-        assert_eq!(admit_failure(&mut log, at(1)), None);
-        assert_eq!(admit_failure(&mut log, at(9)), None);
+        assert_eq!(log.admit_one_at(at(1)), None);
+        assert_eq!(log.admit_one_at(at(9)), None);
         assert_eq!(
-            admit_failure(&mut log, at(10)),
+            log.admit_one_at(at(10)),
             Some(2),
             "the next line says how many were left out"
         );
         assert_eq!(
-            admit_failure(&mut log, at(25)),
+            log.admit_one_at(at(25)),
             Some(0),
             "a quiet spell leaves none out"
         );

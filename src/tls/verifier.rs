@@ -8,8 +8,7 @@
 //! of the configured CA certificates (same issuer name, valid signature) and is within its
 //! validity dates. Chains through intermediates are accepted for v3 leaves only.
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -20,7 +19,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, 
 use super::FAILURE_LOG_INTERVAL;
 use super::x509::{self, Certificate};
 use crate::api::identity::Identity;
-use crate::log_budget::LogBudget;
+use crate::log_budget::SharedLogBudget;
 
 /// Verifies client certificates against the configured CA certificates.
 #[derive(Debug)]
@@ -30,7 +29,7 @@ pub struct ClientVerifier {
     algorithms: WebPkiSupportedAlgorithms,
     /// Refusals are logged as failed handshakes are, at most one line per interval: anyone
     /// who can reach the port can present a certificate.
-    refusals: Mutex<LogBudget>,
+    refusals: SharedLogBudget,
 }
 
 impl ClientVerifier {
@@ -44,22 +43,18 @@ impl ClientVerifier {
             webpki,
             anchors,
             algorithms,
-            refusals: Mutex::new(LogBudget::new(FAILURE_LOG_INTERVAL)),
+            refusals: SharedLogBudget::new(FAILURE_LOG_INTERVAL),
         }
     }
 
     /// Logs a refused certificate, unless a line was logged within the interval; the next
     /// line counts the ones left out.
     fn log_refusal(&self, common_name: Option<&str>, reason: &dyn std::fmt::Display) {
-        let mut budget = self
-            .refusals
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(refusals) = budget.admit(1, Instant::now()) {
+        if let Some(left_out) = self.refusals.admit_one() {
             tracing::warn!(
                 common_name = common_name.unwrap_or(""),
                 %reason,
-                not_logged_since_last = refusals - 1,
+                not_logged_since_last = left_out,
                 "client certificate refused"
             );
         }
