@@ -180,8 +180,8 @@ impl Conditions {
     /// Evaluates the validators against the resource of [`Conditions::aimed_at`] in
     /// `snapshot`, for a request whose body was refused: a 412 then comes before the body's
     /// 400. A body that decodes goes to the writer, which evaluates them atomically; this only
-    /// decides which error a request that fails anyway gets. A resource that does not exist is left to the writer: the 404
-    /// it would meet anyway takes precedence over the preconditions.
+    /// decides which error a request that fails anyway gets. A resource that does not exist
+    /// is left alone: the 404 it would meet anyway takes precedence over the preconditions.
     pub fn check_validators_early(&self, snapshot: &Snapshot) -> Result<(), ApiError> {
         let validators = &self.precondition.validators;
         let Some(target) = self.target.clone().filter(|_| !validators.is_empty()) else {

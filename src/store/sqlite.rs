@@ -258,8 +258,8 @@ fn earlier_store_files(dir: &Path) -> Vec<String> {
 fn refuse_empty_over(state: &str, leftovers: &[String]) -> String {
     format!(
         "the database {state}, but the data directory holds {} of an earlier store; refusing to \
-         start an empty store over it. Put the database back (see Backups in the README), or, \
-         to start afresh, give an empty --data-dir",
+         start an empty store over it. Put the database back (the README says how to restore a \
+         backup), or, to start afresh, give an empty --data-dir",
         leftovers.join(" and ")
     )
 }
