@@ -169,9 +169,26 @@ fn unix_time(seconds: i64) -> String {
 
 /// Trust anchors from CA certificates. webpki refuses v1 certificates that carry extensions,
 /// the form of Flocker's `cluster.crt`; floe reads those itself (see [`x509`]).
+///
+/// A certificate that cannot be a CA is refused: webpki would take it as an anchor, and then
+/// refuse every peer, whose certificates chain to the cluster's CA instead. Giving a control,
+/// node or user certificate where the CA's belongs is an easy mistake, better named at start-up
+/// than in a refused handshake per connection.
 pub fn root_store(anchors: &[CertificateDer<'static>]) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     for anchor in anchors {
+        if let Ok(parsed) = x509::Certificate::parse(anchor)
+            && parsed.is_not_a_ca()
+        {
+            let name = parsed
+                .common_name()
+                .unwrap_or_else(|| "(no common name)".into());
+            return Err(format!(
+                "the certificate of {name:?} is not a CA certificate, so no peer's certificate \
+                 can chain to it: give the cluster's CA certificate (`cluster.crt`), not a \
+                 control, node or user certificate"
+            ));
+        }
         if let Err(error) = roots.add(anchor.clone()) {
             let parsed = x509::Certificate::parse(anchor)
                 .map_err(|_| format!("a CA certificate is not usable: {error}"))?;

@@ -1108,3 +1108,39 @@ fn a_key_file_without_a_key_says_what_it_should_hold() {
         "{message}"
     );
 }
+
+/// A control, node or user certificate given where the cluster's CA certificate belongs is
+/// refused when floe starts (server or agent), instead of refusing every peer afterwards.
+#[test]
+fn a_certificate_that_is_not_a_ca_is_refused_as_one() {
+    let pki = pki();
+    let control = pki.path().join("control-127.0.0.1.crt");
+    let error = floe::tls::server_config(&floe::tls::TlsFiles {
+        cert: control.clone(),
+        key: pki.path().join("control-127.0.0.1.key"),
+        client_ca: Some(pki.path().join("alice.crt")),
+    })
+    .expect_err("a user certificate is no client CA");
+    let message = error.to_string();
+    assert!(
+        message.contains("\"user-alice\" is not a CA certificate")
+            && message.contains("alice.crt")
+            && message.contains("cluster.crt"),
+        "{message}"
+    );
+
+    let anchors = floe::tls::read_certificates(&control, "the CA certificate").unwrap();
+    let error = floe::tls::client_config(None, &anchors)
+        .expect_err("a control certificate is no CA for the agent");
+    assert!(
+        error
+            .to_string()
+            .contains("\"control-service\" is not a CA certificate"),
+        "{error}"
+    );
+
+    // The cluster's own CA certificate is one.
+    let cluster = pki.path().join("cluster.crt");
+    let anchors = floe::tls::read_certificates(&cluster, "the CA certificate").unwrap();
+    floe::tls::client_config(None, &anchors).expect("cluster.crt is a CA");
+}

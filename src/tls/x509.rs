@@ -1,6 +1,7 @@
 //! A minimal reader of X.509 certificates (DER): just the fields floe's TLS needs to judge a
 //! client certificate itself, for any version — the subject's common name, the issuer and
-//! subject names, the validity dates, the public key and the signature.
+//! subject names, the validity dates, the public key and the signature — and whether a
+//! certificate given as a CA can be one.
 //!
 //! It exists because Flocker's `flocker-ca` mints X.509 **v1** certificates carrying v3
 //! extensions, which webpki refuses to parse as end-entity certificates (see
@@ -26,14 +27,19 @@ const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
 const INTEGER: u8 = 0x02;
 const BIT_STRING: u8 = 0x03;
+const BOOLEAN: u8 = 0x01;
+const OCTET_STRING: u8 = 0x04;
 const OID: u8 = 0x06;
 const UTC_TIME: u8 = 0x17;
 const GENERALIZED_TIME: u8 = 0x18;
 const VERSION_TAG: u8 = 0xa0;
+const EXTENSIONS_TAG: u8 = 0xa3;
 /// The content octets of the OID 2.5.4.3 (commonName).
 const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 /// The content octets of the OID 2.5.4.11 (organizationalUnitName).
 const ORGANIZATIONAL_UNIT: &[u8] = &[0x55, 0x04, 0x0b];
+/// The content octets of the OID 2.5.29.19 (basicConstraints).
+const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
 
 /// The parts of a certificate floe looks at, borrowed from its DER.
 #[derive(Debug, Clone)]
@@ -60,6 +66,9 @@ pub struct Certificate<'a> {
     pub public_key_algorithm: &'a [u8],
     /// The `subjectPublicKey` bits.
     pub public_key: &'a [u8],
+    /// What follows the `SubjectPublicKeyInfo` in `tbsCertificate` (unique ids, extensions),
+    /// unparsed: only [`Certificate::basic_constraints_ca`] reads it.
+    after_key: &'a [u8],
 }
 
 /// One DER element.
@@ -163,7 +172,8 @@ impl<'a> Certificate<'a> {
         let validity = expect(&mut fields, SEQUENCE, "no validity")?;
         let subject = expect(&mut fields, SEQUENCE, "no subject")?;
         let spki = expect(&mut fields, SEQUENCE, "no subject public key info")?;
-        // Unique ids and extensions may follow; nothing here needs them.
+        // Unique ids and extensions may follow. They are read only on demand (see
+        // `basic_constraints_ca`), so that odd extensions never stop a certificate being read.
 
         let mut times = validity.contents;
         let not_before = time(&next(&mut times)?)?;
@@ -184,6 +194,7 @@ impl<'a> Certificate<'a> {
             spki: spki.whole,
             public_key_algorithm: public_key_algorithm.contents,
             public_key: bits(&public_key)?,
+            after_key: fields,
         })
     }
 
@@ -212,6 +223,54 @@ impl<'a> Certificate<'a> {
             }
         }
         None
+    }
+
+    /// The `cA` flag of the basicConstraints extension; `None` without the extension (or when
+    /// the extensions cannot be read).
+    pub fn basic_constraints_ca(&self) -> Option<bool> {
+        let mut rest = self.after_key;
+        let extensions = loop {
+            let element = next(&mut rest).ok()?;
+            if element.tag == EXTENSIONS_TAG {
+                break element;
+            }
+        };
+        let mut list = expect(&mut { extensions.contents }, SEQUENCE, "")
+            .ok()?
+            .contents;
+        while !list.is_empty() {
+            let mut extension = expect(&mut list, SEQUENCE, "").ok()?.contents;
+            let oid = expect(&mut extension, OID, "").ok()?;
+            if oid.contents != BASIC_CONSTRAINTS {
+                continue;
+            }
+            let mut value = next(&mut extension).ok()?;
+            if value.tag == BOOLEAN {
+                value = next(&mut extension).ok()?; // `critical`
+            }
+            if value.tag != OCTET_STRING {
+                return None;
+            }
+            let mut constraints = expect(&mut { value.contents }, SEQUENCE, "").ok()?.contents;
+            // `cA` defaults to FALSE, and is then left out of the DER.
+            return Some(match next(&mut constraints) {
+                Ok(flag) if flag.tag == BOOLEAN => flag.contents.iter().any(|&b| b != 0),
+                _ => false,
+            });
+        }
+        None
+    }
+
+    /// Whether this certificate cannot be a CA, so that nothing can chain to it as a trust
+    /// anchor: its basicConstraints say `cA` FALSE, or it is a v3 certificate issued by
+    /// another without them (RFC 5280 §4.2.1.9: its key must not verify certificates). A
+    /// self-issued certificate without them may be an old root, and a v1 certificate may
+    /// predate extensions, so both are given the benefit of the doubt.
+    pub fn is_not_a_ca(&self) -> bool {
+        match self.basic_constraints_ca() {
+            Some(ca) => !ca,
+            None => self.version == V3 && self.issuer != self.subject,
+        }
     }
 
     /// This certificate as a trust anchor (subject and key; no name constraints). webpki makes
@@ -317,6 +376,54 @@ mod tests {
             whole: b"",
         };
         assert_eq!(time(&utc), Ok(2_524_607_999));
+    }
+
+    /// A CA certificate with the given basicConstraints, self-signed, and a certificate it
+    /// issued with `leaf`'s.
+    fn issued(ca: rcgen::IsCa, leaf: rcgen::IsCa) -> (Vec<u8>, Vec<u8>) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cluster");
+        ca_params.is_ca = ca;
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "control-service");
+        params.is_ca = leaf;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (ca_cert.der().to_vec(), cert.der().to_vec())
+    }
+
+    #[test]
+    fn only_certificates_that_cannot_be_a_ca_are_called_so() {
+        use rcgen::{BasicConstraints, IsCa};
+        let ca = || IsCa::Ca(BasicConstraints::Unconstrained);
+        let read = |der: &[u8]| {
+            let certificate = Certificate::parse(der).unwrap();
+            (
+                certificate.basic_constraints_ca(),
+                certificate.is_not_a_ca(),
+            )
+        };
+
+        // A CA, and a leaf with no basicConstraints (what `floe ca` issues to a control
+        // service, a node or a user): issued by another, so not a CA.
+        let (authority, leaf) = issued(ca(), IsCa::NoCa);
+        assert_eq!(read(&authority), (Some(true), false));
+        assert_eq!(read(&leaf), (None, true));
+        // CA:FALSE said outright, and an intermediate CA.
+        let (_, explicit) = issued(ca(), IsCa::ExplicitNoCa);
+        assert_eq!(read(&explicit), (Some(false), true));
+        let (_, intermediate) = issued(ca(), ca());
+        assert_eq!(read(&intermediate), (Some(true), false));
+        // A self-signed certificate without basicConstraints may be an old root.
+        let (old_root, _) = issued(IsCa::NoCa, IsCa::NoCa);
+        assert_eq!(read(&old_root), (None, false));
     }
 
     #[test]
