@@ -900,3 +900,50 @@ async fn a_password_change_names_what_is_wrong_with_its_body() {
     assert_eq!(send(put(json!({ "password": "new" }))).await.status, 204);
     login(&server, "erin", "new").await;
 }
+
+/// Every route the routers declare has its own line in the permission table, except the few
+/// whose handlers decide for themselves (listed here, with why). The table's last line lets
+/// any token through, so a route added without a line of its own would be open to every user.
+#[test]
+fn every_route_needs_a_permission_unless_its_handler_checks() {
+    use floe::api::auth::{Rule, required};
+    // (method, route): why a token alone is enough to reach the handler.
+    let handler_checks: &[(&str, &str, &str)] = &[
+        (
+            "GET",
+            "/api/{version}/sessions",
+            "the caller's own session, whoever they are",
+        ),
+        (
+            "GET",
+            "/api/{version}/sessions/{token}",
+            "one's own session, or another's with users/NAME/get",
+        ),
+        (
+            "DELETE",
+            "/api/{version}/sessions/{token}",
+            "one's own session, or another's with users/NAME/edit",
+        ),
+    ];
+    let mut unlisted = Vec::new();
+    for route in common::routes::declared_routes() {
+        let path: Vec<String> = route
+            .path
+            .split('/')
+            .map(|segment| match segment {
+                s if s.starts_with("{*") => "some/rest".to_string(),
+                s if s.starts_with('{') => "some-id".to_string(),
+                s => s.to_string(),
+            })
+            .collect();
+        let method = route.method.parse().expect("an HTTP method");
+        if required(&method, &path.join("/")) == Rule::Token
+            && !handler_checks
+                .iter()
+                .any(|(m, p, _)| *m == route.method && *p == route.path)
+        {
+            unlisted.push(format!("{} {}", route.method, route.path));
+        }
+    }
+    assert!(unlisted.is_empty(), "routes with no permission: {unlisted:#?}");
+}
