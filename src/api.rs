@@ -162,10 +162,11 @@ impl AppState {
         let (operation, render) = match decode(request) {
             Ok(decoded) => decoded,
             // Preconditions come before the body (RFC 9110 §13.2.1): a body refused with
-            // stale validators is a 412. Looked at only once the body failed, so that writes
-            // with a good body do not pay for a lookup the writer makes anyway.
+            // stale validators is a 412, without a required one a 428. Looked at only once the
+            // body failed, so that writes with a good body do not pay for a lookup the writer
+            // makes anyway.
             Err(refused) => {
-                conditions.check_validators_early(&snapshot)?;
+                conditions.check_preconditions_early(&snapshot)?;
                 return Err(refused);
             }
         };

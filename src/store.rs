@@ -22,8 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::model::precondition::Validators;
-use crate::model::{Change, Operation, Outcome, Records, Rejection, Timestamp};
+use crate::model::precondition::{Validators, Verdict};
+use crate::model::{Change, Operation, Outcome, OwnedVersion, Records, Rejection, Timestamp};
 
 pub use answers::Answers;
 pub use snapshot::{ConfigTag, ListVersions, Snapshot};
@@ -83,6 +83,31 @@ impl Precondition {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Judges the resource-level conditions (the configuration tag is [`Self::check_tag`]'s)
+    /// against `current`, the version of the resource the write targets (`None`: there is
+    /// none). The one rule for the writer and for a request refused before it reaches the
+    /// writer, so that the two cannot answer the same request differently:
+    /// - 428 for a write to an existing resource without a validator, when one is required.
+    ///   A create finding its target there edits nothing: a retry by a client-held id is
+    ///   answered as its first attempt was, a duplicate gets its 409. Demanding `If-Match`
+    ///   there would turn either into a 428 that no validator can get past.
+    /// - 412 for validators that do not hold.
+    pub fn judge(&self, current: Option<&OwnedVersion>, is_create: bool) -> Result<(), StoreError> {
+        let has_validator =
+            self.validators.guard_existing() || !self.configuration_matches.is_empty();
+        if self.require_validator && current.is_some() && !has_validator && !is_create {
+            return Err(StoreError::PreconditionRequired);
+        }
+        let current = current.map(OwnedVersion::as_version);
+        if self.validators.evaluate(current, false) == Verdict::Proceed {
+            return Ok(());
+        }
+        Err(StoreError::ResourceChanged {
+            by_date: self.validators.failed_by_date(current),
+            current_etag: current.map(|version| version.etag.to_string()),
+        })
     }
 }
 

@@ -945,5 +945,8 @@ fn every_route_needs_a_permission_unless_its_handler_checks() {
             unlisted.push(format!("{} {}", route.method, route.path));
         }
     }
-    assert!(unlisted.is_empty(), "routes with no permission: {unlisted:#?}");
+    assert!(
+        unlisted.is_empty(),
+        "routes with no permission: {unlisted:#?}"
+    );
 }

@@ -2070,13 +2070,13 @@ async fn off_policy_puts_no_entity_tag_in_bodies() {
 /// A write whose path names its resource has its validators evaluated before its body is
 /// read (RFC 9110 §13.2.1): a stale `If-Match` or `If-Unmodified-Since` is a 412, with the
 /// current ETag, even when the body would have been a 400; a current one lets the 400 through.
-#[tokio::test]
-async fn stale_validators_are_412_before_the_body_is_read() {
-    let server = TestServer::start().await;
-    let id = new_id();
-    let dataset_etag = create(&server, &id).await.etag();
+/// One write for each kind of write whose path names an existing resource (a dataset move
+/// on dataset `id`, which it creates, a container move, a package's metadata, a mathematician's
+/// name): its path, the resource's current ETag, and a body that is refused (400).
+async fn writes_aimed_at_resources(server: &TestServer, id: &str) -> Vec<(String, String, Value)> {
+    let dataset_etag = create(server, id).await.etag();
     let container = send(
-        &server,
+        server,
         "POST",
         CONTAINERS,
         &[],
@@ -2084,14 +2084,12 @@ async fn stale_validators_are_412_before_the_body_is_read() {
     )
     .await;
     let container_etag = container.etag();
-    let package_path = created_package(&server).await;
-    let package_etag = send(&server, "GET", &package_path, &[], None).await.etag();
-    let (mathematician_path, posted) = created_mathematician(&server).await;
+    let package_path = created_package(server).await;
+    let package_etag = send(server, "GET", &package_path, &[], None).await.etag();
+    let (mathematician_path, posted) = created_mathematician(server).await;
     let mathematician_etag = posted.etag();
-
-    let long_ago = "Sat, 01 Jan 2000 00:00:00 GMT".to_string();
-    let writes = [
-        (dataset_path(&id), dataset_etag, json!({"primary": 5})),
+    vec![
+        (dataset_path(id), dataset_etag, json!({"primary": 5})),
         (
             format!("{CONTAINERS}/site"),
             container_etag,
@@ -2099,14 +2097,24 @@ async fn stale_validators_are_412_before_the_body_is_read() {
         ),
         (format!("{package_path}/metadata"), package_etag, json!([])),
         (mathematician_path, mathematician_etag, json!({})),
-    ];
-    let method = |path: &str| {
-        if path.starts_with("/api/") {
-            "PUT"
-        } else {
-            "POST"
-        }
-    };
+    ]
+}
+
+/// The method of a write in [`writes_aimed_at_resources`].
+fn write_method(path: &str) -> &'static str {
+    if path.starts_with("/api/") {
+        "PUT"
+    } else {
+        "POST"
+    }
+}
+
+#[tokio::test]
+async fn stale_validators_are_412_before_the_body_is_read() {
+    let server = TestServer::start().await;
+    let id = new_id();
+    let writes = writes_aimed_at_resources(&server, &id).await;
+    let long_ago = "Sat, 01 Jan 2000 00:00:00 GMT".to_string();
     for (path, current, bad_body) in writes {
         for stale in [
             (IM, OTHER_ETAG.to_string()),
@@ -2114,7 +2122,7 @@ async fn stale_validators_are_412_before_the_body_is_read() {
         ] {
             let answer = send(
                 &server,
-                method(&path),
+                write_method(&path),
                 &path,
                 std::slice::from_ref(&stale),
                 Some(bad_body.clone()),
@@ -2126,7 +2134,7 @@ async fn stale_validators_are_412_before_the_body_is_read() {
         }
         let answer = send(
             &server,
-            method(&path),
+            write_method(&path),
             &path,
             &[(IM, current.clone())],
             Some(bad_body),
@@ -2160,6 +2168,26 @@ async fn stale_validators_are_412_before_the_body_is_read() {
     )
     .await;
     assert_eq!(by_tag.description(), ETAGS_DONT_MATCH);
+}
+
+/// Where `If-Match` is required, a write to an existing resource without a validator is a 428
+/// even when its body would be a 400, as a stale one is a 412: both are preconditions, judged
+/// before the body by the rule the writer uses.
+#[tokio::test]
+async fn where_validators_are_required_a_missing_one_is_428_before_the_body_is_read() {
+    let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.if_match = IfMatchPolicy::Required;
+    })
+    .await;
+    for (path, current, bad_body) in writes_aimed_at_resources(&server, &new_id()).await {
+        let method = write_method(&path);
+        let missing = send(&server, method, &path, &[], Some(bad_body.clone())).await;
+        assert_eq!(missing.status, 428, "{path}: {missing:?}");
+        assert!(missing.header("x-configuration-tag").is_some(), "{path}");
+        let with_it = send(&server, method, &path, &[(IM, current)], Some(bad_body)).await;
+        assert_eq!(with_it.status, 400, "{path}: {with_it:?}");
+    }
+    server.stop().await;
 }
 
 /// A HEAD answered 304 carries no `Content-Length` (a 0 would misstate the length of the

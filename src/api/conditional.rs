@@ -18,7 +18,7 @@ use super::identity::Identity;
 use super::{ApiError, AppState};
 use crate::model::precondition::{EntityTag, ResourceVersion, TagCondition, Validators, Verdict};
 use crate::model::{Target, Timestamp, Versioned};
-use crate::store::{ConfigTag, Precondition, Snapshot, StoreError};
+use crate::store::{ConfigTag, Precondition, Snapshot};
 
 /// Sent with the configuration tag on configuration reads and on every write's answer.
 pub const CONFIGURATION_TAG: HeaderName = HeaderName::from_static("x-configuration-tag");
@@ -169,37 +169,39 @@ impl Conditions {
             .map_err(ApiError::from)
     }
 
-    /// Names the resource a write's path names, so that its validators take precedence over
-    /// its body (RFC 9110 §13.2.1: preconditions come before the content is processed): a
-    /// stale `If-Match` is a 412 even when the body would have been a 400.
+    /// Names the resource a write's path names, so that its preconditions take precedence
+    /// over its body (RFC 9110 §13.2.1: preconditions come before the content is processed):
+    /// a stale `If-Match` is a 412, and a missing one where it is required a 428, even when
+    /// the body would have been a 400. Only for writes that edit the resource, never create it.
     pub fn aimed_at(mut self, target: Option<Target>) -> Self {
         self.target = target;
         self
     }
 
-    /// Evaluates the validators against the resource of [`Conditions::aimed_at`] in
-    /// `snapshot`, for a request whose body was refused: a 412 then comes before the body's
-    /// 400. A body that decodes goes to the writer, which evaluates them atomically; this only
-    /// decides which error a request that fails anyway gets. A resource that does not exist
-    /// is left alone: the 404 it would meet anyway takes precedence over the preconditions.
-    pub fn check_validators_early(&self, snapshot: &Snapshot) -> Result<(), ApiError> {
-        let validators = &self.precondition.validators;
-        let Some(target) = self.target.clone().filter(|_| !validators.is_empty()) else {
+    /// Judges the preconditions against the resource of [`Conditions::aimed_at`] in
+    /// `snapshot`, for a request whose body was refused: a 412 or 428 then comes before the
+    /// body's 400. A body that decodes goes to the writer, which judges them atomically with
+    /// the same rule ([`Precondition::judge`]); this only decides which error a request that
+    /// fails anyway gets. A resource that does not exist is left alone: the 404 it would meet
+    /// anyway takes precedence over the preconditions.
+    pub fn check_preconditions_early(&self, snapshot: &Snapshot) -> Result<(), ApiError> {
+        let precondition = &self.precondition;
+        let Some(target) = self
+            .target
+            .clone()
+            .filter(|_| precondition.require_validator || !precondition.validators.is_empty())
+        else {
             return Ok(());
         };
         let Some(current) = snapshot.configuration.version_of(target) else {
             return Ok(());
         };
-        if validators.evaluate(Some(current.as_version()), false) == Verdict::Proceed {
-            return Ok(());
-        }
-        Err(ApiError::Refused {
-            error: StoreError::ResourceChanged {
-                current_etag: Some(current.etag.to_string()),
-                by_date: validators.failed_by_date(Some(current.as_version())),
-            },
-            tag: snapshot.tag.clone(),
-        })
+        precondition
+            .judge(Some(&current), false)
+            .map_err(|error| ApiError::Refused {
+                error,
+                tag: snapshot.tag.clone(),
+            })
     }
 
     /// Evaluates the validators of a GET or HEAD against what it would return. `Some` is the

@@ -23,7 +23,6 @@ use super::{
     Reply, Snapshot, StoreError, now_millis, snapshot::ConfigTag,
 };
 use crate::log_budget::LogBudget;
-use crate::model::precondition::Verdict;
 use crate::model::{Configuration, Operation, Timestamp};
 
 /// How many expired answers one batch forgets at most: after a long pause (a restart, a clock
@@ -271,22 +270,7 @@ impl Working {
             .target()
             .filter(|_| needs_current)
             .and_then(|target| self.configuration.version_of(target));
-        let has_validator = precondition.validators.guard_existing()
-            || !precondition.configuration_matches.is_empty();
-        // A create finding its target there edits nothing: a retry by a client-held id is
-        // answered as its first attempt was, a duplicate gets its 409. Demanding If-Match there
-        // would turn either into a 428 that no validator can get past.
-        if precondition.require_validator
-            && current.is_some()
-            && !has_validator
-            && !operation.is_create()
-        {
-            return Err(StoreError::PreconditionRequired);
-        }
-        let verdict = precondition
-            .validators
-            .evaluate(current.as_ref().map(|v| v.as_version()), false);
-        if verdict != Verdict::Proceed {
+        if let Err(refusal) = precondition.judge(current.as_ref(), operation.is_create()) {
             if current.is_none() {
                 // RFC 9110 §13.2.1: a failure the request meets anyway (a 404 for a missing
                 // resource) takes precedence over its preconditions. Only a request that would
@@ -294,12 +278,7 @@ impl Working {
                 // the copy shares structure, and nothing of it is kept.
                 self.configuration.clone().apply(operation, self.now)?;
             }
-            return Err(StoreError::ResourceChanged {
-                by_date: precondition
-                    .validators
-                    .failed_by_date(current.as_ref().map(|v| v.as_version())),
-                current_etag: current.map(|version| version.etag.to_string()),
-            });
+            return Err(refusal);
         }
         let (outcome, effects) = self.configuration.apply(operation, self.now)?;
         if !effects.is_empty() {
