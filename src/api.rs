@@ -1,7 +1,8 @@
 //! The HTTP surface: one module per resource, each with its own `router()`, merged here with
 //! JSON answers for unknown routes and wrong methods; the hot reads answered ahead of routing;
 //! the request layers (authentication, client identity, tracing) around both; and the one
-//! write path every handler goes through.
+//! write path every change to the configuration goes through (agents' reports go to the
+//! cluster state, account changes to the accounts, each by its own path).
 
 pub mod answer;
 pub mod auth;

@@ -9,10 +9,12 @@
 //! - [`model`]: datasets, leases, the configuration and its operations; no HTTP, no I/O.
 //! - [`store`]: snapshots, the writer with group commit, SQLite persistence.
 //! - [`api`]: one module per resource, preconditions, errors.
+//! - [`serve`]: the connection loop: request-head deadlines and graceful stops.
 //! - [`agent`]: the reference node agent (`floe agent`), a client of the API.
 //! - [`tls`]: HTTPS, client certificates and the identities they name.
 //! - [`ca`]: `floe ca`, the certificate authority tool (Flocker's `flocker-ca`).
 //! - [`import`]: `floe import-flocker`, taking over a Flocker cluster's configuration file.
+//! - `log_budget`: rate limits for log lines a flood could repeat.
 
 pub mod agent;
 pub mod api;

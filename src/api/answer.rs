@@ -1,5 +1,5 @@
-//! [`Answer`]: a response fully rendered in memory. Write handlers produce one so that the
-//! same bytes can be sent now and recorded for an idempotent retry.
+//! [`Answer`]: a response fully rendered in memory. Handlers build one; a write's can also be
+//! recorded, so that an idempotent retry is sent the same bytes.
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};

@@ -168,7 +168,10 @@ async fn create_container(
     state
         .write(conditions, &request, |request| {
             let body: ContainerBody = request.decode(&schema::CONTAINER_CREATE)?;
-            let node = body.node_uuid.expect("the schema requires node_uuid");
+            // The schema requires it; should the two ever disagree, this is still a 400.
+            let node = body.node_uuid.ok_or_else(|| {
+                ApiError::Schema(vec!["\"node_uuid\" is a required property".into()])
+            })?;
             let operation = Operation::CreateContainer(body.into_container(node)?);
             Ok((
                 operation,

@@ -1,5 +1,6 @@
-//! `/v1/state/...`: the cluster's actual state as agents report it (Flocker §2.6–2.8), and
-//! `/v1/agent/nodes/{node_uuid}`, floe's own API through which agents report it.
+//! `/v1/state/datasets` and `/v1/state/nodes...`: the cluster's actual state as agents report
+//! it (Flocker §2.6–2.8), and `/v1/agent/nodes/{node_uuid}`, floe's own API through which
+//! agents report it. (`/v1/state/containers` is served with the containers.)
 
 use std::net::IpAddr;
 

@@ -1,5 +1,7 @@
 //! Request schemas: JSON Schema documents (in `schemas/`) equivalent to Flocker's types, compiled
-//! once and used to validate every request body before it is turned into an operation.
+//! once and used to validate the body of every configuration write with a fixed shape before
+//! it is turned into an operation (a package's metadata is any JSON, and account bodies are
+//! checked where they are read).
 //!
 //! Each endpoint document refers to shared types under `#/definitions/`; `types.json` is
 //! spliced in as those definitions when a schema is compiled, so every endpoint uses one copy
