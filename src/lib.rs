@@ -29,7 +29,6 @@ pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -37,110 +36,9 @@ use tower::ServiceExt;
 use config::AuthMode;
 pub use config::ServeConfig;
 use std::sync::Arc;
-use store::accounts::{Accounts, User, hash_password};
+pub use store::admin::{ADMIN_TOKEN_FILE, AdminError, issue_admin_token};
 use store::cluster::LiveCluster;
 use store::{OpenError, Store};
-
-/// The file in the data directory that receives the first administrator's token.
-pub const ADMIN_TOKEN_FILE: &str = "admin-token";
-
-/// How long an administrator's token written to [`ADMIN_TOKEN_FILE`] lives: a century. It
-/// ends when it is revoked (`DELETE /api/{v}/sessions/{token}`).
-const ADMIN_TOKEN_LIFETIME_MILLIS: i64 = 100 * 365 * 24 * 3600 * 1000;
-
-/// Opens the accounts of the store; in an empty one, creates user `admin` with every
-/// permission and writes its token to a file only the owner can read, saying so once.
-///
-/// The token file is written first and the user and token are then stored in one transaction,
-/// so a failure at any point leaves no administrator without a way in: the next start tries
-/// again. A memory store's token never replaces the token file of a SQLite store.
-fn open_accounts(config: &ServeConfig) -> Result<Accounts, ServeError> {
-    let accounts = match config.store {
-        config::StoreKind::Sqlite => {
-            Accounts::open(&config.data_dir).map_err(ServeError::Accounts)?
-        }
-        config::StoreKind::Memory => Accounts::in_memory(),
-    };
-    if !accounts.read().users.is_empty() {
-        return Ok(accounts);
-    }
-    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
-    if config.store == config::StoreKind::Memory
-        && config.data_dir.join(store::DATABASE_FILE).exists()
-    {
-        return Err(ServeError::Accounts(format!(
-            "--store memory would write its admin token over {}, the token of the SQLite store in that directory: give another --data-dir",
-            path.display()
-        )));
-    }
-    let token = uuid::Uuid::new_v4().to_string();
-    write_private(&path, &token)
-        .map_err(|e| ServeError::Accounts(format!("cannot write {}: {e}", path.display())))?;
-    // Nobody knows this password: the administrator signs in with the token, and may set one.
-    let password = uuid::Uuid::new_v4().to_string();
-    let admin = User {
-        name: "admin".into(),
-        password: hash_password(&password),
-        permissions: vec![vec!["...".into()]],
-    };
-    let expires_at = store::now_millis() + ADMIN_TOKEN_LIFETIME_MILLIS;
-    accounts
-        .create_user_with_token(admin, &token, expires_at)
-        .map_err(|e| ServeError::Accounts(e.to_string()))?;
-    tracing::warn!(
-        token_file = %path.display(),
-        "created user admin with every permission; its token is in the token file (mode 0600)"
-    );
-    Ok(accounts)
-}
-
-/// `floe admin-token`: issues a new token for `user` of the stopped store in `data_dir` and
-/// writes it to the token file, for when the administrator's token was lost or revoked
-/// (nobody knows the first administrator's password). Returns the file written.
-///
-/// The store must not be in use: a running server reads its accounts when it starts, so it
-/// would not know the token, and the data directory's lock says so.
-pub fn issue_admin_token(data_dir: &std::path::Path, user: &str) -> Result<PathBuf, ServeError> {
-    if !data_dir.join(store::DATABASE_FILE).is_file() {
-        return Err(ServeError::Accounts(format!(
-            "{} holds no store (no {})",
-            data_dir.display(),
-            store::DATABASE_FILE
-        )));
-    }
-    let _lock = store::lock_data_dir(data_dir)?;
-    let accounts = Accounts::open(data_dir).map_err(ServeError::Accounts)?;
-    if !accounts.read().users.contains_key(user) {
-        return Err(ServeError::Accounts(format!("there is no user {user:?}")));
-    }
-    let path = data_dir.join(ADMIN_TOKEN_FILE);
-    let token = uuid::Uuid::new_v4().to_string();
-    let now = store::now_millis();
-    accounts
-        .add_token(&token, user, now, now + ADMIN_TOKEN_LIFETIME_MILLIS)
-        .map_err(|e| ServeError::Accounts(e.to_string()))?;
-    write_private(&path, &token)
-        .map_err(|e| ServeError::Accounts(format!("cannot write {}: {e}", path.display())))?;
-    Ok(path)
-}
-
-/// Writes `text` to a new file that only its owner can read.
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
-}
 
 /// Why the service could not run.
 #[derive(Debug, thiserror::Error)]
@@ -160,8 +58,8 @@ pub enum ServeError {
     #[error("{0}")]
     Config(String),
     /// The accounts could not be opened or the first user not created.
-    #[error("accounts: {0}")]
-    Accounts(String),
+    #[error(transparent)]
+    Accounts(#[from] AdminError),
     /// Serving failed.
     #[error("serving HTTP failed: {0}")]
     Io(#[from] std::io::Error),
@@ -205,7 +103,10 @@ pub async fn run(
     let (store, guard) = Store::open(&config.store_options())?;
     let accounts = match config.auth {
         AuthMode::None => None,
-        AuthMode::Token => Some(Arc::new(open_accounts(config)?)),
+        AuthMode::Token => Some(Arc::new(store::admin::open_accounts(
+            &config.store_options().backend,
+            &config.data_dir,
+        )?)),
     };
     let snapshot = store.snapshot();
     tracing::info!(

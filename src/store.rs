@@ -8,6 +8,7 @@
 //! the state the write lands on.
 
 pub mod accounts;
+pub mod admin;
 mod answers;
 pub mod cluster;
 mod memory;

@@ -247,7 +247,7 @@ pub fn lock_data_dir(dir: &Path) -> Result<File, OpenError> {
 fn earlier_store_files(dir: &Path) -> Vec<String> {
     [
         format!("{DATABASE_FILE}-wal"),
-        crate::ADMIN_TOKEN_FILE.to_string(),
+        super::admin::ADMIN_TOKEN_FILE.to_string(),
     ]
     .into_iter()
     .filter(|name| fs::metadata(dir.join(name)).is_ok_and(|file| file.len() > 0))
