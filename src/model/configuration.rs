@@ -53,6 +53,16 @@ impl<T: Tagged> Versioned<T> {
         })
     }
 
+    /// `value` as this record's next version: created when this one was, and changed at `now`,
+    /// or a millisecond after this version when `now` is not later (two changes within one
+    /// millisecond, or a clock set back). So `updated` only grows, and for a kind whose
+    /// representation shows it, a change and its undoing never give back an earlier tag
+    /// (which would answer 304 for, and let `If-Match` pass on, a version a client read before
+    /// the changes).
+    pub fn changed(&self, value: T, now: Timestamp) -> Arc<Self> {
+        Versioned::new(value, self.created, now.max(self.updated.saturating_add(1)))
+    }
+
     /// The version that conditional requests are evaluated against.
     pub fn version(&self) -> ResourceVersion<'_> {
         ResourceVersion::strong(self.etag.as_str(), Some(self.updated))
@@ -659,7 +669,7 @@ impl Configuration {
                         }
                         let mut moved = current.value.clone();
                         moved.primary = primary;
-                        Ok(self.put_dataset(Versioned::new(moved, current.created, now)))
+                        Ok(self.put_dataset(current.changed(moved, now)))
                     }
                     _ => Ok((Outcome::Dataset(current), Vec::new())),
                 }
@@ -671,7 +681,7 @@ impl Configuration {
                 }
                 let mut deleted = current.value.clone();
                 deleted.deleted = true;
-                Ok(self.put_dataset(Versioned::new(deleted, current.created, now)))
+                Ok(self.put_dataset(current.changed(deleted, now)))
             }
             Operation::AcquireLease {
                 dataset_id,
@@ -734,7 +744,7 @@ impl Configuration {
                 ) {
                     return Ok((Outcome::Mathematician(Arc::clone(current)), Vec::new()));
                 }
-                let record = Versioned::new(mathematician, current.created, now);
+                let record = current.changed(mathematician, now);
                 Ok(self.put_mathematician(record))
             }
             Operation::CreateContainer(container) => self.create_container(container, now),
@@ -754,14 +764,11 @@ impl Configuration {
                 {
                     let mut moved = dataset.value.clone();
                     moved.primary = node_uuid;
-                    changes.extend(
-                        self.put_dataset(Versioned::new(moved, dataset.created, now))
-                            .1,
-                    );
+                    changes.extend(self.put_dataset(dataset.changed(moved, now)).1);
                 }
                 let mut moved = current.value.clone();
                 moved.node_uuid = node_uuid;
-                let record = Versioned::new(moved, current.created, now);
+                let record = current.changed(moved, now);
                 self.containers.insert(name, Arc::clone(&record));
                 changes.push(Change::PutContainer(Arc::clone(&record)));
                 Ok((Outcome::Container(record), changes))
@@ -808,7 +815,7 @@ impl Configuration {
                 if !package.set_metadata(&path, value)? {
                     return Ok((Outcome::Package(current), Vec::new()));
                 }
-                Ok(self.put_package(Versioned::new(package, current.created, now)))
+                Ok(self.put_package(current.changed(package, now)))
             }
             Operation::RemovePackageMetadata { uuid, path } => {
                 let current = self.existing_package(&uuid)?;
@@ -816,7 +823,7 @@ impl Configuration {
                 if !package.remove_metadata(&path) {
                     return Ok((Outcome::Package(current), Vec::new()));
                 }
-                Ok(self.put_package(Versioned::new(package, current.created, now)))
+                Ok(self.put_package(current.changed(package, now)))
             }
             Operation::Import(import) => self.import(*import, now),
             Operation::ExpireLeases => {
@@ -1192,6 +1199,36 @@ mod tests {
             config.apply(move_deleted, 0),
             Err(Rejection::DatasetDeleted)
         );
+    }
+
+    #[test]
+    fn a_change_undone_within_a_millisecond_never_gives_back_an_earlier_tag() {
+        let mut config = Configuration::default();
+        let uuid = Uuid::new_v4();
+        let package = Package::new(uuid, "small".into());
+        config
+            .apply(Operation::CreatePackage(package), 1_000)
+            .unwrap();
+        let set = |value: i64| Operation::SetPackageMetadata {
+            uuid,
+            path: vec!["b".into()],
+            value: value.into(),
+        };
+        // A, B and A again, all in the millisecond the package was created in, then once
+        // more under a clock set back.
+        let mut seen = vec![config.package(&uuid).unwrap().clone()];
+        for (value, now) in [(1, 1_000), (2, 1_000), (1, 1_000), (2, 400)] {
+            config.apply(set(value), now).unwrap();
+            seen.push(config.package(&uuid).unwrap().clone());
+        }
+        let updated: Vec<Timestamp> = seen.iter().map(|record| record.updated).collect();
+        assert_eq!(updated, [1_000, 1_001, 1_002, 1_003, 1_004]);
+        let tags: std::collections::HashSet<_> = seen.iter().map(|r| r.etag.clone()).collect();
+        assert_eq!(tags.len(), seen.len(), "every version has its own tag");
+        assert!(seen.iter().all(|record| record.created == 1_000));
+        // A later change is stamped with its own time.
+        config.apply(set(3), 5_000).unwrap();
+        assert_eq!(config.package(&uuid).unwrap().updated, 5_000);
     }
 
     #[test]
