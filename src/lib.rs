@@ -67,9 +67,10 @@ pub enum ServeError {
 
 /// Refuses settings that would let anyone who can reach `address` change the configuration:
 /// plain HTTP off loopback without `--insecure`, and `--auth none` off loopback without client
-/// certificates. Called before binding (with the address asked for) and again after (with the
-/// address bound), so that a refused setting never opens a socket.
-pub fn check_exposure(config: &ServeConfig, address: SocketAddr) -> Result<(), ServeError> {
+/// certificates. Called by [`Server::open`] (with the address asked for), before `floe serve`
+/// listens, and again by [`Server::serve`] (with the address bound), so that a refused
+/// setting never accepts a connection.
+fn check_exposure(config: &ServeConfig, address: SocketAddr) -> Result<(), ServeError> {
     let loopback_only = address.ip().is_loopback() && config.listen.ip().is_loopback();
     if config.tls_files().is_none() && !loopback_only && !config.insecure {
         return Err(ServeError::PlainHttpRefused(address));
@@ -91,85 +92,134 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let address = listener.local_addr()?;
-    check_exposure(config, address)?;
-    let settings = config.api_settings();
-    settings.meta.check().map_err(ServeError::Config)?;
-    let tls = match config.tls_files() {
-        Some(files) => Some(tls::server_config(&files)?),
-        None => None,
-    };
-    let clients_authenticated = config.tls_client_ca.is_some() && tls.is_some();
-    let (store, guard) = Store::open(&config.store_options())?;
-    let accounts = match config.auth {
-        AuthMode::None => None,
-        AuthMode::Token => Some(Arc::new(store::admin::open_accounts(
-            &config.store_options().backend,
-            &config.data_dir,
-        )?)),
-    };
-    let snapshot = store.snapshot();
-    tracing::info!(
-        %address,
-        tls = tls.is_some(),
-        client_certificates = clients_authenticated,
-        store = ?config.store,
-        data_dir = %config.data_dir.display(),
-        revision = snapshot.revision,
-        datasets = snapshot.configuration.datasets().len(),
-        tag = %snapshot.tag,
-        "floe listening"
-    );
-    drop(snapshot);
-    if tls.is_none() && !address.ip().is_loopback() {
-        tracing::warn!(%address, "plain HTTP on a non-loopback address (--insecure): anyone who can reach it may change the configuration");
+    Server::open(config)?.serve(listener, shutdown).await
+}
+
+/// floe with its settings checked and its store, accounts and TLS settings open, not serving
+/// yet. `floe serve` opens it before it listens, so that a port that accepts connections is
+/// one that answers them, and the first administrator's token file is there by then.
+pub struct Server {
+    config: ServeConfig,
+    settings: api::ApiSettings,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    store: Store,
+    guard: store::StoreGuard,
+    accounts: Option<Arc<store::accounts::Accounts>>,
+}
+
+impl Server {
+    /// Checks the settings and opens what serving needs: the TLS settings, the store and its
+    /// accounts (creating the first administrator in a new one).
+    pub fn open(config: &ServeConfig) -> Result<Self, ServeError> {
+        check_exposure(config, config.listen)?;
+        let settings = config.api_settings();
+        settings.meta.check().map_err(ServeError::Config)?;
+        let tls = match config.tls_files() {
+            Some(files) => Some(tls::server_config(&files)?),
+            None => None,
+        };
+        let options = config.store_options();
+        let (store, guard) = Store::open(&options)?;
+        let accounts = match config.auth {
+            AuthMode::None => None,
+            AuthMode::Token => Some(Arc::new(store::admin::open_accounts(
+                &options.backend,
+                &config.data_dir,
+            )?)),
+        };
+        Ok(Server {
+            config: config.clone(),
+            settings,
+            tls,
+            store,
+            guard,
+            accounts,
+        })
     }
-    if tls.is_some() && !clients_authenticated {
-        match config.auth {
-            AuthMode::Token => tracing::info!(
-                "HTTPS without --tls-client-ca: clients present no certificate; tokens authenticate them"
-            ),
-            AuthMode::None => {
-                tracing::warn!("HTTPS without --tls-client-ca: clients are not authenticated")
+
+    /// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests
+    /// finish and waits until every accepted write is durable.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Server {
+            config,
+            settings,
+            tls,
+            store,
+            guard,
+            accounts,
+        } = self;
+        let config = &config;
+        let address = listener.local_addr()?;
+        // Again with the address bound: a port 0 asked for is now a real one.
+        check_exposure(config, address)?;
+        let clients_authenticated = config.tls_client_ca.is_some() && tls.is_some();
+        let snapshot = store.snapshot();
+        tracing::info!(
+            %address,
+            tls = tls.is_some(),
+            client_certificates = clients_authenticated,
+            store = ?config.store,
+            data_dir = %config.data_dir.display(),
+            revision = snapshot.revision,
+            datasets = snapshot.configuration.datasets().len(),
+            tag = %snapshot.tag,
+            "floe listening"
+        );
+        drop(snapshot);
+        if tls.is_none() && !address.ip().is_loopback() {
+            tracing::warn!(%address, "plain HTTP on a non-loopback address (--insecure): anyone who can reach it may change the configuration");
+        }
+        if tls.is_some() && !clients_authenticated {
+            match config.auth {
+                AuthMode::Token => tracing::info!(
+                    "HTTPS without --tls-client-ca: clients present no certificate; tokens authenticate them"
+                ),
+                AuthMode::None => {
+                    tracing::warn!("HTTPS without --tls-client-ca: clients are not authenticated")
+                }
             }
         }
-    }
-    let cluster = LiveCluster::new(std::time::Duration::from_secs(config.node_expiry));
-    let expiry = cluster.spawn_expiry();
-    let client_certificates = tls.is_some().then_some(clients_authenticated);
-    let state = api::AppState::new(store, cluster, settings, accounts);
-    let waits = state.waits.clone();
-    let app = api::app(state, client_certificates);
-    // Held waits are requests in flight, which a graceful stop lets finish: release them as
-    // soon as the stop begins, so that it does not last as long as the longest wait.
-    let shutdown = async move {
-        shutdown.await;
-        waits.release_all();
-    };
-    let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout);
-    match tls {
-        Some(tls) => {
-            // Each connection's requests carry its peer: the TLS client's identity.
-            let service_for = move |peer: tls::Peer| {
-                app.clone()
-                    .map_request(move |mut request: axum::extract::Request| {
-                        request
-                            .extensions_mut()
-                            .insert(axum::extract::ConnectInfo(peer.clone()));
-                        request
-                    })
-            };
-            let listener = tls::TlsListener::new(listener, tls);
-            serve::serve(listener, header_read_timeout, service_for, shutdown).await;
+        let cluster = LiveCluster::new(std::time::Duration::from_secs(config.node_expiry));
+        let expiry = cluster.spawn_expiry();
+        let client_certificates = tls.is_some().then_some(clients_authenticated);
+        let state = api::AppState::new(store, cluster, settings, accounts);
+        let waits = state.waits.clone();
+        let app = api::app(state, client_certificates);
+        // Held waits are requests in flight, which a graceful stop lets finish: release them as
+        // soon as the stop begins, so that it does not last as long as the longest wait.
+        let shutdown = async move {
+            shutdown.await;
+            waits.release_all();
+        };
+        let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout);
+        match tls {
+            Some(tls) => {
+                // Each connection's requests carry its peer: the TLS client's identity.
+                let service_for = move |peer: tls::Peer| {
+                    app.clone()
+                        .map_request(move |mut request: axum::extract::Request| {
+                            request
+                                .extensions_mut()
+                                .insert(axum::extract::ConnectInfo(peer.clone()));
+                            request
+                        })
+                };
+                let listener = tls::TlsListener::new(listener, tls);
+                serve::serve(listener, header_read_timeout, service_for, shutdown).await;
+            }
+            None => {
+                let service_for = move |_| app.clone();
+                serve::serve(listener, header_read_timeout, service_for, shutdown).await;
+            }
         }
-        None => {
-            let service_for = move |_| app.clone();
-            serve::serve(listener, header_read_timeout, service_for, shutdown).await;
-        }
+        expiry.abort();
+        // The application, and with it every store handle, is gone: the writer drains and stops.
+        guard.close().await;
+        tracing::info!("floe stopped");
+        Ok(())
     }
-    expiry.abort();
-    // The application, and with it every store handle, is gone: the writer drains and stops.
-    guard.close().await;
-    tracing::info!("floe stopped");
-    Ok(())
 }

@@ -105,19 +105,27 @@ fn ca(args: &CaArgs) -> Result<(), floe::ca::CaError> {
     Ok(())
 }
 
+/// Binds the address first (a port in use is refused before anything is opened), then opens
+/// the store, and only then listens: a client that finds the port open is answered, and the
+/// first administrator's token file is already there.
 async fn serve(config: &floe::ServeConfig) -> anyhow::Result<()> {
-    floe::check_exposure(config, config.listen)?;
     floe::serve::raise_open_file_limit_and_log();
-    let listener = listen(config.listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    floe::run(config, listener, shutdown_signal()).await?;
+    let cannot_listen = |e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen);
+    let socket = bind(config.listen).map_err(cannot_listen)?;
+    let server = floe::Server::open(config)?;
+    let listener = socket.listen(ACCEPT_QUEUE).map_err(cannot_listen)?;
+    server.serve(listener, shutdown_signal()).await?;
     Ok(())
 }
 
-/// Binds `address` with a deep accept queue: clients that wait for changes hold thousands of
-/// connections, and when many (re)connect at once (an agent fleet after a restart) a short
-/// queue drops their SYNs and makes them retry seconds later.
-fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+/// How many connections may wait to be accepted: clients that wait for changes hold
+/// thousands of connections, and when many (re)connect at once (an agent fleet after a
+/// restart) a short queue drops their SYNs and makes them retry seconds later.
+const ACCEPT_QUEUE: u32 = 8192;
+
+/// A socket bound to `address`, not listening yet: until it listens, connections to it are
+/// refused rather than left waiting.
+fn bind(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
     let socket = if address.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -125,7 +133,7 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
     };
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
-    socket.listen(8192)
+    Ok(socket)
 }
 
 /// Completes on SIGINT, SIGTERM or SIGHUP; the server then finishes what is in flight.

@@ -1203,3 +1203,47 @@ fn a_data_dir_that_is_a_file_says_so() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("it is a file, not a directory"), "{stderr}");
 }
+
+/// A port that accepts connections is one that answers them: `floe serve` opens its store and
+/// accounts (writing the first administrator's token) before it listens, so a script that
+/// waits for the port and then reads the token file finds it.
+#[test]
+fn the_port_opens_only_once_the_store_and_the_admin_token_are_ready() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(common::floe_binary())
+        .args([
+            "serve",
+            "--auth",
+            "token",
+            "--listen",
+            &listen,
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("floe starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let connected = loop {
+        if let Ok(stream) = std::net::TcpStream::connect(&listen) {
+            break stream;
+        }
+        assert!(Instant::now() < deadline, "floe never listened");
+        assert!(child.try_wait().unwrap().is_none(), "floe exited");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let token = std::fs::read_to_string(dir.path().join(floe::ADMIN_TOKEN_FILE));
+    drop(connected);
+    let _ = child.kill();
+    let _ = child.wait();
+    let token = token.expect("the token file exists once the port accepts");
+    assert!(!token.trim().is_empty(), "the token file is complete");
+}
