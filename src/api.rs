@@ -69,18 +69,6 @@ pub struct ApiSettings {
     pub https: bool,
 }
 
-impl Default for ApiSettings {
-    fn default() -> Self {
-        ApiSettings {
-            if_match: IfMatchPolicy::Optional,
-            meta: MetaFields::default(),
-            max_wait: Duration::from_secs(300),
-            body_read_timeout: Duration::from_secs(30),
-            https: false,
-        }
-    }
-}
-
 /// What every handler can reach. One `Arc`, because axum clones the state for every request.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);

@@ -6,9 +6,23 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::api::ApiSettings;
 use crate::api::conditional::IfMatchPolicy;
-use crate::api::{ApiSettings, meta::MetaFields};
+use crate::api::meta::{self, MetaFields};
 use crate::store::{Backend, DEFAULT_IDEMPOTENCY_MAX_KEYS, StoreOptions};
+
+/// Where the data lives unless `--data-dir` says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./floe-data";
+/// `--idempotency-ttl`'s default: a day.
+pub const DEFAULT_IDEMPOTENCY_TTL_SECONDS: u64 = 86_400;
+/// `--node-expiry`'s default.
+pub const DEFAULT_NODE_EXPIRY_SECONDS: u64 = 120;
+/// `--max-wait`'s default.
+pub const DEFAULT_MAX_WAIT_SECONDS: u64 = 300;
+/// `--header-read-timeout`'s default.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 30;
+/// `--body-read-timeout`'s default.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECONDS: u64 = 30;
 
 /// floe: a cluster configuration service speaking Flocker's control API, with concurrency done
 /// right.
@@ -56,7 +70,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct AdminTokenArgs {
     /// The data directory of the stopped server.
-    #[arg(long, env = "FLOE_DATA_DIR", default_value = "./floe-data")]
+    #[arg(long, env = "FLOE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
     /// Whose token to issue.
@@ -72,7 +86,7 @@ pub struct ImportFlockerArgs {
 
     /// Directory holding the configuration database (created if missing): the --data-dir the
     /// server will be started with.
-    #[arg(long, env = "FLOE_DATA_DIR", default_value = "./floe-data")]
+    #[arg(long, env = "FLOE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
     /// Log line format on standard error. The level is set with RUST_LOG (default `info`).
@@ -150,7 +164,7 @@ pub struct ServeConfig {
     pub insecure: bool,
 
     /// Directory holding the configuration database (created if missing).
-    #[arg(long, env = "FLOE_DATA_DIR", default_value = "./floe-data")]
+    #[arg(long, env = "FLOE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
     /// Where the configuration is kept: `sqlite` (durable, in --data-dir) or `memory`
@@ -170,7 +184,7 @@ pub struct ServeConfig {
 
     /// How long the answer to a request with an Idempotency-Key is kept for retries, in
     /// seconds, unless --idempotency-max-keys forgets it earlier.
-    #[arg(long, env = "FLOE_IDEMPOTENCY_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "FLOE_IDEMPOTENCY_TTL", default_value_t = DEFAULT_IDEMPOTENCY_TTL_SECONDS, value_parser = clap::value_parser!(u64).range(1..))]
     pub idempotency_ttl: u64,
 
     /// How many Idempotency-Key answers are kept at most. When recording another would
@@ -181,12 +195,12 @@ pub struct ServeConfig {
     pub idempotency_max_keys: usize,
 
     /// Seconds after which a node whose agent has not reported drops out of the state.
-    #[arg(long, env = "FLOE_NODE_EXPIRY", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "FLOE_NODE_EXPIRY", default_value_t = DEFAULT_NODE_EXPIRY_SECONDS, value_parser = clap::value_parser!(u64).range(1..))]
     pub node_expiry: u64,
 
     /// The longest, in seconds, a list request may wait for a change (`Prefer: wait=N` with
     /// `If-None-Match`); longer waits are cut to this.
-    #[arg(long, env = "FLOE_MAX_WAIT", default_value_t = 300)]
+    #[arg(long, env = "FLOE_MAX_WAIT", default_value_t = DEFAULT_MAX_WAIT_SECONDS)]
     pub max_wait: u64,
 
     /// Seconds a client has to send a request's line and headers, counted from when the
@@ -194,13 +208,13 @@ pub struct ServeConfig {
     /// its headers slowly (or never) cannot hold a connection open, and keep-alive connections
     /// idle that long are closed too. A request held by `Prefer: wait` is not affected. Put a
     /// proxy's idle timeout below this.
-    #[arg(long, env = "FLOE_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "FLOE_HEADER_READ_TIMEOUT", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECONDS, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout: u64,
 
     /// Seconds a client has to send a request's body once its headers are in; after that the
     /// request is answered 408 and the connection closed, so a client that stops halfway
     /// through a body cannot hold a connection open.
-    #[arg(long, env = "FLOE_BODY_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "FLOE_BODY_READ_TIMEOUT", default_value_t = DEFAULT_BODY_READ_TIMEOUT_SECONDS, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_read_timeout: u64,
 
     /// Authentication: `token` (users, permissions and tokens; on first start an `admin`
@@ -211,15 +225,15 @@ pub struct ServeConfig {
 
     /// Name of the body field that carries a resource's entity tag, in representations that
     /// carry meta fields.
-    #[arg(long, env = "FLOE_META_ETAG_FIELD", default_value = "_etag")]
+    #[arg(long, env = "FLOE_META_ETAG_FIELD", default_value = meta::DEFAULT_ETAG_FIELD)]
     pub meta_etag_field: String,
 
     /// Name of the body field that carries a resource's creation time (RFC 3339).
-    #[arg(long, env = "FLOE_META_CREATED_FIELD", default_value = "_created")]
+    #[arg(long, env = "FLOE_META_CREATED_FIELD", default_value = meta::DEFAULT_CREATED_FIELD)]
     pub meta_created_field: String,
 
     /// Name of the body field that carries a resource's last change time (RFC 3339).
-    #[arg(long, env = "FLOE_META_UPDATED_FIELD", default_value = "_updated")]
+    #[arg(long, env = "FLOE_META_UPDATED_FIELD", default_value = meta::DEFAULT_UPDATED_FIELD)]
     pub meta_updated_field: String,
 }
 
@@ -344,20 +358,20 @@ impl ServeConfig {
             tls_key: None,
             tls_client_ca: None,
             insecure: false,
-            data_dir: PathBuf::from("./floe-data"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             store: StoreKind::Memory,
             log_format: LogFormat::Text,
             if_match: IfMatchPolicy::Optional,
-            idempotency_ttl: 86_400,
+            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL_SECONDS,
             idempotency_max_keys: DEFAULT_IDEMPOTENCY_MAX_KEYS,
-            node_expiry: 120,
-            max_wait: 300,
-            header_read_timeout: 30,
-            body_read_timeout: 30,
+            node_expiry: DEFAULT_NODE_EXPIRY_SECONDS,
+            max_wait: DEFAULT_MAX_WAIT_SECONDS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT_SECONDS,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT_SECONDS,
             auth: AuthMode::None,
-            meta_etag_field: "_etag".into(),
-            meta_created_field: "_created".into(),
-            meta_updated_field: "_updated".into(),
+            meta_etag_field: meta::DEFAULT_ETAG_FIELD.into(),
+            meta_created_field: meta::DEFAULT_CREATED_FIELD.into(),
+            meta_updated_field: meta::DEFAULT_UPDATED_FIELD.into(),
         }
     }
 
@@ -395,5 +409,38 @@ impl ServeConfig {
             body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout),
             https: self.tls_cert.is_some(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`ServeConfig::ephemeral`] is `floe serve`'s defaults but for what makes it ephemeral,
+    /// and the API's meta field names default as the command line's do: a default changed in
+    /// one place and not the other fails here.
+    #[test]
+    fn ephemeral_settings_are_the_defaults_but_for_what_makes_them_ephemeral() {
+        if std::env::vars().any(|(name, _)| name.starts_with("FLOE_")) {
+            eprintln!("skipped: FLOE_* variables in the environment change the defaults");
+            return;
+        }
+        let Command::Serve(mut parsed) = Cli::try_parse_from(["floe", "serve"])
+            .expect("the defaults parse")
+            .command
+        else {
+            panic!("`floe serve` is the serve command");
+        };
+        assert_eq!(
+            format!("{:?}", parsed.api_settings().meta),
+            format!("{:?}", MetaFields::default())
+        );
+        parsed.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        parsed.store = StoreKind::Memory;
+        parsed.auth = AuthMode::None;
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{:?}", ServeConfig::ephemeral())
+        );
     }
 }

@@ -18,12 +18,19 @@ pub struct MetaFields {
     pub updated: String,
 }
 
+/// `--meta-etag-field`'s default, Eve's name.
+pub const DEFAULT_ETAG_FIELD: &str = "_etag";
+/// `--meta-created-field`'s default, Eve's name.
+pub const DEFAULT_CREATED_FIELD: &str = "_created";
+/// `--meta-updated-field`'s default, Eve's name.
+pub const DEFAULT_UPDATED_FIELD: &str = "_updated";
+
 impl Default for MetaFields {
     fn default() -> Self {
         MetaFields {
-            etag: Some("_etag".into()),
-            created: "_created".into(),
-            updated: "_updated".into(),
+            etag: Some(DEFAULT_ETAG_FIELD.into()),
+            created: DEFAULT_CREATED_FIELD.into(),
+            updated: DEFAULT_UPDATED_FIELD.into(),
         }
     }
 }
