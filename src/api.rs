@@ -9,6 +9,7 @@ pub mod auth;
 pub mod body;
 pub mod conditional;
 pub mod containers;
+pub mod cors;
 pub mod datasets;
 pub mod error;
 pub mod identity;
@@ -436,9 +437,9 @@ fn routes() -> Router<AppState> {
         .merge(containers::router())
         .merge(state::router())
         .fallback(|uri: axum::http::Uri| async move {
-            packages::with_cors(uri.path(), ApiError::NoRoute.into_response())
+            cors::with_cors(uri.path(), ApiError::NoRoute.into_response())
         })
         .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
-            packages::with_cors(uri.path(), ApiError::MethodNotAllowed.into_response())
+            cors::with_cors(uri.path(), ApiError::MethodNotAllowed.into_response())
         })
 }

@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 
 use super::answer::Answer;
 use super::body::LimitedBody;
+use super::cors::options;
 use super::identity::Identity;
-use super::packages::options;
 use super::segment::{PathParams, decoded_segments, encoded_segment};
 use super::{ApiError, AppState};
 use crate::model::permission::{Permission, allowed, covers, permission, valid_user_name};
@@ -172,7 +172,7 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     // The packages API answers with FiFo's CORS headers, its 401s and 403s included.
     let path = request.uri().path().to_string();
     let response = authenticate_inner(State(state), request, next).await;
-    super::packages::with_cors(&path, response)
+    super::cors::with_cors(&path, response)
 }
 
 async fn authenticate_inner(
@@ -268,7 +268,7 @@ pub fn router() -> Router<AppState> {
                 .options(|| options("HEAD, OPTIONS, PUT, DELETE")),
         )
         // Sessions and users answer with FiFo's CORS headers, as its packages do.
-        .layer(axum::middleware::from_fn(super::packages::cors))
+        .layer(axum::middleware::from_fn(super::cors::cors))
 }
 
 fn accounts_of(state: &AppState) -> Result<&Accounts, ApiError> {
