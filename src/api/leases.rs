@@ -85,7 +85,15 @@ async fn acquire_lease(
                 expires: input.expires,
             };
             // Flocker echoes the duration asked for, not the time left when it answers.
-            Ok((operation, lease_answer(Some(input.expires), etags)))
+            Ok((
+                operation,
+                lease_answer(
+                    LeaseWrite::Acquired {
+                        requested: input.expires,
+                    },
+                    etags,
+                ),
+            ))
         })
         .await
 }
@@ -108,21 +116,28 @@ async fn release_lease(
             })?;
             Ok((
                 Operation::ReleaseLease { dataset_id },
-                lease_answer(None, etags),
+                lease_answer(LeaseWrite::Released, etags),
             ))
         })
         .await
 }
 
-/// Renders a lease after a write: 201 for a new lease, 200 otherwise. `requested` is the
-/// duration an acquire asked for (echoed as is); a release shows the seconds that were left.
-fn lease_answer(requested: Option<Option<f64>>, etags: bool) -> Render {
+/// Which write a lease's answer is for.
+enum LeaseWrite {
+    /// An acquire or renewal, with the duration it asked for (`None`: no expiry), echoed as is.
+    Acquired { requested: Option<f64> },
+    /// A release, which shows the seconds that were left.
+    Released,
+}
+
+/// Renders a lease after a write: 201 for a new lease, 200 otherwise.
+fn lease_answer(write: LeaseWrite, etags: bool) -> Render {
     Box::new(move |committed: &Committed| {
         let Outcome::Lease { lease, created } = &committed.outcome else {
             unreachable!("lease operations answer with a lease")
         };
-        let (status, body) = match requested {
-            Some(expires) => {
+        let (status, body) = match write {
+            LeaseWrite::Acquired { requested: expires } => {
                 tracing::debug!(dataset_id = %lease.dataset_id, node_uuid = %lease.node_uuid, ?expires, created, "lease acquired");
                 let status = if *created {
                     StatusCode::CREATED
@@ -135,7 +150,7 @@ fn lease_answer(requested: Option<Option<f64>>, etags: bool) -> Render {
                 };
                 (status, body)
             }
-            None => {
+            LeaseWrite::Released => {
                 tracing::debug!(dataset_id = %lease.dataset_id, node_uuid = %lease.node_uuid, "lease released");
                 (StatusCode::OK, LeaseBody::at(lease, now_millis()))
             }

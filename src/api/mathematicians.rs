@@ -231,17 +231,17 @@ async fn create_mathematician(
     headers: HeaderMap,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    let render_settings = (
-        base_url(&state, &headers)?,
-        state.settings.meta.clone(),
-        conditions.etags,
-    );
+    let rendering = Rendering {
+        base: base_url(&state, &headers)?,
+        meta: state.settings.meta.clone(),
+        etags: conditions.etags,
+    };
     state
         .write(conditions, &request, |request| {
             let change = decode_name_change(request)?;
             Ok((
                 Operation::CreateMathematician(change),
-                mathematician_answer(StatusCode::CREATED, render_settings),
+                mathematician_answer(StatusCode::CREATED, rendering),
             ))
         })
         .await
@@ -258,11 +258,11 @@ async fn name_mathematician(
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
     let url_unique = parse_unique(&unique).ok_or(ApiError::NotFound(NOT_FOUND))?;
-    let render_settings = (
-        base_url(&state, &headers)?,
-        state.settings.meta.clone(),
-        conditions.etags,
-    );
+    let rendering = Rendering {
+        base: base_url(&state, &headers)?,
+        meta: state.settings.meta.clone(),
+        etags: conditions.etags,
+    };
     let target = Some(Target::Mathematician(url_unique));
     state
         .write(conditions.aimed_at(target), &request, |request| {
@@ -275,17 +275,25 @@ async fn name_mathematician(
             }
             Ok((
                 Operation::NameMathematician(change),
-                mathematician_answer(StatusCode::OK, render_settings),
+                mathematician_answer(StatusCode::OK, rendering),
             ))
         })
         .await
 }
 
+/// What a write's answer is rendered with, taken from its request before the write.
+struct Rendering {
+    /// The server's address as the client named it, for absolute links.
+    base: String,
+    /// The meta fields' names.
+    meta: MetaFields,
+    /// Whether the answer carries the record's validators (`--if-match` is not `off`).
+    etags: bool,
+}
+
 /// Renders the mathematician a write left: the representation, with `Location` on a create.
-fn mathematician_answer(
-    status: StatusCode,
-    (base, meta, etags): (String, MetaFields, bool),
-) -> Render {
+fn mathematician_answer(status: StatusCode, rendering: Rendering) -> Render {
+    let Rendering { base, meta, etags } = rendering;
     Box::new(move |committed: &Committed| {
         let Outcome::Mathematician(record) = &committed.outcome else {
             unreachable!("mathematician operations answer with a mathematician")

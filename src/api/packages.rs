@@ -654,13 +654,13 @@ async fn write_package(
         })
 }
 
-/// Renders a package write: no body, the configuration tag, the package's new ETag as `etag`
-/// (the format the client accepts; `None` after a delete or with ETags off) represents it and,
-/// on a create, `Location` (relative, as FiFo sends it).
+/// Renders a package write: no body, the configuration tag, the package's new ETag, that of
+/// its representation in `show_etag_of` (the format the client accepts; `None` after a delete
+/// or with ETags off), and, on a create, `Location` (relative, as FiFo sends it).
 fn package_answer(
     status: StatusCode,
     created_under: Option<String>,
-    etag: Option<Format>,
+    show_etag_of: Option<Format>,
 ) -> Render {
     Box::new(move |committed: &Committed| {
         let Outcome::Package(record) = &committed.outcome else {
@@ -673,7 +673,7 @@ fn package_answer(
         {
             answer.headers.insert(header::LOCATION, href);
         }
-        if let Some(format) = etag {
+        if let Some(format) = show_etag_of {
             version_headers(
                 &mut answer.headers,
                 shown_version(record, &format.etag(record)),
