@@ -44,7 +44,9 @@ use crate::model::precondition::ResourceVersion;
 use crate::model::{Collection, Operation};
 use crate::store::accounts::Accounts;
 use crate::store::cluster::LiveCluster;
-use crate::store::{Command, Committed, ConfigTag, Idempotency, Reply, Store, StoreError};
+use crate::store::{
+    Command, Committed, ConfigTag, Idempotency, Reply, Store, StoreError, recorded_for_retry,
+};
 use answer::Answer;
 use body::WriteRequest;
 use conditional::{Conditions, IDEMPOTENT_REPLAYED, IfMatchPolicy};
@@ -139,12 +141,8 @@ impl AppState {
         if let Some(key) = &conditions.idempotency_key {
             _claim = Some(self.claim(key)?);
             let fingerprint = request.fingerprint();
-            if let Some(first) = snapshot.answers.get(key.as_str()) {
-                return if first.fingerprint == fingerprint {
-                    Ok(replay(&first.answer))
-                } else {
-                    Err(StoreError::IdempotencyKeyReused.into())
-                };
+            if let Some(recorded) = recorded_for_retry(&snapshot.answers, key, &fingerprint) {
+                return Ok(replay(&recorded?.answer));
             }
             idempotency = Some((key.clone(), fingerprint));
         }

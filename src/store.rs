@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::model::precondition::{Validators, Verdict};
 use crate::model::{Change, Operation, Outcome, OwnedVersion, Records, Rejection, Timestamp};
 
-pub use answers::Answers;
+pub use answers::{Answers, recorded_for_retry};
 pub use snapshot::{ConfigTag, ListVersions, Snapshot};
 pub use sqlite::{DATABASE_FILE, lock_data_dir};
 

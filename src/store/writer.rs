@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     Answers, Batch, Command, Committed, IdempotencyRecord, MAX_BATCH, Persistence, Precondition,
-    Reply, Snapshot, StoreError, now_millis, snapshot::ConfigTag,
+    Reply, Snapshot, StoreError, now_millis, recorded_for_retry, snapshot::ConfigTag,
 };
 use crate::log_budget::LogBudget;
 use crate::model::{Configuration, Operation, Timestamp};
@@ -157,12 +157,15 @@ fn apply_batch(
                 // first client gave up waiting): the key is checked here, against the newest
                 // state, so a command is never applied twice.
                 if let Some(idempotency) = &command.idempotency
-                    && let Some(existing) = working.answers.get(idempotency.key.as_str())
+                    && let Some(recorded) = recorded_for_retry(
+                        &working.answers,
+                        &idempotency.key,
+                        &idempotency.fingerprint,
+                    )
                 {
-                    let answer = if existing.fingerprint == idempotency.fingerprint {
-                        Reply::Replayed(Arc::clone(existing))
-                    } else {
-                        Reply::Done(Err(StoreError::IdempotencyKeyReused))
+                    let answer = match recorded {
+                        Ok(first) => Reply::Replayed(first),
+                        Err(reused) => Reply::Done(Err(reused)),
                     };
                     waiting.push((reply, answer));
                     continue;
