@@ -166,7 +166,12 @@ impl AppState {
                     move |result: &Result<Committed, StoreError>, tag: &ConfigTag| {
                         match result {
                             Ok(committed) => render(committed),
-                            Err(error) => ApiError::Store(error.clone()).answer().with_tag(tag),
+                            // Recorded as it is sent when nothing is recorded.
+                            Err(error) => ApiError::Refused {
+                                error: error.clone(),
+                                tag: tag.clone(),
+                            }
+                            .answer(),
                         }
                         .record()
                     },
