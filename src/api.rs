@@ -18,7 +18,9 @@ pub mod mathematicians;
 pub mod meta;
 pub mod packages;
 pub mod segment;
+pub mod sessions;
 pub mod state;
+pub mod users;
 pub mod version;
 pub mod waiting;
 
@@ -436,7 +438,8 @@ fn routes() -> Router<AppState> {
         .merge(leases::router())
         .merge(mathematicians::router())
         .merge(packages::router())
-        .merge(auth::router())
+        .merge(sessions::router())
+        .merge(users::router())
         .merge(containers::router())
         .merge(state::router())
         .fallback(|uri: axum::http::Uri| async move {

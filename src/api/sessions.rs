@@ -1,0 +1,256 @@
+//! Sessions, FiFo's way: `POST /api/{v}/sessions` logs in (303 to the session, the token in
+//! `x-snarl-token` and the cookie), `GET`/`DELETE /api/{v}/sessions/{token}` read and end one,
+//! and `POST /api/{v}/oauth/token` is the OAuth2 password grant. [`super::auth`] checks the
+//! tokens these hand out.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::answer::Answer;
+use super::auth::{Caller, SNARL_TOKEN, accounts_of, caller_of, change_accounts, off_worker};
+use super::body::LimitedBody;
+use super::cors::options;
+use super::segment::{PathParams, encoded_segment};
+use super::users::user_json;
+use super::{ApiError, AppState};
+use crate::model::permission::permission;
+use crate::store::accounts::verify_password;
+use crate::store::now_millis;
+
+/// How long a token lives: FiFo's cookie lasted 364 days.
+pub const TOKEN_LIFETIME_SECONDS: i64 = 364 * 24 * 60 * 60;
+
+/// The routes of sessions and OAuth2 tokens.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/{version}/sessions",
+            post(login)
+                .get(current_session)
+                .options(|| options("HEAD, OPTIONS, GET, POST")),
+        )
+        .route(
+            "/api/{version}/sessions/{token}",
+            get(get_session)
+                .delete(delete_session)
+                .options(|| options("HEAD, OPTIONS, GET, DELETE")),
+        )
+        .route("/api/{version}/oauth/token", post(oauth_token))
+        // Sessions answer with FiFo's CORS headers, as its packages do.
+        .layer(axum::middleware::from_fn(super::cors::cors))
+}
+
+/// Checks a user name and password, and mints a token for the user, off the request workers.
+async fn issue_token(
+    state: &AppState,
+    user: &str,
+    password: &str,
+) -> Result<Option<String>, ApiError> {
+    let (state, user, password) = (state.clone(), user.to_string(), password.to_string());
+    off_worker("login", move || issue_token_now(&state, &user, &password)).await?
+}
+
+fn issue_token_now(
+    state: &AppState,
+    user: &str,
+    password: &str,
+) -> Result<Option<String>, ApiError> {
+    let accounts = accounts_of(state)?;
+    let snapshot = accounts.read();
+    let Some(record) = snapshot.users.get(user) else {
+        return Ok(None);
+    };
+    if !verify_password(password, &record.password) {
+        return Ok(None);
+    }
+    let token = uuid::Uuid::new_v4().to_string();
+    let now = now_millis();
+    accounts
+        .add_token(&token, user, now, now + TOKEN_LIFETIME_SECONDS * 1000)
+        .map_err(ApiError::Accounts)?;
+    Ok(Some(token))
+}
+
+/// `POST /api/{v}/sessions` `{"user", "password"}`: 303 to the session, with the token in
+/// `x-snarl-token` and the cookie, as FiFo 0.1.0 answers.
+async fn login(
+    State(state): State<AppState>,
+    PathParams(params): PathParams,
+    LimitedBody(body): LimitedBody,
+) -> Result<Response, ApiError> {
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (Some(user), Some(password)) = (value["user"].as_str(), value["password"].as_str()) else {
+        return Err(ApiError::BadRequest(
+            "Missing JSON keys: user, password required.".into(),
+        ));
+    };
+    let Some(token) = issue_token(&state, user, password).await? else {
+        return Err(ApiError::BadCredentials);
+    };
+    let version = params.get("version").cloned().unwrap_or_default();
+    let mut answer = Answer {
+        status: StatusCode::SEE_OTHER,
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    };
+    let headers = &mut answer.headers;
+    if let Ok(location) = HeaderValue::from_str(&format!(
+        "/api/{}/sessions/{token}",
+        encoded_segment(&version)
+    )) {
+        headers.insert(header::LOCATION, location);
+    }
+    if let Ok(value) = HeaderValue::from_str(&token) {
+        headers.insert(SNARL_TOKEN, value);
+    }
+    if let Ok(cookie) = HeaderValue::from_str(&format!(
+        "x-snarl-token={token}; Max-Age={TOKEN_LIFETIME_SECONDS}; Path=/; HttpOnly"
+    )) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    Ok(answer.into_response())
+}
+
+/// `GET /api/{v}/sessions`: the caller's own user.
+async fn current_session(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+) -> Result<Response, ApiError> {
+    let accounts = accounts_of(&state)?;
+    let Caller::User { name, token, .. } = caller_of(caller) else {
+        return Err(ApiError::Unauthenticated);
+    };
+    let snapshot = accounts.read();
+    let user = snapshot.users.get(&name).ok_or(ApiError::Forbidden)?;
+    let mut body = user_json(user);
+    body["session"] = json!(token);
+    Ok(Answer::json(StatusCode::OK, body.to_string()).into_response())
+}
+
+/// `GET /api/{v}/sessions/{token}`: the session's user, for its own holder or a caller who
+/// may read that user.
+async fn get_session(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    PathParams(params): PathParams,
+) -> Result<Response, ApiError> {
+    let token = params.get("token").cloned().unwrap_or_default();
+    let accounts = accounts_of(&state)?;
+    let caller = caller_of(caller);
+    let snapshot = accounts.read();
+    let user = snapshot
+        .user_of_token(&token, now_millis())
+        .ok_or_else(|| session_not_found(&caller, "get"))?;
+    if !own_or_may(&caller, &token, &permission(&["users", &user.name, "get"])) {
+        return Err(ApiError::Forbidden);
+    }
+    let mut body = user_json(user);
+    body["session"] = json!(token);
+    Ok(Answer::json(StatusCode::OK, body.to_string()).into_response())
+}
+
+/// The answer for a token that names no live session: 404 only for a caller who could `act` on
+/// every user's sessions, 403 for anyone else, as for a live session of a user they may not
+/// see. Otherwise a 403 against a 404 would tell any caller which tokens are live. `_` grants
+/// every user and no user can be named `_`, so a grant that covers it covers them all.
+fn session_not_found(caller: &Caller, act: &str) -> ApiError {
+    if caller.may(&permission(&["users", "_", act])) {
+        ApiError::NotFound("Session not found.")
+    } else {
+        ApiError::Forbidden
+    }
+}
+
+fn own_or_may(caller: &Caller, token: &str, permission: &[String]) -> bool {
+    match caller {
+        Caller::User { token: own, .. } if own == token => true,
+        caller => caller.may(permission),
+    }
+}
+
+/// `DELETE /api/{v}/sessions/{token}`: revokes the token at once (log out).
+async fn delete_session(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    PathParams(params): PathParams,
+) -> Result<Response, ApiError> {
+    let token = params.get("token").cloned().unwrap_or_default();
+    let accounts = accounts_of(&state)?;
+    let caller = caller_of(caller);
+    let owner = accounts
+        .read()
+        .user_of_token(&token, now_millis())
+        .map(|user| user.name.clone())
+        .ok_or_else(|| session_not_found(&caller, "edit"))?;
+    if !own_or_may(&caller, &token, &permission(&["users", &owner, "edit"])) {
+        return Err(ApiError::Forbidden);
+    }
+    change_accounts(&state, move |accounts| accounts.revoke_token(&token)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// An OAuth2 error answer (RFC 6749 §5.2).
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut answer = Answer::json(
+        status,
+        json!({ "error": error, "error_description": description }).to_string(),
+    );
+    answer
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    answer.into_response()
+}
+
+/// `POST /api/{v}/oauth/token`: the password grant. The body is read as a form whatever the
+/// `Content-Type` says (pyfi sends a form labelled JSON).
+async fn oauth_token(State(state): State<AppState>, LimitedBody(body): LimitedBody) -> Response {
+    let form: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(&body).into_owned().collect();
+    let Some(grant) = form.get("grant_type") else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is required.",
+        );
+    };
+    if grant != "password" {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Only the password grant is supported.",
+        );
+    }
+    let (Some(user), Some(password)) = (form.get("username"), form.get("password")) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "username and password are required.",
+        );
+    };
+    match issue_token(&state, user, password).await {
+        Ok(Some(token)) => {
+            let body = json!({
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": TOKEN_LIFETIME_SECONDS,
+                "scope": form.get("scope").cloned().unwrap_or_else(|| "*".into()),
+            });
+            let mut answer = Answer::json(StatusCode::OK, body.to_string());
+            answer
+                .headers
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            answer.into_response()
+        }
+        Ok(None) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "access_denied",
+            "Wrong user name or password.",
+        ),
+        Err(error) => error.into_response(),
+    }
+}
