@@ -4,6 +4,15 @@
 //! shares all untouched entries with the original. The store keeps one as its published
 //! snapshot and applies operations to a clone, so readers never see a half-applied change and
 //! the cost of a write does not grow with the number of datasets.
+//!
+//! [`Configuration::apply`] dispatches each operation to its kind of resource: one submodule
+//! each (datasets, leases, containers, packages, mathematicians) holds how operations change it.
+
+mod containers;
+mod datasets;
+mod leases;
+mod mathematicians;
+mod packages;
 
 use std::sync::Arc;
 
@@ -12,13 +21,17 @@ use imbl::OrdMap;
 use super::age_index::AgeIndex;
 use super::container::Container;
 use super::dataset_table::DatasetTable;
-use super::lease::{Timestamp, expiry_after};
+use super::lease::Timestamp;
 use super::mathematician::{Mathematician, VersionHash};
 use super::package::{MetadataError, Package};
 use super::precondition::ResourceVersion;
 use super::{ContentTag, Dataset, DatasetId, Lease, Metadata, NodeId, Tagged, canonical_and_tag};
 use bytes::Bytes;
 use uuid::Uuid;
+
+/// What applying an operation gives: what it produced and the changes to persist, or why it
+/// was refused.
+type Applied = Result<(Outcome, Vec<Change>), Rejection>;
 
 /// A stored resource with its version: the strong entity tag of its content, computed once
 /// when the resource is written, and when it was created and last changed.
@@ -629,218 +642,42 @@ impl Configuration {
 
     /// Applies `operation` at time `now`, changing `self` in place, and returns what it produced
     /// and the changes to persist (empty for a no-op). On rejection `self` is untouched.
-    pub fn apply(
-        &mut self,
-        operation: Operation,
-        now: Timestamp,
-    ) -> Result<(Outcome, Vec<Change>), Rejection> {
+    pub fn apply(&mut self, operation: Operation, now: Timestamp) -> Applied {
         match operation {
             Operation::CreateDataset {
                 dataset_id,
                 primary,
                 metadata,
                 maximum_size,
-            } => {
-                let dataset = Dataset {
-                    dataset_id,
-                    primary,
-                    deleted: false,
-                    metadata,
-                    maximum_size,
-                };
-                let record = Versioned::new(dataset, now, now);
-                let Ok(place) = self.datasets.insert_new(Arc::clone(&record)) else {
-                    return Err(Rejection::DatasetIdInUse);
-                };
-                Ok(dataset_written(record, place, true))
-            }
+            } => self.create_dataset(dataset_id, primary, metadata, maximum_size, now),
             Operation::MoveDataset {
                 dataset_id,
                 primary,
-            } => {
-                let current = self.existing_dataset(dataset_id)?;
-                if current.value.deleted {
-                    return Err(Rejection::DatasetDeleted);
-                }
-                match primary {
-                    Some(primary) if primary != current.value.primary => {
-                        if self.container_using(&current.value.dataset_id).is_some() {
-                            return Err(Rejection::DatasetAttached);
-                        }
-                        let mut moved = current.value.clone();
-                        moved.primary = primary;
-                        Ok(self.put_dataset(current.changed(moved, now)))
-                    }
-                    _ => Ok((Outcome::Dataset(current), Vec::new())),
-                }
-            }
-            Operation::DeleteDataset { dataset_id } => {
-                let current = self.existing_dataset(dataset_id)?;
-                if current.value.deleted {
-                    return Ok((Outcome::Dataset(current), Vec::new()));
-                }
-                let mut deleted = current.value.clone();
-                deleted.deleted = true;
-                Ok(self.put_dataset(current.changed(deleted, now)))
-            }
+            } => self.move_dataset(dataset_id, primary, now),
+            Operation::DeleteDataset { dataset_id } => self.delete_dataset(dataset_id, now),
             Operation::AcquireLease {
                 dataset_id,
                 node_uuid,
                 expires,
-            } => {
-                let existing = self.leases.get(&dataset_id);
-                if existing.is_some_and(|lease| lease.node_uuid != node_uuid) {
-                    return Err(Rejection::LeaseHeld);
-                }
-                let lease = Lease {
-                    dataset_id,
-                    node_uuid,
-                    expires_at: expiry_after(now, expires),
-                };
-                let created = existing.is_none();
-                let changes = if existing == Some(&lease) {
-                    Vec::new()
-                } else {
-                    self.leases.insert(dataset_id, lease.clone());
-                    vec![Change::PutLease(lease.clone())]
-                };
-                Ok((Outcome::Lease { lease, created }, changes))
-            }
-            Operation::ReleaseLease { dataset_id } => {
-                let lease = self
-                    .leases
-                    .remove(&dataset_id)
-                    .ok_or(Rejection::LeaseNotFound)?;
-                Ok((
-                    Outcome::Lease {
-                        lease,
-                        created: false,
-                    },
-                    vec![Change::RemoveLease(dataset_id)],
-                ))
-            }
-            Operation::CreateMathematician(change) => {
-                if let Some(existing) = self.mathematicians.get(&change.unique) {
-                    return Ok((Outcome::Mathematician(Arc::clone(existing)), Vec::new()));
-                }
-                let mut mathematician = Mathematician::new(change.unique);
-                mathematician.set_name(
-                    &change.seen,
-                    change.first_name.as_deref(),
-                    change.last_name.as_deref(),
-                );
-                Ok(self.put_mathematician(Versioned::new(mathematician, now, now)))
-            }
-            Operation::NameMathematician(change) => {
-                let current = self
-                    .mathematicians
-                    .get(&change.unique)
-                    .ok_or(Rejection::MathematicianNotFound)?;
-                let mut mathematician = current.value.clone();
-                if !mathematician.set_name(
-                    &change.seen,
-                    change.first_name.as_deref(),
-                    change.last_name.as_deref(),
-                ) {
-                    return Ok((Outcome::Mathematician(Arc::clone(current)), Vec::new()));
-                }
-                let record = current.changed(mathematician, now);
-                Ok(self.put_mathematician(record))
-            }
+            } => self.acquire_lease(dataset_id, node_uuid, expires, now),
+            Operation::ReleaseLease { dataset_id } => self.release_lease(dataset_id),
+            Operation::ExpireLeases => self.expire_leases(now),
+            Operation::CreateMathematician(change) => self.create_mathematician(change, now),
+            Operation::NameMathematician(change) => self.name_mathematician(change, now),
             Operation::CreateContainer(container) => self.create_container(container, now),
             Operation::MoveContainer { name, node_uuid } => {
-                let current = self
-                    .containers
-                    .get(&name)
-                    .cloned()
-                    .ok_or(Rejection::ContainerNotFound)?;
-                if current.value.node_uuid == node_uuid {
-                    return Ok((Outcome::Container(current), Vec::new()));
-                }
-                let mut changes = Vec::new();
-                // The attached dataset goes where its container goes.
-                if let Some(volume) = &current.value.volume
-                    && let Some(dataset) = self.datasets.get(&volume.dataset_id).cloned()
-                {
-                    let mut moved = dataset.value.clone();
-                    moved.primary = node_uuid;
-                    changes.extend(self.put_dataset(dataset.changed(moved, now)).1);
-                }
-                let mut moved = current.value.clone();
-                moved.node_uuid = node_uuid;
-                let record = current.changed(moved, now);
-                self.containers.insert(name, Arc::clone(&record));
-                changes.push(Change::PutContainer(Arc::clone(&record)));
-                Ok((Outcome::Container(record), changes))
+                self.move_container(name, node_uuid, now)
             }
-            Operation::DeleteContainer { name } => {
-                let removed = self
-                    .containers
-                    .remove(&name)
-                    .ok_or(Rejection::ContainerNotFound)?;
-                Ok((
-                    Outcome::Container(removed),
-                    vec![Change::RemoveContainer(name)],
-                ))
-            }
-            Operation::CreatePackage(package) => {
-                package.check_nesting()?;
-                if let Some(existing) = self.packages.get(&package.uuid) {
-                    return Ok((Outcome::Package(Arc::clone(existing)), Vec::new()));
-                }
-                if self.package_tombstones.contains_key(&package.uuid) {
-                    return Err(Rejection::PackageDeleted);
-                }
-                if self.package_names.contains_key(&package.name) {
-                    return Err(Rejection::PackageNameInUse);
-                }
-                Ok(self.put_package(Versioned::new(package, now, now)))
-            }
-            Operation::DeletePackage { uuid } => {
-                let removed = self
-                    .packages
-                    .remove(&uuid)
-                    .ok_or(Rejection::PackageNotFound)?;
-                self.package_names.remove(&removed.value.name);
-                self.package_tombstones.insert(uuid, now);
-                let change = Change::RemovePackage {
-                    uuid,
-                    deleted_at: now,
-                };
-                Ok((Outcome::Package(removed), vec![change]))
-            }
+            Operation::DeleteContainer { name } => self.delete_container(name),
+            Operation::CreatePackage(package) => self.create_package(package, now),
+            Operation::DeletePackage { uuid } => self.delete_package(uuid, now),
             Operation::SetPackageMetadata { uuid, path, value } => {
-                let current = self.existing_package(&uuid)?;
-                let mut package = current.value.clone();
-                if !package.set_metadata(&path, value)? {
-                    return Ok((Outcome::Package(current), Vec::new()));
-                }
-                Ok(self.put_package(current.changed(package, now)))
+                self.set_package_metadata(uuid, path, value, now)
             }
             Operation::RemovePackageMetadata { uuid, path } => {
-                let current = self.existing_package(&uuid)?;
-                let mut package = current.value.clone();
-                if !package.remove_metadata(&path) {
-                    return Ok((Outcome::Package(current), Vec::new()));
-                }
-                Ok(self.put_package(current.changed(package, now)))
+                self.remove_package_metadata(uuid, path, now)
             }
             Operation::Import(import) => self.import(*import, now),
-            Operation::ExpireLeases => {
-                let expired: Vec<DatasetId> = self
-                    .leases
-                    .values()
-                    .filter(|lease| lease.is_expired(now))
-                    .map(|lease| lease.dataset_id)
-                    .collect();
-                for id in &expired {
-                    self.leases.remove(id);
-                }
-                Ok((
-                    Outcome::Expired(expired.len()),
-                    expired.into_iter().map(Change::RemoveLease).collect(),
-                ))
-            }
         }
     }
 
@@ -848,11 +685,7 @@ impl Configuration {
     /// datasets deleted (a container may use a dataset deleted after it was attached, as
     /// through the API), then every lease acquired for the time it has left. Worked on a copy
     /// (which shares structure), so a refused item leaves `self` untouched.
-    fn import(
-        &mut self,
-        import: Import,
-        now: Timestamp,
-    ) -> Result<(Outcome, Vec<Change>), Rejection> {
+    fn import(&mut self, import: Import, now: Timestamp) -> Applied {
         if !self.datasets.is_empty() || !self.leases.is_empty() || !self.containers.is_empty() {
             return Err(Rejection::NotEmpty {
                 datasets: self.datasets.len(),
@@ -930,63 +763,6 @@ impl Configuration {
             .and_then(|id| self.datasets.get(&id))
             .cloned()
             .ok_or(Rejection::DatasetNotFound)
-    }
-
-    /// Adds a container after Flocker's checks, in Flocker's order.
-    fn create_container(
-        &mut self,
-        container: Container,
-        now: Timestamp,
-    ) -> Result<(Outcome, Vec<Change>), Rejection> {
-        if self.containers.contains_key(&container.name) {
-            return Err(Rejection::ContainerNameInUse);
-        }
-        if let Some(volume) = &container.volume {
-            let dataset = self
-                .datasets
-                .get(&volume.dataset_id)
-                .filter(|record| !record.value.deleted)
-                .ok_or(Rejection::DatasetNotFound)?;
-            if dataset.value.primary != container.node_uuid {
-                return Err(Rejection::DatasetOnAnotherNode);
-            }
-            if self.container_using(&volume.dataset_id).is_some() {
-                return Err(Rejection::DatasetInUse);
-            }
-        }
-        let published: std::collections::HashSet<u16> = self
-            .containers
-            .values()
-            .flat_map(|record| record.value.ports.iter().map(|port| port.external))
-            .collect();
-        if container
-            .ports
-            .iter()
-            .any(|port| published.contains(&port.external))
-        {
-            return Err(Rejection::ExternalPortInUse);
-        }
-        // Link by link in the order given, alias before local port, so that the first clash
-        // is the one reported.
-        let mut aliases = std::collections::HashSet::new();
-        let mut local_ports = std::collections::HashSet::new();
-        for link in &container.links {
-            if !aliases.insert(&link.alias) {
-                return Err(Rejection::DuplicateLinkAlias);
-            }
-            if !local_ports.insert(link.local_port) {
-                return Err(Rejection::DuplicateLinkPort);
-            }
-        }
-        let mut container = container;
-        container.links.sort();
-        let record = Versioned::new(container, now, now);
-        self.containers
-            .insert(record.value.name.clone(), Arc::clone(&record));
-        Ok((
-            Outcome::Container(Arc::clone(&record)),
-            vec![Change::PutContainer(record)],
-        ))
     }
 
     fn existing_package(&self, uuid: &Uuid) -> Result<Arc<Versioned<Package>>, Rejection> {
