@@ -161,6 +161,18 @@ impl AppState {
             }
         };
         drop(snapshot);
+        // With entity tags off, no answer carries validators: renderers always add them, and
+        // they are taken off here, once, before an answer is sent or recorded.
+        let render: Render = if conditions.etags {
+            render
+        } else {
+            Box::new(move |committed: &Committed| {
+                let mut answer = render(committed);
+                answer.headers.remove(axum::http::header::ETAG);
+                answer.headers.remove(axum::http::header::LAST_MODIFIED);
+                answer
+            })
+        };
 
         let (idempotency, render) = match idempotency {
             Some((key, fingerprint)) => {

@@ -2037,6 +2037,54 @@ async fn created_mathematician(server: &TestServer) -> (String, Answer) {
     (path, posted)
 }
 
+/// With entity tags off, no write's answer carries a validator, whatever it writes.
+#[tokio::test]
+async fn off_policy_write_answers_carry_no_validators() {
+    let server = TestServer::start_in(TempDir::new().unwrap(), |config| {
+        config.if_match = IfMatchPolicy::Off;
+    })
+    .await;
+    let id = new_id();
+    let package = created_package(&server).await;
+    let (mathematician_path, posted) = created_mathematician(&server).await;
+    let mut mathematician = posted.json();
+    mathematician["name"]["firstName"] = json!("Augusta");
+    let writes: Vec<(&str, String, Option<Value>)> = vec![
+        (
+            "POST",
+            DATASETS.into(),
+            Some(json!({"primary": NODE_0, "dataset_id": id})),
+        ),
+        ("POST", dataset_path(&id), Some(json!({"primary": NODE_1}))),
+        (
+            "POST",
+            LEASES.into(),
+            Some(json!({"dataset_id": id, "node_uuid": NODE_1, "expires": 60})),
+        ),
+        ("DELETE", format!("{LEASES}/{id}"), None),
+        (
+            "POST",
+            CONTAINERS.into(),
+            Some(json!({"name": "site", "node_uuid": NODE_0, "image": "nginx"})),
+        ),
+        (
+            "POST",
+            format!("{CONTAINERS}/site"),
+            Some(json!({"node_uuid": NODE_1})),
+        ),
+        ("PUT", format!("{package}/metadata"), Some(json!({"a": 1}))),
+        ("PUT", mathematician_path.clone(), Some(mathematician)),
+        ("DELETE", dataset_path(&id), None),
+    ];
+    for (method, path, body) in writes {
+        let answer = send(&server, method, &path, &[], body).await;
+        assert!(answer.status < 300, "{method} {path}: {answer:?}");
+        assert_eq!(answer.header("etag"), None, "{method} {path}");
+        assert_eq!(answer.header("last-modified"), None, "{method} {path}");
+    }
+    server.stop().await;
+}
+
 /// With entity tags off, the packages' and mathematicians' bodies carry no `_etag` either
 /// (the times stay: they are data, not validators).
 #[tokio::test]

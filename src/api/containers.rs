@@ -164,7 +164,6 @@ async fn create_container(
     conditions: Conditions,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    let etags = conditions.etags;
     state
         .write(conditions, &request, |request| {
             let body: ContainerBody = request.decode(&schema::CONTAINER_CREATE)?;
@@ -175,7 +174,7 @@ async fn create_container(
             let operation = Operation::CreateContainer(body.into_container(node)?);
             Ok((
                 operation,
-                container_answer(StatusCode::CREATED, "container created", etags),
+                container_answer(StatusCode::CREATED, "container created"),
             ))
         })
         .await
@@ -187,7 +186,6 @@ async fn move_container(
     Segment(name): Segment,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    let etags = conditions.etags;
     let target = Some(Target::Container(name.clone()));
     state
         .write(conditions.aimed_at(target), &request, |request| {
@@ -198,7 +196,7 @@ async fn move_container(
             };
             Ok((
                 operation,
-                container_answer(StatusCode::OK, "container moved", etags),
+                container_answer(StatusCode::OK, "container moved"),
             ))
         })
         .await
@@ -224,10 +222,10 @@ async fn delete_container(
         .await
 }
 
-/// Renders the container a write left, with its ETag unless ETags are off, and logs the
-/// change. Flocker has no GET of one container, so a write's answer (or a 412's) is where a
+/// Renders the container a write left, with its ETag (which [`AppState::write`] takes off
+/// when ETags are off), and logs the change. Flocker has no GET of one container, so a write's answer (or a 412's) is where a
 /// client learns the tag to send back in `If-Match`.
-fn container_answer(status: StatusCode, what: &'static str, etags: bool) -> Render {
+fn container_answer(status: StatusCode, what: &'static str) -> Render {
     Box::new(move |committed: &Committed| {
         let Outcome::Container(record) = &committed.outcome else {
             unreachable!("container operations answer with a container")
@@ -235,9 +233,7 @@ fn container_answer(status: StatusCode, what: &'static str, etags: bool) -> Rend
         tracing::debug!(name = %record.value.name, node_uuid = %record.value.node_uuid, revision = committed.revision, "{what}");
         let body = serde_json::to_vec(&render(&record.value)).expect("JSON");
         let mut answer = Answer::json(status, body).with_tag(&committed.tag);
-        if etags {
-            record_headers(&mut answer.headers, record);
-        }
+        record_headers(&mut answer.headers, record);
         answer
     })
 }

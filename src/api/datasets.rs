@@ -173,7 +173,6 @@ async fn create_dataset(
     conditions: Conditions,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    let etags = conditions.etags;
     state
         .write(conditions, &request, |request| {
             let input: CreateDataset = request.decode(&schema::DATASET_CREATE)?;
@@ -190,7 +189,7 @@ async fn create_dataset(
             };
             Ok((
                 operation,
-                dataset_answer(StatusCode::CREATED, "dataset created", etags),
+                dataset_answer(StatusCode::CREATED, "dataset created"),
             ))
         })
         .await
@@ -202,7 +201,6 @@ async fn move_dataset(
     Segment(dataset_id): Segment,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    let etags = conditions.etags;
     // `None` for a path that names no valid id, which finds no dataset.
     let dataset_id = dataset_id_from_path(&dataset_id);
     state
@@ -215,10 +213,7 @@ async fn move_dataset(
                     dataset_id,
                     primary: input.primary,
                 };
-                Ok((
-                    operation,
-                    dataset_answer(StatusCode::OK, "dataset moved", etags),
-                ))
+                Ok((operation, dataset_answer(StatusCode::OK, "dataset moved")))
             },
         )
         .await
@@ -230,22 +225,19 @@ async fn delete_dataset(
     Segment(dataset_id): Segment,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    let etags = conditions.etags;
     state
         .write(conditions, &request, |_| {
             let operation = Operation::DeleteDataset {
                 dataset_id: dataset_id_from_path(&dataset_id),
             };
-            Ok((
-                operation,
-                dataset_answer(StatusCode::OK, "dataset deleted", etags),
-            ))
+            Ok((operation, dataset_answer(StatusCode::OK, "dataset deleted")))
         })
         .await
 }
 
-/// Renders the dataset a write left, with its ETag unless ETags are off, and logs the change.
-fn dataset_answer(status: StatusCode, what: &'static str, etags: bool) -> Render {
+/// Renders the dataset a write left, with its ETag (which [`AppState::write`] takes off when
+/// ETags are off), and logs the change.
+fn dataset_answer(status: StatusCode, what: &'static str) -> Render {
     Box::new(move |committed: &Committed| {
         let Outcome::Dataset(record) = &committed.outcome else {
             unreachable!("dataset operations answer with a dataset")
@@ -257,9 +249,7 @@ fn dataset_answer(status: StatusCode, what: &'static str, etags: bool) -> Render
             "{what}"
         );
         let mut answer = Answer::json(status, record.canonical.clone()).with_tag(&committed.tag);
-        if etags {
-            record_headers(&mut answer.headers, record);
-        }
+        record_headers(&mut answer.headers, record);
         answer
     })
 }

@@ -75,7 +75,6 @@ async fn acquire_lease(
     conditions: Conditions,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    let etags = conditions.etags;
     state
         .write(conditions, &request, |request| {
             let input: LeaseBody = request.decode(&schema::LEASE)?;
@@ -87,12 +86,9 @@ async fn acquire_lease(
             // Flocker echoes the duration asked for, not the time left when it answers.
             Ok((
                 operation,
-                lease_answer(
-                    LeaseWrite::Acquired {
-                        requested: input.expires,
-                    },
-                    etags,
-                ),
+                lease_answer(LeaseWrite::Acquired {
+                    requested: input.expires,
+                }),
             ))
         })
         .await
@@ -104,7 +100,6 @@ async fn release_lease(
     Segment(dataset_id): Segment,
     request: WriteRequest,
 ) -> Result<Response, ApiError> {
-    let etags = conditions.etags;
     state
         .write(conditions, &request, |_| {
             // Any spelling of a UUID names the lease (Flocker parses it); anything else is a
@@ -116,7 +111,7 @@ async fn release_lease(
             })?;
             Ok((
                 Operation::ReleaseLease { dataset_id },
-                lease_answer(LeaseWrite::Released, etags),
+                lease_answer(LeaseWrite::Released),
             ))
         })
         .await
@@ -131,7 +126,7 @@ enum LeaseWrite {
 }
 
 /// Renders a lease after a write: 201 for a new lease, 200 otherwise.
-fn lease_answer(write: LeaseWrite, etags: bool) -> Render {
+fn lease_answer(write: LeaseWrite) -> Render {
     Box::new(move |committed: &Committed| {
         let Outcome::Lease { lease, created } = &committed.outcome else {
             unreachable!("lease operations answer with a lease")
@@ -157,13 +152,11 @@ fn lease_answer(write: LeaseWrite, etags: bool) -> Render {
         };
         let body = serde_json::to_vec(&body).expect("a lease serialises");
         let mut answer = Answer::json(status, body).with_tag(&committed.tag);
-        if etags {
-            let etag = lease.content_tag();
-            version_headers(
-                &mut answer.headers,
-                ResourceVersion::strong(etag.as_str(), None),
-            );
-        }
+        let etag = lease.content_tag();
+        version_headers(
+            &mut answer.headers,
+            ResourceVersion::strong(etag.as_str(), None),
+        );
         answer
     })
 }

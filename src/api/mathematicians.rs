@@ -234,7 +234,6 @@ async fn create_mathematician(
     let rendering = Rendering {
         base: base_url(&state, &headers)?,
         meta: state.settings.meta.clone(),
-        etags: conditions.etags,
     };
     state
         .write(conditions, &request, |request| {
@@ -261,7 +260,6 @@ async fn name_mathematician(
     let rendering = Rendering {
         base: base_url(&state, &headers)?,
         meta: state.settings.meta.clone(),
-        etags: conditions.etags,
     };
     let target = Some(Target::Mathematician(url_unique));
     state
@@ -287,13 +285,11 @@ struct Rendering {
     base: String,
     /// The meta fields' names.
     meta: MetaFields,
-    /// Whether the answer carries the record's validators (`--if-match` is not `off`).
-    etags: bool,
 }
 
 /// Renders the mathematician a write left: the representation, with `Location` on a create.
 fn mathematician_answer(status: StatusCode, rendering: Rendering) -> Render {
-    let Rendering { base, meta, etags } = rendering;
+    let Rendering { base, meta } = rendering;
     Box::new(move |committed: &Committed| {
         let Outcome::Mathematician(record) = &committed.outcome else {
             unreachable!("mathematician operations answer with a mathematician")
@@ -308,9 +304,7 @@ fn mathematician_answer(status: StatusCode, rendering: Rendering) -> Render {
                 answer.headers.insert(header::LOCATION, location);
             }
         }
-        if etags {
-            record_headers(&mut answer.headers, record);
-        }
+        record_headers(&mut answer.headers, record);
         answer
     })
 }

@@ -502,7 +502,6 @@ async fn create_package(
 ) -> Result<Response, ApiError> {
     let answer_format = Format::of_answer(&headers)?;
     let format = Format::of_request(&headers)?;
-    let etag = conditions.etags.then_some(answer_format);
     write_package(
         &state,
         conditions,
@@ -512,7 +511,11 @@ async fn create_package(
             let body: CreateBody = checked(format.decode(&request.body)?, &schema::PACKAGE_CREATE)?;
             Ok((
                 Operation::CreatePackage(body.into_package()),
-                package_answer(StatusCode::SEE_OTHER, Some(path.version), etag),
+                package_answer(
+                    StatusCode::SEE_OTHER,
+                    Some(path.version),
+                    Some(answer_format),
+                ),
             ))
         },
     )
@@ -556,7 +559,6 @@ async fn set_metadata(
     let answer_format = Format::of_answer(&headers)?;
     let format = Format::of_request(&headers)?;
     let uuid = path.uuid.ok_or(ApiError::NotFound(NOT_FOUND))?;
-    let etag = conditions.etags.then_some(answer_format);
     write_package(
         &state,
         conditions.aimed_at(Some(Target::Package(uuid))),
@@ -579,7 +581,7 @@ async fn set_metadata(
                     path: metadata,
                     value,
                 },
-                package_answer(StatusCode::NO_CONTENT, None, etag),
+                package_answer(StatusCode::NO_CONTENT, None, Some(answer_format)),
             ))
         },
     )
@@ -605,14 +607,13 @@ async fn delete_metadata(
         ));
     }
     let uuid = path.uuid.ok_or(ApiError::NotFound(NOT_FOUND))?;
-    let etag = conditions.etags.then_some(answer_format);
     write_package(&state, conditions, &request, answer_format, move |_| {
         Ok((
             Operation::RemovePackageMetadata {
                 uuid,
                 path: path.metadata,
             },
-            package_answer(StatusCode::NO_CONTENT, None, etag),
+            package_answer(StatusCode::NO_CONTENT, None, Some(answer_format)),
         ))
     })
     .await
@@ -655,8 +656,9 @@ async fn write_package(
 }
 
 /// Renders a package write: no body, the configuration tag, the package's new ETag, that of
-/// its representation in `show_etag_of` (the format the client accepts; `None` after a delete
-/// or with ETags off), and, on a create, `Location` (relative, as FiFo sends it).
+/// its representation in `show_etag_of` (the format the client accepts; `None` after a
+/// delete), and, on a create, `Location` (relative, as FiFo sends it). [`AppState::write`]
+/// takes the ETag off when ETags are off.
 fn package_answer(
     status: StatusCode,
     created_under: Option<String>,
