@@ -263,7 +263,7 @@ impl Drop for Claim {
 }
 
 /// A list's answer: 304 or 412 if its validators say so (the body is then never rendered),
-/// otherwise 200 with the body, the list's ETag and, for configuration lists, the
+/// otherwise 200 with the body, the list's strong ETag and, for configuration lists, the
 /// configuration tag.
 pub(crate) fn list_answer<B: Into<Bytes>>(
     conditions: &Conditions,
@@ -271,23 +271,31 @@ pub(crate) fn list_answer<B: Into<Bytes>>(
     tag: Option<&ConfigTag>,
     body: impl FnOnce() -> B,
 ) -> Response {
-    list_answer_tagged(conditions, etag, false, tag, body)
+    list_answer_as(conditions, ResourceVersion::strong(etag, None), tag, body)
 }
 
-/// As [`list_answer`], with a weak ETag when `weak` (a list whose bytes change while its
-/// version does not, such as leases with their seconds left).
-pub(crate) fn list_answer_tagged<B: Into<Bytes>>(
+/// As [`list_answer`], with a weak ETag: for a list whose bytes change while its version does
+/// not, such as leases with their seconds left.
+pub(crate) fn weak_list_answer<B: Into<Bytes>>(
     conditions: &Conditions,
     etag: &str,
-    weak: bool,
     tag: Option<&ConfigTag>,
     body: impl FnOnce() -> B,
 ) -> Response {
     let version = ResourceVersion {
         etag,
-        weak,
+        weak: true,
         last_modified: None,
     };
+    list_answer_as(conditions, version, tag, body)
+}
+
+fn list_answer_as<B: Into<Bytes>>(
+    conditions: &Conditions,
+    version: ResourceVersion<'_>,
+    tag: Option<&ConfigTag>,
+    body: impl FnOnce() -> B,
+) -> Response {
     if let Some(answer) = conditions.check_read(Some(version), tag) {
         return answer;
     }

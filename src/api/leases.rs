@@ -12,7 +12,7 @@ use super::answer::Answer;
 use super::body::WriteRequest;
 use super::conditional::{Conditions, version_headers};
 use super::segment::Segment;
-use super::{ApiError, AppState, Render, list_answer_tagged};
+use super::{ApiError, AppState, Render, weak_list_answer};
 use crate::model::precondition::ResourceVersion;
 use crate::model::{Collection, DatasetId, Lease, NodeId, Operation, Outcome, Timestamp, schema};
 use crate::store::{Committed, now_millis};
@@ -53,10 +53,9 @@ impl LeaseBody {
 async fn list_leases(State(state): State<AppState>, conditions: Conditions) -> Response {
     state.hold_for_list(&conditions, Collection::Leases).await;
     let snapshot = state.store.read();
-    list_answer_tagged(
+    weak_list_answer(
         &conditions,
         snapshot.lists.tag(Collection::Leases).as_str(),
-        true,
         Some(&snapshot.tag),
         || {
             let now = now_millis();
