@@ -234,10 +234,12 @@ impl AppState {
 
     /// Marks an idempotency key as in flight until the returned guard is dropped.
     fn claim(&self, key: &str) -> Result<Claim, ApiError> {
+        // A set of keys is whole after any panic: a poisoned lock is used as it is, so that
+        // neither a claim nor its release can fail.
         let mut in_flight = self
             .in_flight
             .lock()
-            .expect("the in-flight set is never poisoned");
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !in_flight.insert(key.to_string()) {
             return Err(ApiError::IdempotencyKeyInFlight);
         }
@@ -256,9 +258,10 @@ struct Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if let Ok(mut in_flight) = self.in_flight.lock() {
-            in_flight.remove(&self.key);
-        }
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
     }
 }
 
