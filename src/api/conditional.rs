@@ -1,9 +1,9 @@
 //! Preconditions: the only place that reads conditional request headers — `If-Match`,
 //! `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`, `X-If-Configuration-Matches`,
 //! `Idempotency-Key`, and the `Prefer: wait` that goes with an `If-None-Match` (whose value
-//! [`super::waiting`] parses) — and turns them into typed values. Handlers pass those to the store, which evaluates them atomically
-//! with the write ([`crate::model::precondition`] holds the rules; reads evaluate the same
-//! rules here against their snapshot).
+//! [`super::waiting`] parses) — and turns them into typed values. Handlers pass those to the
+//! store, which evaluates them atomically with the write ([`crate::model::precondition`] holds
+//! the rules; reads evaluate the same rules here against their snapshot).
 
 use std::time::Duration;
 

@@ -223,8 +223,8 @@ async fn delete_container(
 }
 
 /// Renders the container a write left, with its ETag (which [`AppState::write`] takes off
-/// when ETags are off), and logs the change. Flocker has no GET of one container, so a write's answer (or a 412's) is where a
-/// client learns the tag to send back in `If-Match`.
+/// when ETags are off), and logs the change. Flocker has no GET of one container, so a
+/// write's answer (or a 412's) is where a client learns the tag to send back in `If-Match`.
 fn container_answer(status: StatusCode, what: &'static str) -> Render {
     Box::new(move |committed: &Committed| {
         let Outcome::Container(record) = &committed.outcome else {

@@ -1,4 +1,5 @@
-//! Datasets: created, moved to another primary (never while a container uses them), deleted (kept, marked deleted).
+//! Datasets: created, moved to another primary (never while a container uses them), and
+//! deleted (kept, marked deleted).
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
-//! Mathematicians: created once per `unique`, and named with version ids that keep concurrent edits as candidates.
+//! Mathematicians: created once per `unique`, and named with version ids that keep concurrent
+//! edits as candidates.
 
 use std::sync::Arc;
 

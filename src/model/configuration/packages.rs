@@ -1,4 +1,5 @@
-//! Packages: created once per uuid and name, deleted (leaving a tombstone), and their metadata set and removed path by path.
+//! Packages: created once per uuid and name, deleted (leaving a tombstone), and their metadata
+//! set and removed path by path.
 
 use std::sync::Arc;
 
