@@ -394,7 +394,7 @@ enum Inner {
 }
 
 /// A request being answered: at once (a hot read), or by a router (a HEAD's answer then passes
-/// through [`head_answer`]).
+/// through `head_answer`).
 pub type Answering = Either<
     Ready<Result<Response, Infallible>>,
     Either<RouteFuture<Infallible>, Map<RouteFuture<Infallible>, AnswerFix>>,

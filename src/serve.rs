@@ -83,7 +83,7 @@ pub fn raise_open_file_limit_and_log() {
 }
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets every request in
-/// flight finish (closing, after [`SHUTDOWN_GRACE`], the connections whose request has not),
+/// flight finish (closing, after `SHUTDOWN_GRACE`, the connections whose request has not),
 /// and returns once every connection is closed. A connection that waits more
 /// than `head_timeout` for a request's head (the request line and headers) is closed.
 /// `service_for` makes the service of one connection from the address the listener reported

@@ -1,7 +1,7 @@
 //! The versioned store: the only code that persists anything.
 //!
 //! Readers take the current [`Snapshot`], an immutable value behind an `Arc`, and never wait.
-//! Writers send a [`Command`] to the single writer thread ([`writer`]), which checks and applies
+//! Writers send a [`Command`] to the single writer thread (`writer`), which checks and applies
 //! queued commands in order, persists each batch in one transaction with one fsync, publishes
 //! the new snapshot and only then answers. So nothing is acknowledged or visible before it is
 //! durable, and a check (a configuration tag, an existing id) is always made against exactly

@@ -63,7 +63,7 @@ pub enum IfMatchPolicy {
 pub struct Conditions {
     /// What the store checks with the write.
     pub precondition: Precondition,
-    /// The request's idempotency key, if any, scoped to who sent it (see [`scoped_key`]).
+    /// The request's idempotency key, if any, scoped to who sent it (see `scoped_key`).
     pub idempotency_key: Option<String>,
     /// Whether ETags are in use (`--if-match` is not `off`).
     pub etags: bool,

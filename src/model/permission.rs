@@ -70,10 +70,10 @@ pub fn matches(required: &[String], granted: &[String]) -> bool {
 
 /// Whether `grant` grants everything `handed` would grant: every path `handed` matches, `grant`
 /// matches too. `handed` is a permission being handed out, whose `_` and `...` are wildcards
-/// for whoever receives it, so it cannot be checked as a literal path with [`matches`]: a
+/// for whoever receives it, so it cannot be checked as a literal path with `matches`: a
 /// grant of `_` matches the one-segment path `...`, yet `...` grants every path.
 ///
-/// Each segment of `handed` is one of a grant's segments, as in [`matches`], except that a
+/// Each segment of `handed` is one of a grant's segments, as in `matches`, except that a
 /// `...` of `handed` (a run of any length) is covered only by a `...` of `grant`. The answer
 /// errs on the side of "no", which only ever refuses a hand-out: a `grant` with `...` before
 /// `_` (which matches nothing) covers nothing.
