@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
+use crate::agent::control;
 use crate::model::NodeId;
 use crate::tls::Peer;
 
@@ -20,11 +21,12 @@ pub const USER_PREFIX: &str = "user-";
 /// The prefix of a node agent's certificate common name (Flocker's convention).
 pub const NODE_PREFIX: &str = "node-";
 
-/// Paths a node's agent may read (GET): what it needs to converge its node.
+/// Paths a node's agent may read (GET): what it needs to converge its node. The reference
+/// agent's own constants, so that what it reads and what its certificate allows cannot drift.
 const NODE_READABLE: [&str; 3] = [
-    "/v1/configuration/datasets",
-    "/v1/configuration/leases",
-    "/v1/state/datasets",
+    control::CONFIGURATION_DATASETS,
+    control::LEASES,
+    control::STATE_DATASETS,
 ];
 
 /// Who sent a request (extract it as a handler argument).
