@@ -19,7 +19,7 @@ use super::segment::{PathParams, encoded_segment};
 use super::users::user_json;
 use super::{ApiError, AppState};
 use crate::model::permission::permission;
-use crate::store::accounts::verify_password;
+use crate::store::accounts::{AccountsSnapshot, User, verify_password};
 use crate::store::now_millis;
 
 /// How long a token lives: FiFo's cookie lasted 364 days.
@@ -140,36 +140,37 @@ async fn get_session(
     PathParams(params): PathParams,
 ) -> Result<Response, ApiError> {
     let token = params.get("token").cloned().unwrap_or_default();
-    let accounts = accounts_of(&state)?;
-    let caller = caller_of(caller);
-    let snapshot = accounts.read();
-    let user = snapshot
-        .user_of_token(&token, now_millis())
-        .ok_or_else(|| session_not_found(&caller, "get"))?;
-    if !own_or_may(&caller, &token, &permission(&["users", &user.name, "get"])) {
-        return Err(ApiError::Forbidden);
-    }
+    let snapshot = accounts_of(&state)?.read();
+    let user = session_user(&snapshot, &caller_of(caller), &token, "get")?;
     let mut body = user_json(user);
     body["session"] = json!(token);
     Ok(Answer::json(StatusCode::OK, body.to_string()).into_response())
 }
 
-/// The answer for a token that names no live session: 404 only for a caller who could `act` on
-/// every user's sessions, 403 for anyone else, as for a live session of a user they may not
-/// see. Otherwise a 403 against a 404 would tell any caller which tokens are live. `_` grants
-/// every user and no user can be named `_`, so a grant that covers it covers them all.
-fn session_not_found(caller: &Caller, act: &str) -> ApiError {
-    if caller.may(&permission(&["users", "_", act])) {
-        ApiError::NotFound("Session not found.")
+/// The user whose live session `token` is, for a caller who may `act` on that session: its
+/// own holder, or a caller with `users->NAME->act`. A token that names no live session is a
+/// 404 only for a caller who could `act` on every user's sessions, and a 403 for anyone else,
+/// as for a live session of a user they may not see: otherwise a 403 against a 404 would tell
+/// any caller which tokens are live. `_` grants every user and no user can be named `_`, so a
+/// grant that covers it covers them all.
+fn session_user<'a>(
+    accounts: &'a AccountsSnapshot,
+    caller: &Caller,
+    token: &str,
+    act: &str,
+) -> Result<&'a User, ApiError> {
+    let Some(user) = accounts.user_of_token(token, now_millis()) else {
+        return Err(if caller.may(&permission(&["users", "_", act])) {
+            ApiError::NotFound("Session not found.")
+        } else {
+            ApiError::Forbidden
+        });
+    };
+    let own = matches!(caller, Caller::User { token: own, .. } if own == token);
+    if own || caller.may(&permission(&["users", &user.name, act])) {
+        Ok(user)
     } else {
-        ApiError::Forbidden
-    }
-}
-
-fn own_or_may(caller: &Caller, token: &str, permission: &[String]) -> bool {
-    match caller {
-        Caller::User { token: own, .. } if own == token => true,
-        caller => caller.may(permission),
+        Err(ApiError::Forbidden)
     }
 }
 
@@ -180,16 +181,12 @@ async fn delete_session(
     PathParams(params): PathParams,
 ) -> Result<Response, ApiError> {
     let token = params.get("token").cloned().unwrap_or_default();
-    let accounts = accounts_of(&state)?;
-    let caller = caller_of(caller);
-    let owner = accounts
-        .read()
-        .user_of_token(&token, now_millis())
-        .map(|user| user.name.clone())
-        .ok_or_else(|| session_not_found(&caller, "edit"))?;
-    if !own_or_may(&caller, &token, &permission(&["users", &owner, "edit"])) {
-        return Err(ApiError::Forbidden);
-    }
+    session_user(
+        &accounts_of(&state)?.read(),
+        &caller_of(caller),
+        &token,
+        "edit",
+    )?;
     change_accounts(&state, move |accounts| accounts.revoke_token(&token)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
