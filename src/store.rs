@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::model::precondition::{Validators, Verdict};
+use crate::model::precondition::{ResourceVersion, Validators, Verdict};
 use crate::model::{Change, Operation, Outcome, OwnedVersion, Records, Rejection, Timestamp};
 
 pub use answers::{Answers, recorded_for_retry};
@@ -105,10 +105,7 @@ impl Precondition {
         if self.validators.evaluate(current, false) == Verdict::Proceed {
             return Ok(());
         }
-        Err(StoreError::ResourceChanged {
-            by_date: self.validators.failed_by_date(current),
-            current_etag: current.map(|version| version.etag.to_string()),
-        })
+        Err(StoreError::resource_changed(&self.validators, current))
     }
 }
 
@@ -228,6 +225,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The refusal of `validators` that do not hold against `current`: it names the current
+    /// ETag when it is strong (no `If-Match` can match a weak one) and says whether the
+    /// condition that failed was `If-Unmodified-Since`'s date. Writes and reads refuse alike.
+    pub fn resource_changed(validators: &Validators, current: Option<ResourceVersion<'_>>) -> Self {
+        StoreError::ResourceChanged {
+            current_etag: current
+                .filter(|version| !version.weak)
+                .map(|version| version.etag.to_string()),
+            by_date: validators.failed_by_date(current),
+        }
+    }
+
     /// Whether this refuses a request for its preconditions (a stale configuration tag, a
     /// failed validator, a missing one), decided before the operation runs. Such an answer
     /// depends on headers the idempotency fingerprint leaves out and changed nothing, so it

@@ -225,13 +225,10 @@ impl Conditions {
                 }
                 response
             }
-            // A weak tag is not sent with the 412: no If-Match can match it.
-            Verdict::Failed => ApiError::Store(crate::store::StoreError::ResourceChanged {
-                current_etag: current
-                    .filter(|version| !version.weak)
-                    .map(|version| version.etag.to_string()),
-                by_date: self.precondition.validators.failed_by_date(current),
-            })
+            Verdict::Failed => ApiError::Store(crate::store::StoreError::resource_changed(
+                &self.precondition.validators,
+                current,
+            ))
             .into_response(),
         };
         if let Some(tag) = tag {
