@@ -177,7 +177,8 @@ fn unix_time(seconds: i64) -> String {
 pub fn root_store(anchors: &[CertificateDer<'static>]) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     for anchor in anchors {
-        if let Ok(parsed) = x509::Certificate::parse(anchor)
+        let parsed = x509::Certificate::parse(anchor);
+        if let Ok(parsed) = &parsed
             && parsed.is_not_a_ca()
         {
             let name = parsed
@@ -190,8 +191,7 @@ pub fn root_store(anchors: &[CertificateDer<'static>]) -> Result<RootCertStore, 
             ));
         }
         if let Err(error) = roots.add(anchor.clone()) {
-            let parsed = x509::Certificate::parse(anchor)
-                .map_err(|_| format!("a CA certificate is not usable: {error}"))?;
+            let parsed = parsed.map_err(|_| format!("a CA certificate is not usable: {error}"))?;
             roots.roots.push(parsed.trust_anchor());
         }
     }
