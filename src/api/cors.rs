@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// Adds FiFo's CORS headers and `Vary: Accept` (two media types) to every answer of the
-/// routers it wraps: the packages', and the sessions' and users' (see [`is_fifo_path`]). The
+/// routers it wraps: the packages', and the sessions' and users' (see `is_fifo_path`). The
 /// router's fallbacks (404, 405) and the authentication layer (401, 403) add them themselves
 /// for these paths, so that no other request pays for this layer.
 pub async fn cors(request: Request, next: Next) -> Response {
@@ -28,7 +28,7 @@ pub fn with_cors(path: &str, mut response: Response) -> Response {
 }
 
 /// FiFo's CORS headers, on every answer under FiFo's paths.
-pub fn add_cors_headers(response: &mut Response) {
+fn add_cors_headers(response: &mut Response) {
     let headers = response.headers_mut();
     for (name, value) in [
         ("access-control-allow-origin", "*"),
@@ -53,7 +53,7 @@ pub fn add_cors_headers(response: &mut Response) {
 /// Whether `path` is one of FiFo's APIs whose every answer carries the CORS headers: the
 /// packages, and the sessions and users, which wiggle serves with the same REST handler (a
 /// browser client's login is a cross-origin POST of JSON, preflighted with OPTIONS).
-pub fn is_fifo_path(path: &str) -> bool {
+fn is_fifo_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/api/") else {
         return false;
     };
