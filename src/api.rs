@@ -16,6 +16,7 @@ pub mod identity;
 pub mod leases;
 pub mod mathematicians;
 pub mod meta;
+pub mod openapi;
 pub mod packages;
 pub mod segment;
 pub mod sessions;
@@ -457,6 +458,7 @@ impl Service<Request> for App {
 fn routes() -> Router<AppState> {
     Router::new()
         .merge(version::router())
+        .merge(openapi::router())
         .merge(datasets::router())
         .merge(leases::router())
         .merge(mathematicians::router())

@@ -102,6 +102,7 @@ impl Route {
 /// the routers' source by `the_route_table_is_every_declared_route`).
 const ROUTES: &[Route] = &[
     Route::new("GET", "/v1/version", Reads::Nothing).public(),
+    Route::new("GET", "/openapi.json", Reads::Nothing).public(),
     Route::new("GET", "/v1/configuration/datasets", Reads::Nothing),
     Route::new("POST", "/v1/configuration/datasets", Reads::Json),
     Route::new(

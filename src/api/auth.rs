@@ -87,7 +87,7 @@ pub fn required(method: &Method, path: &str) -> Rule {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let p = |segments: &[&str]| Rule::Permission(permission(segments));
     match (method, segments.as_slice()) {
-        (_, ["v1", "version"]) => Rule::Public,
+        (_, ["v1", "version"]) | (_, ["openapi.json"]) => Rule::Public,
         ("GET", ["v1", "configuration", "datasets"]) => p(&["cloud", "datasets", "list"]),
         ("POST", ["v1", "configuration", "datasets"]) => p(&["cloud", "datasets", "create"]),
         ("GET", ["v1", "configuration", "datasets", id]) => p(&["datasets", id, "get"]),

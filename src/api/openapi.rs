@@ -1,0 +1,696 @@
+//! `GET /openapi.json`: an OpenAPI 3.1 description of every route floe serves, for client
+//! generators, API explorers and fuzzers.
+//!
+//! The document is built once, from [`OPERATIONS`] (one line per method and path) and from the
+//! request schemas the handlers validate bodies with ([`crate::model::schema`]), so the shape a
+//! body is documented with is the shape that is enforced. `tests/openapi.rs` holds the table
+//! to the routers: a route added without a line here, or a line without a route, fails it.
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::answer::Answer;
+use super::version::VERSION;
+use crate::model::schema::{self, RequestSchema};
+
+/// The route of the document.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(serve_document))
+}
+
+async fn serve_document() -> Response {
+    static BYTES: LazyLock<Bytes> = LazyLock::new(|| {
+        Bytes::from(serde_json::to_vec(&document()).expect("the document serialises"))
+    });
+    Answer::json(StatusCode::OK, BYTES.clone()).into_response()
+}
+
+/// Which of floe's APIs an operation belongs to (the document's tags).
+#[derive(Debug, Clone, Copy)]
+enum Api {
+    Flocker,
+    Agents,
+    Mathematicians,
+    Packages,
+    Accounts,
+    Meta,
+}
+
+impl Api {
+    fn tag(self) -> &'static str {
+        match self {
+            Api::Flocker => "flocker",
+            Api::Agents => "agents",
+            Api::Mathematicians => "mathematicians",
+            Api::Packages => "packages",
+            Api::Accounts => "accounts",
+            Api::Meta => "meta",
+        }
+    }
+}
+
+/// What an operation does, which decides the conditional headers it takes and the answers
+/// every operation of its kind may give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A GET of one resource: `If-None-Match` (304) and `If-Match` (412).
+    Read,
+    /// A GET of a list: `If-None-Match`, and `Prefer: wait` to hold it until the list changes.
+    List,
+    /// A GET that reads nothing stored (a fresh id, the version, this document).
+    Fixed,
+    /// A change to the configuration: every precondition header and `Idempotency-Key`.
+    Write,
+    /// A request about accounts or sessions, or an agent's report: no preconditions.
+    Plain,
+    /// A browser's CORS preflight.
+    Preflight,
+}
+
+/// What an operation's request body is.
+#[derive(Clone, Copy)]
+enum Body {
+    None,
+    /// JSON checked by one of the request schemas.
+    Checked(&'static LazyLock<RequestSchema>),
+    /// JSON of the shape given here (a body the handler checks itself).
+    Json(&'static str),
+    /// `application/x-www-form-urlencoded` with these fields (OAuth2's token request).
+    Form(&'static str),
+}
+
+/// One method on one path.
+struct Operation {
+    method: &'static str,
+    /// The route as axum declares it: `{name}` for a segment, `{*name}` for the rest.
+    path: &'static str,
+    api: Api,
+    kind: Kind,
+    /// Whether a caller needs no credentials (see the permission table in `auth.rs`).
+    public: bool,
+    summary: &'static str,
+    body: Body,
+    /// The answers particular to this operation; those of its kind are added.
+    answers: &'static [(u16, &'static str)],
+    /// The schema of its successful answer's JSON, when it has one worth naming.
+    returns: Option<&'static str>,
+}
+
+const fn op(
+    method: &'static str,
+    path: &'static str,
+    api: Api,
+    kind: Kind,
+    summary: &'static str,
+) -> Operation {
+    Operation {
+        method,
+        path,
+        api,
+        kind,
+        public: false,
+        summary,
+        body: Body::None,
+        answers: &[],
+        returns: None,
+    }
+}
+
+impl Operation {
+    const fn body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
+    }
+
+    const fn answers(mut self, answers: &'static [(u16, &'static str)]) -> Self {
+        self.answers = answers;
+        self
+    }
+
+    const fn returns(mut self, schema: &'static str) -> Self {
+        self.returns = Some(schema);
+        self
+    }
+
+    const fn public(mut self) -> Self {
+        self.public = true;
+        self
+    }
+}
+
+use Api::{Accounts, Agents, Flocker, Mathematicians, Meta, Packages};
+use Kind::{Fixed, List, Plain, Preflight, Read, Write};
+
+const DATASETS: &str = "/v1/configuration/datasets";
+const PACKAGES: &str = "/api/{version}/packages";
+
+/// Every route floe serves.
+#[rustfmt::skip]
+static OPERATIONS: &[Operation] = &[
+    op("GET", "/openapi.json", Meta, Fixed, "This document")
+        .public(),
+    op("GET", "/v1/version", Flocker, Fixed, "The Flocker API version floe speaks")
+        .public()
+        .returns("Version"),
+    // Flocker's configuration.
+    op("GET", DATASETS, Flocker, List, "Every dataset, deleted ones too")
+        .returns("DatasetList"),
+    op("POST", DATASETS, Flocker, Write, "Create a dataset")
+        .body(Body::Checked(&schema::DATASET_CREATE))
+        .answers(&[(201, "Created"), (409, "The dataset id is already in use")])
+        .returns("Dataset"),
+    op("GET", "/v1/configuration/datasets/{dataset_id}", Flocker, Read, "One dataset")
+        .answers(&[(404, "No such dataset")])
+        .returns("Dataset"),
+    op("POST", "/v1/configuration/datasets/{dataset_id}", Flocker, Write, "Move a dataset to another primary node")
+        .body(Body::Checked(&schema::DATASET_UPDATE))
+        .answers(&[(200, "Moved (or unchanged)"), (404, "No such dataset"), (405, "The dataset has been deleted"), (409, "A container uses the dataset")])
+        .returns("Dataset"),
+    op("DELETE", "/v1/configuration/datasets/{dataset_id}", Flocker, Write, "Mark a dataset deleted (idempotent)")
+        .answers(&[(200, "Marked deleted"), (404, "No such dataset"), (409, "A container uses the dataset")])
+        .returns("Dataset"),
+    op("GET", "/v1/configuration/leases", Flocker, List, "Every lease, with the seconds it has left")
+        .returns("LeaseList"),
+    op("POST", "/v1/configuration/leases", Flocker, Write, "Acquire or renew a lease")
+        .body(Body::Checked(&schema::LEASE))
+        .answers(&[(200, "Renewed by the node that holds it"), (201, "Acquired"), (409, "Another node holds the lease")])
+        .returns("Lease"),
+    op("DELETE", "/v1/configuration/leases/{dataset_id}", Flocker, Write, "Release a lease")
+        .answers(&[(200, "Released"), (404, "No such lease")])
+        .returns("Lease"),
+    op("GET", "/v1/configuration/containers", Flocker, List, "Every configured container"),
+    op("POST", "/v1/configuration/containers", Flocker, Write, "Create a container")
+        .body(Body::Checked(&schema::CONTAINER_CREATE))
+        .answers(&[(201, "Created"), (404, "A volume names an unknown dataset"), (409, "The name, dataset, port or link is taken")]),
+    op("POST", "/v1/configuration/containers/{name}", Flocker, Write, "Move a container, with its dataset, to another node")
+        .body(Body::Checked(&schema::CONTAINER_MOVE))
+        .answers(&[(200, "Moved"), (404, "No such container")]),
+    op("DELETE", "/v1/configuration/containers/{name}", Flocker, Write, "Remove a container (answers null)")
+        .answers(&[(200, "Removed"), (404, "No such container")]),
+    // Flocker's cluster state, and floe's agents.
+    op("GET", "/v1/state/datasets", Flocker, List, "Datasets as the agents see them: mounted ones, then the others"),
+    op("GET", "/v1/state/nodes", Flocker, List, "Every live node")
+        .returns("NodeList"),
+    op("GET", "/v1/state/nodes/by_era/{era}", Flocker, Fixed, "The node in an era")
+        .answers(&[(200, "The node"), (400, "The era is not a UUID"), (404, "No node found with given era.")]),
+    op("GET", "/v1/state/containers", Flocker, List, "Containers as the agents report them"),
+    op("PUT", "/v1/agent/nodes/{node_uuid}", Agents, Plain, "An agent's full report of its node")
+        .body(Body::Checked(&schema::AGENT_REPORT))
+        .answers(&[(200, "Recorded")]),
+    op("DELETE", "/v1/agent/nodes/{node_uuid}", Agents, Plain, "The node leaves the state")
+        .answers(&[(204, "Forgotten"), (404, "No such node")]),
+    // The Mathematicians API.
+    op("GET", "/api/mathematicians", Mathematicians, List, "Every mathematician"),
+    op("POST", "/api/mathematicians", Mathematicians, Write, "Create a mathematician (idempotent by unique)")
+        .body(Body::Checked(&schema::MATHEMATICIAN))
+        .answers(&[(201, "Created, or the one created before")]),
+    op("GET", "/api/mathematicians/new", Mathematicians, Fixed, "A fresh unique and an empty name; stores nothing"),
+    op("GET", "/api/mathematicians/{unique}", Mathematicians, Read, "One mathematician")
+        .answers(&[(404, "No such mathematician")]),
+    op("PUT", "/api/mathematicians/{unique}", Mathematicians, Write, "Name a mathematician; naming every current version id merges them")
+        .body(Body::Checked(&schema::MATHEMATICIAN))
+        .answers(&[(200, "Named"), (404, "No such mathematician")]),
+    // Project FiFo's packages.
+    op("GET", PACKAGES, Packages, List, "Package ids, or objects with the full-list header"),
+    op("POST", PACKAGES, Packages, Write, "Create a package (idempotent by uuid)")
+        .body(Body::Checked(&schema::PACKAGE_CREATE))
+        .answers(&[(303, "Created, or the same again: see Location"), (406, "Not acceptable"), (409, "The name is in use"), (410, "The uuid is a deleted package's"), (415, "Unsupported media type")]),
+    op("OPTIONS", PACKAGES, Packages, Preflight, "CORS preflight")
+        .public(),
+    op("GET", "/api/{version}/packages/new", Packages, Fixed, "A fresh uuid and an empty template; stores nothing")
+        .answers(&[(406, "Not acceptable")]),
+    op("OPTIONS", "/api/{version}/packages/new", Packages, Preflight, "CORS preflight")
+        .public(),
+    op("GET", "/api/{version}/packages/{uuid}", Packages, Read, "One package")
+        .answers(&[(404, "No such package"), (406, "Not acceptable")]),
+    op("PUT", "/api/{version}/packages/{uuid}", Packages, Plain, "Refused: a package's fields cannot be changed, only its metadata")
+        .answers(&[(400, "Always")]),
+    op("DELETE", "/api/{version}/packages/{uuid}", Packages, Write, "Delete a package")
+        .answers(&[(204, "Deleted"), (404, "No such package")]),
+    op("OPTIONS", "/api/{version}/packages/{uuid}", Packages, Preflight, "CORS preflight")
+        .public(),
+    op("PUT", "/api/{version}/packages/{uuid}/metadata", Packages, Write, "Set one metadata key, merging objects")
+        .body(Body::Json(METADATA_BODY))
+        .answers(&[(204, "Set"), (404, "No such package"), (415, "Unsupported media type")]),
+    op("DELETE", "/api/{version}/packages/{uuid}/metadata", Packages, Write, "Refused: name the key to delete")
+        .answers(&[(404, "No such package")]),
+    op("OPTIONS", "/api/{version}/packages/{uuid}/metadata", Packages, Preflight, "CORS preflight")
+        .public(),
+    op("PUT", "/api/{version}/packages/{uuid}/metadata/{*path}", Packages, Write, "Set one key below a metadata path, merging objects")
+        .body(Body::Json(METADATA_BODY))
+        .answers(&[(204, "Set"), (404, "No such package"), (409, "The path runs through a value that is not an object"), (415, "Unsupported media type")]),
+    op("DELETE", "/api/{version}/packages/{uuid}/metadata/{*path}", Packages, Write, "Delete a metadata path (also when absent)")
+        .answers(&[(204, "Deleted"), (404, "No such package")]),
+    op("OPTIONS", "/api/{version}/packages/{uuid}/metadata/{*path}", Packages, Preflight, "CORS preflight")
+        .public(),
+    // Accounts: sessions, tokens, users and their permissions.
+    op("POST", "/api/{version}/sessions", Accounts, Plain, "Log in: a token in x-snarl-token, a cookie and Location")
+        .public()
+        .body(Body::Json(LOGIN_BODY))
+        .answers(&[(303, "Logged in"), (401, "Unknown user or wrong password"), (503, "The accounts cannot be written")]),
+    op("GET", "/api/{version}/sessions", Accounts, Plain, "The caller's own user")
+        .answers(&[(200, "The user")]),
+    op("OPTIONS", "/api/{version}/sessions", Accounts, Preflight, "CORS preflight")
+        .public(),
+    op("GET", "/api/{version}/sessions/{token}", Accounts, Plain, "A session's user")
+        .answers(&[(200, "The user"), (404, "No such session")]),
+    op("DELETE", "/api/{version}/sessions/{token}", Accounts, Plain, "Log out a session")
+        .answers(&[(204, "Ended"), (404, "No such session"), (503, "The accounts cannot be written")]),
+    op("OPTIONS", "/api/{version}/sessions/{token}", Accounts, Preflight, "CORS preflight")
+        .public(),
+    op("POST", "/api/{version}/oauth/token", Accounts, Plain, "OAuth2 password grant")
+        .public()
+        .body(Body::Form(OAUTH_FORM))
+        .answers(&[(200, "A bearer token"), (401, "Unknown user or wrong password"), (503, "The accounts cannot be written")]),
+    op("GET", "/api/{version}/users", Accounts, Plain, "Every user")
+        .answers(&[(200, "The users")]),
+    op("OPTIONS", "/api/{version}/users", Accounts, Preflight, "CORS preflight")
+        .public(),
+    op("POST", "/api/{version}/users", Accounts, Plain, "Create a user")
+        .body(Body::Json(USER_BODY))
+        .answers(&[(303, "Created: see Location"), (409, "The name is taken"), (503, "The accounts cannot be written")]),
+    op("GET", "/api/{version}/users/{name}", Accounts, Plain, "One user")
+        .answers(&[(200, "The user"), (404, "No such user")]),
+    op("PUT", "/api/{version}/users/{name}", Accounts, Plain, "Change a user's password")
+        .body(Body::Json(PASSWORD_BODY))
+        .answers(&[(204, "Changed"), (404, "No such user"), (503, "The accounts cannot be written")]),
+    op("DELETE", "/api/{version}/users/{name}", Accounts, Plain, "Delete a user and end their sessions")
+        .answers(&[(204, "Deleted"), (404, "No such user"), (503, "The accounts cannot be written")]),
+    op("OPTIONS", "/api/{version}/users/{name}", Accounts, Preflight, "CORS preflight")
+        .public(),
+    op("PUT", "/api/{version}/users/{name}/permissions/{*permission}", Accounts, Plain, "Grant a permission (its segments are the path)")
+        .answers(&[(204, "Granted"), (404, "No such user"), (503, "The accounts cannot be written")]),
+    op("DELETE", "/api/{version}/users/{name}/permissions/{*permission}", Accounts, Plain, "Revoke a permission")
+        .answers(&[(204, "Revoked"), (404, "No such user"), (503, "The accounts cannot be written")]),
+    op("OPTIONS", "/api/{version}/users/{name}/permissions/{*permission}", Accounts, Preflight, "CORS preflight")
+        .public(),
+];
+
+const METADATA_BODY: &str = r#"{"description": "One key and its value, which may be any JSON.", "type": "object", "minProperties": 1, "maxProperties": 1}"#;
+const LOGIN_BODY: &str = r#"{"type": "object", "properties": {"user": {"type": "string"}, "password": {"type": "string"}}, "required": ["user", "password"]}"#;
+const OAUTH_FORM: &str = r#"{"type": "object", "properties": {"grant_type": {"const": "password"}, "username": {"type": "string"}, "password": {"type": "string"}, "scope": {"type": "string"}}, "required": ["grant_type", "username", "password"]}"#;
+const USER_BODY: &str = r#"{"type": "object", "properties": {"user": {"type": "string", "minLength": 1}, "password": {"type": "string", "minLength": 1}, "permissions": {"description": "Permissions to grant, each a list of segments (\"...\" matches any rest, \"_\" any one segment).", "type": "array", "items": {"type": "array", "items": {"type": "string"}}}}, "required": ["user", "password"]}"#;
+const PASSWORD_BODY: &str = r#"{"type": "object", "properties": {"password": {"type": "string", "minLength": 1}}, "required": ["password"]}"#;
+
+/// The schemas of answers, beside the request schemas in `components/schemas`.
+fn answer_schemas() -> Value {
+    json!({
+        "Error": {
+            "description": "Every error's body. A body that fails its schema also lists each violation.",
+            "type": "object",
+            "properties": {
+                "description": {"type": "string"},
+                "errors": {"type": "array", "items": {"type": "string"}}
+            },
+            "required": ["description"]
+        },
+        "Version": {
+            "type": "object",
+            "properties": {"flocker": {"type": "string", "examples": [VERSION]}},
+            "required": ["flocker"]
+        },
+        "Dataset": {
+            "type": "object",
+            "properties": {
+                "dataset_id": {"type": "string", "format": "uuid"},
+                "primary": {"type": "string", "format": "uuid"},
+                "deleted": {"type": "boolean"},
+                "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                "maximum_size": {"type": "integer", "description": "Present only when set."}
+            },
+            "required": ["dataset_id", "primary", "deleted", "metadata"]
+        },
+        "DatasetList": {"type": "array", "items": {"$ref": "#/components/schemas/Dataset"}},
+        "Lease": {
+            "type": "object",
+            "properties": {
+                "dataset_id": {"type": "string", "format": "uuid"},
+                "node_uuid": {"type": "string", "format": "uuid"},
+                "expires": {"type": ["number", "null"], "description": "Seconds left, or null for a lease that does not expire."}
+            },
+            "required": ["dataset_id", "node_uuid", "expires"]
+        },
+        "LeaseList": {"type": "array", "items": {"$ref": "#/components/schemas/Lease"}},
+        "Node": {
+            "type": "object",
+            "properties": {
+                "host": {"type": "string", "description": "The node's IP address."},
+                "uuid": {"type": "string", "format": "uuid"}
+            },
+            "required": ["host", "uuid"]
+        },
+        "NodeList": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}
+    })
+}
+
+/// The request headers of floe's concurrency rules, referred to by the operations that take
+/// them.
+fn header_parameters() -> Value {
+    let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": false, "description": description, "schema": {"type": "string"}});
+    json!({
+        "IfMatch": header("If-Match", "Proceed only if the resource's current ETag is one of these (or `*`: it exists); otherwise 412. Required (428 without it) when floe runs with `--if-match required`."),
+        "IfNoneMatch": header("If-None-Match", "On a read, 304 if the current ETag is one of these; on a write, 412 if it is (`*`: create only)."),
+        "IfConfigurationMatches": header("X-If-Configuration-Matches", "Proceed only if the whole configuration is still at this X-Configuration-Tag; otherwise 412."),
+        "IdempotencyKey": header("Idempotency-Key", "A retry under the same key (and the same body) is answered with the first answer, with Idempotent-Replayed: true; the same key with another body is a 422, and one still in progress a 409."),
+        "PreferWait": header("Prefer", "`wait=N` with `If-None-Match` set to the list's current ETag: hold the request up to N seconds (at most `--max-wait`) until the list changes.")
+    })
+}
+
+/// The parameters an operation of `kind` takes besides its path's.
+fn kind_parameters(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Read => &["IfNoneMatch", "IfMatch"],
+        List => &["IfNoneMatch", "PreferWait"],
+        Write => &[
+            "IfMatch",
+            "IfNoneMatch",
+            "IfConfigurationMatches",
+            "IdempotencyKey",
+        ],
+        Fixed | Plain | Preflight => &[],
+    }
+}
+
+/// The answers every operation of `kind` may give, besides its own.
+fn kind_answers(kind: Kind, public: bool, body: bool) -> Vec<(u16, &'static str)> {
+    let mut answers = Vec::new();
+    match kind {
+        Read => answers.extend([
+            (200, "The resource"),
+            (304, "Not modified since the ETag in If-None-Match"),
+            (412, "If-Match names another version"),
+        ]),
+        List => answers.extend([
+            (200, "The list"),
+            (304, "Not modified since the ETag in If-None-Match"),
+        ]),
+        Fixed => answers.push((200, "OK")),
+        Write => answers.extend([
+            (400, "The request is malformed"),
+            (
+                409,
+                "A request under the same Idempotency-Key is still in progress",
+            ),
+            (
+                412,
+                "A precondition failed: the resource or the configuration has changed",
+            ),
+            (
+                422,
+                "The Idempotency-Key was used before with another request",
+            ),
+            (428, "If-Match is required and missing"),
+            (
+                503,
+                "The store cannot be written (the disk is full, say); nothing was changed",
+            ),
+        ]),
+        Plain => answers.push((400, "The request is malformed")),
+        Preflight => answers.push((204, "The methods and headers a browser may use")),
+    }
+    if body {
+        answers.extend([
+            (400, "The body is not the JSON this operation takes"),
+            (408, "The body arrived too slowly"),
+            (413, "The body is too large"),
+        ]);
+    }
+    if !public {
+        answers.extend([
+            (401, "No valid credentials"),
+            (403, "The credentials lack the permission this needs"),
+        ]);
+    }
+    answers
+}
+
+/// The document, built from [`OPERATIONS`] and the request schemas.
+pub fn document() -> Value {
+    let mut schemas = Map::new();
+    let answers = answer_schemas();
+    schemas.extend(answers.as_object().expect("an object").clone());
+    for request in schema::all() {
+        let mut body = request.document().clone();
+        let definitions = body
+            .as_object_mut()
+            .and_then(|object| object.remove("definitions"));
+        if let Some(Value::Object(definitions)) = definitions {
+            for (name, definition) in definitions {
+                schemas.insert(name, components_refs(definition));
+            }
+        }
+        schemas.insert(request.name().to_string(), components_refs(body));
+    }
+
+    let mut paths = Map::new();
+    for operation in OPERATIONS {
+        let path = openapi_path(operation.path);
+        let item = paths
+            .entry(path.clone())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("a path item is an object");
+        item.insert(
+            operation.method.to_ascii_lowercase(),
+            operation_object(operation, &path),
+        );
+    }
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "floe",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A control service for a cluster's configuration. It speaks Flocker's control API (/v1), Project FiFo's packages API (/api/{version}/packages) and the Mathematicians API (/api/mathematicians), with one set of concurrency rules across them: X-Configuration-Tag and X-If-Configuration-Matches for the whole configuration, ETags with If-Match and If-None-Match for each resource, and Idempotency-Key for safe retries. Every write is durable before it is answered. Every answer carries the X-Configuration-Tag it was read at or written to.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
+        },
+        "tags": [
+            {"name": "flocker", "description": "Flocker's control API: datasets, leases, containers and the cluster's state."},
+            {"name": "agents", "description": "Node agents report their node's state (floe's own; Flocker's agents spoke AMP)."},
+            {"name": "mathematicians", "description": "Idempotent creation; concurrent names kept as candidate versions."},
+            {"name": "packages", "description": "Project FiFo's packages and their metadata, as JSON or msgpack."},
+            {"name": "accounts", "description": "FiFo's sessions, OAuth2 tokens, users and permissions."},
+            {"name": "meta", "description": "This document."}
+        ],
+        "security": [
+            {"bearer": []},
+            {"snarlToken": []},
+            {"snarlCookie": []},
+            {"clientCertificate": []}
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "parameters": header_parameters(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "A token from POST /api/{version}/sessions or /api/{version}/oauth/token (or the admin-token file)."},
+                "snarlToken": {"type": "apiKey", "in": "header", "name": "x-snarl-token"},
+                "snarlCookie": {"type": "apiKey", "in": "cookie", "name": "x-snarl-token"},
+                "clientCertificate": {"type": "mutualTLS", "description": "With --tls-client-ca: a certificate whose CN is user-<name> acts as that user."}
+            }
+        }
+    })
+}
+
+fn operation_object(operation: &Operation, path: &str) -> Value {
+    let mut parameters: Vec<Value> = path_parameters(path)
+        .map(|name| {
+            json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+        })
+        .collect();
+    parameters.extend(
+        kind_parameters(operation.kind)
+            .iter()
+            .map(|name| json!({"$ref": format!("#/components/parameters/{name}")})),
+    );
+
+    let has_body = !matches!(operation.body, Body::None);
+    let mut answers = kind_answers(operation.kind, operation.public, has_body);
+    // An operation's own description of a status replaces its kind's.
+    for &(status, description) in operation.answers {
+        answers.retain(|(other, _)| *other != status);
+        answers.push((status, description));
+    }
+    answers.sort_by_key(|(status, _)| *status);
+    let responses: Map<String, Value> = answers
+        .into_iter()
+        .map(|(status, description)| {
+            (
+                status.to_string(),
+                response(status, description, operation.returns),
+            )
+        })
+        .collect();
+
+    let mut object = json!({
+        "tags": [operation.api.tag()],
+        "summary": operation.summary,
+        "operationId": operation_id(operation),
+        "parameters": parameters,
+        "responses": responses,
+    });
+    if operation.public {
+        object["security"] = json!([{}]);
+    }
+    let request_body = match operation.body {
+        Body::None => None,
+        Body::Checked(request) => Some((
+            "application/json",
+            json!({"$ref": format!("#/components/schemas/{}", request.name())}),
+        )),
+        Body::Json(shape) => Some(("application/json", inline(shape))),
+        Body::Form(shape) => Some(("application/x-www-form-urlencoded", inline(shape))),
+    };
+    if let Some((media_type, schema)) = request_body {
+        object["requestBody"] = json!({
+            "required": true,
+            "content": {media_type: {"schema": schema}}
+        });
+    }
+    object
+}
+
+fn inline(shape: &str) -> Value {
+    serde_json::from_str(shape).expect("an inline schema is JSON")
+}
+
+fn response(status: u16, description: &str, returns: Option<&str>) -> Value {
+    let schema = match status {
+        // No body: not modified, a redirect, a CORS preflight, or nothing to say.
+        204 | 303 | 304 => return json!({"description": description}),
+        200 | 201 => match returns {
+            Some(name) => json!({"$ref": format!("#/components/schemas/{name}")}),
+            None => json!({}),
+        },
+        _ => json!({"$ref": "#/components/schemas/Error"}),
+    };
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": schema}}
+    })
+}
+
+/// `get /v1/configuration/datasets/{dataset_id}` → `get_v1_configuration_datasets_dataset_id`.
+fn operation_id(operation: &Operation) -> String {
+    let mut id = operation.method.to_ascii_lowercase();
+    for word in operation
+        .path
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+    {
+        id.push('_');
+        id.push_str(word);
+    }
+    id
+}
+
+/// OpenAPI's template for an axum route: `{*rest}` is `{rest}` (its value spans segments).
+pub fn openapi_path(route: &str) -> String {
+    route.replace("{*", "{")
+}
+
+fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter_map(|segment| {
+        segment
+            .strip_prefix('{')
+            .and_then(|rest| rest.strip_suffix('}'))
+    })
+}
+
+/// Points every `#/definitions/NAME` reference of a request schema (where `types.json` is
+/// spliced in) at `#/components/schemas/NAME`, where the document keeps the shared types.
+fn components_refs(mut schema: Value) -> Value {
+    fn rewrite(value: &mut Value) {
+        match value {
+            Value::Object(object) => {
+                for (key, child) in object.iter_mut() {
+                    match child {
+                        Value::String(target) if key == "$ref" => {
+                            if let Some(name) = target.strip_prefix("#/definitions/") {
+                                *target = format!("#/components/schemas/{name}");
+                            }
+                        }
+                        _ => rewrite(child),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(rewrite),
+            _ => {}
+        }
+    }
+    rewrite(&mut schema);
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` in the document names something the document holds.
+    #[test]
+    fn every_reference_resolves() {
+        fn check(document: &Value, value: &Value, missing: &mut Vec<String>) {
+            match value {
+                Value::Object(object) => {
+                    for (key, child) in object {
+                        match child {
+                            Value::String(target) if key == "$ref" => {
+                                let pointer = target.strip_prefix('#').unwrap_or(target);
+                                if document.pointer(pointer).is_none() {
+                                    missing.push(target.clone());
+                                }
+                            }
+                            _ => check(document, child, missing),
+                        }
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|item| check(document, item, missing)),
+                _ => {}
+            }
+        }
+        let document = document();
+        let mut missing = Vec::new();
+        check(&document, &document, &mut missing);
+        assert!(missing.is_empty(), "unresolved references: {missing:?}");
+    }
+
+    /// The request schemas and the shared types share one namespace in the document.
+    #[test]
+    fn no_schema_name_is_used_twice() {
+        let mut names: Vec<String> = answer_schemas()
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect();
+        for request in schema::all() {
+            names.push(request.name().to_string());
+            if let Some(Value::Object(definitions)) = request.document().get("definitions") {
+                // Every request schema carries the same shared types: count them once.
+                if request.name() == schema::DATASET_CREATE.name() {
+                    names.extend(definitions.keys().cloned());
+                }
+            }
+        }
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "a schema name is used twice");
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let mut ids: Vec<String> = OPERATIONS.iter().map(operation_id).collect();
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count);
+    }
+}
