@@ -101,7 +101,12 @@ struct Operation {
     answers: &'static [(u16, &'static str)],
     /// The schema of its successful answer's JSON, when it has one worth naming.
     returns: Option<&'static str>,
+    /// The schema of its errors' JSON: [`ERROR`] but for OAuth2's token endpoint.
+    errors: &'static str,
 }
+
+/// The schema of every error's body but OAuth2's.
+const ERROR: &str = "Error";
 
 const fn op(
     method: &'static str,
@@ -120,6 +125,7 @@ const fn op(
         body: Body::None,
         answers: &[],
         returns: None,
+        errors: ERROR,
     }
 }
 
@@ -136,6 +142,11 @@ impl Operation {
 
     const fn returns(mut self, schema: &'static str) -> Self {
         self.returns = Some(schema);
+        self
+    }
+
+    const fn errors(mut self, schema: &'static str) -> Self {
+        self.errors = schema;
         self
     }
 
@@ -268,7 +279,8 @@ static OPERATIONS: &[Operation] = &[
     op("POST", "/api/{version}/oauth/token", Accounts, Plain, "OAuth2 password grant")
         .public()
         .body(Body::Form(OAUTH_FORM))
-        .answers(&[(200, "A bearer token"), (401, "Unknown user or wrong password"), (503, "The accounts cannot be written")]),
+        .answers(&[(200, "A bearer token"), (400, "Not a password grant, or a wrong user name or password"), (503, "The accounts cannot be written")])
+        .errors("OAuthError"),
     op("GET", "/api/{version}/users", Accounts, Plain, "Every user")
         .answers(&[(200, "The users")]),
     op("OPTIONS", "/api/{version}/users", Accounts, Preflight, "CORS preflight")
@@ -296,7 +308,7 @@ static OPERATIONS: &[Operation] = &[
 const METADATA_BODY: &str = r#"{"description": "One key and its value, which may be any JSON.", "type": "object", "minProperties": 1, "maxProperties": 1}"#;
 const LOGIN_BODY: &str = r#"{"type": "object", "properties": {"user": {"type": "string"}, "password": {"type": "string"}}, "required": ["user", "password"]}"#;
 const OAUTH_FORM: &str = r#"{"type": "object", "properties": {"grant_type": {"const": "password"}, "username": {"type": "string"}, "password": {"type": "string"}, "scope": {"type": "string"}}, "required": ["grant_type", "username", "password"]}"#;
-const USER_BODY: &str = r#"{"type": "object", "properties": {"user": {"type": "string", "minLength": 1}, "password": {"type": "string", "minLength": 1}, "permissions": {"description": "Permissions to grant, each a list of segments (\"...\" matches any rest, \"_\" any one segment).", "type": "array", "items": {"type": "array", "items": {"type": "string"}}}}, "required": ["user", "password"]}"#;
+const USER_BODY: &str = r##"{"type": "object", "properties": {"user": {"$ref": "#/components/schemas/UserName"}, "password": {"type": "string", "minLength": 1}, "permissions": {"description": "Permissions to grant, each a list of segments (\"...\" matches any rest, \"_\" any one segment).", "type": "array", "items": {"type": "array", "items": {"type": "string"}}}}, "required": ["user", "password"]}"##;
 const PASSWORD_BODY: &str = r#"{"type": "object", "properties": {"password": {"type": "string", "minLength": 1}}, "required": ["password"]}"#;
 
 /// The schemas of answers, beside the request schemas in `components/schemas`.
@@ -310,6 +322,21 @@ fn answer_schemas() -> Value {
                 "errors": {"type": "array", "items": {"type": "string"}}
             },
             "required": ["description"]
+        },
+        "OAuthError": {
+            "description": "An OAuth2 error (RFC 6749 §5.2).",
+            "type": "object",
+            "properties": {
+                "error": {"type": "string"},
+                "error_description": {"type": "string"}
+            },
+            "required": ["error"]
+        },
+        "UserName": {
+            "description": "1 to 128 letters, digits or - _ . @, with at least one letter or digit.",
+            "type": "string",
+            "maxLength": 128,
+            "pattern": "^[A-Za-z0-9_.@-]*[A-Za-z0-9][A-Za-z0-9_.@-]*$"
         },
         "Version": {
             "type": "object",
@@ -353,24 +380,38 @@ fn answer_schemas() -> Value {
 /// The request headers of floe's concurrency rules, referred to by the operations that take
 /// them.
 fn header_parameters() -> Value {
-    let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": false, "description": description, "schema": {"type": "string"}});
+    let header = |name: &str, description: &str, schema: Value| json!({"name": name, "in": "header", "required": false, "description": description, "schema": schema});
+    // A malformed value is a 400, so each is described as floe reads it.
+    let entity_tags = json!({
+        "type": "string",
+        "pattern": r#"^\s*(\*|(W/)?"[\x21\x23-\x7e]*"(\s*,\s*(W/)?"[\x21\x23-\x7e]*")*)\s*$"#
+    });
+    let http_date = json!({"type": "string", "examples": ["Sun, 06 Nov 1994 08:49:37 GMT"]});
     json!({
-        "IfMatch": header("If-Match", "Proceed only if the resource's current ETag is one of these (or `*`: it exists); otherwise 412. Required (428 without it) when floe runs with `--if-match required`."),
-        "IfNoneMatch": header("If-None-Match", "On a read, 304 if the current ETag is one of these; on a write, 412 if it is (`*`: create only)."),
-        "IfConfigurationMatches": header("X-If-Configuration-Matches", "Proceed only if the whole configuration is still at this X-Configuration-Tag; otherwise 412."),
-        "IdempotencyKey": header("Idempotency-Key", "A retry under the same key (and the same body) is answered with the first answer, with Idempotent-Replayed: true; the same key with another body is a 422, and one still in progress a 409."),
-        "PreferWait": header("Prefer", "`wait=N` with `If-None-Match` set to the list's current ETag: hold the request up to N seconds (at most `--max-wait`) until the list changes.")
+        "IfMatch": header("If-Match", "Proceed only if the resource's current ETag is one of these (or `*`: it exists); otherwise 412. Required (428 without it) when floe runs with `--if-match required`.", entity_tags.clone()),
+        "IfNoneMatch": header("If-None-Match", "On a read, 304 if the current ETag is one of these; on a write, 412 if it is (`*`: create only).", entity_tags),
+        "IfModifiedSince": header("If-Modified-Since", "On a read without If-None-Match, 304 if the resource has not changed since (an invalid date is ignored).", http_date.clone()),
+        "IfUnmodifiedSince": header("If-Unmodified-Since", "Without If-Match, proceed only if the resource has not changed since; otherwise 412 (an invalid date is ignored).", http_date),
+        "IfConfigurationMatches": header("X-If-Configuration-Matches", "Proceed only if the whole configuration is still at this X-Configuration-Tag, compared byte for byte; otherwise 412.", json!({"type": "string"})),
+        "IdempotencyKey": header("Idempotency-Key", "A retry under the same key (and the same body) is answered with the first answer, with Idempotent-Replayed: true; the same key with another body is a 422, and one still in progress a 409.", json!({"type": "string", "pattern": r#"^\s*("([\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])+"(;.*)?|[\x20\x21\x23-\x5b\x5d-\x7e]+)\s*$"#, "description": "A structured-field string of 1 to 255 visible ASCII characters (the bare key is read too)."})),
+        "PreferWait": header("Prefer", "`wait=N` with `If-None-Match` set to the list's current ETag: hold the request up to N seconds (at most `--max-wait`) until the list changes. Other preferences are ignored.", json!({"type": "string", "examples": ["wait=60"]}))
     })
 }
 
 /// The parameters an operation of `kind` takes besides its path's.
 fn kind_parameters(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Read => &["IfNoneMatch", "IfMatch"],
-        List => &["IfNoneMatch", "PreferWait"],
+        Read => &[
+            "IfNoneMatch",
+            "IfMatch",
+            "IfModifiedSince",
+            "IfUnmodifiedSince",
+        ],
+        List => &["IfNoneMatch", "IfModifiedSince", "PreferWait"],
         Write => &[
             "IfMatch",
             "IfNoneMatch",
+            "IfUnmodifiedSince",
             "IfConfigurationMatches",
             "IdempotencyKey",
         ],
@@ -384,11 +425,13 @@ fn kind_answers(kind: Kind, public: bool, body: bool) -> Vec<(u16, &'static str)
     match kind {
         Read => answers.extend([
             (200, "The resource"),
+            (400, "A conditional header is malformed"),
             (304, "Not modified since the ETag in If-None-Match"),
             (412, "If-Match names another version"),
         ]),
         List => answers.extend([
             (200, "The list"),
+            (400, "A conditional header is malformed"),
             (304, "Not modified since the ETag in If-None-Match"),
         ]),
         Fixed => answers.push((200, "OK")),
@@ -413,7 +456,7 @@ fn kind_answers(kind: Kind, public: bool, body: bool) -> Vec<(u16, &'static str)
             ),
         ]),
         Plain => answers.push((400, "The request is malformed")),
-        Preflight => answers.push((204, "The methods and headers a browser may use")),
+        Preflight => answers.push((200, "The methods a browser may use")),
     }
     if body {
         answers.extend([
@@ -502,7 +545,8 @@ pub fn document() -> Value {
 fn operation_object(operation: &Operation, path: &str) -> Value {
     let mut parameters: Vec<Value> = path_parameters(path)
         .map(|name| {
-            json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+            let schema = path_parameter_schema(operation.kind, path, name);
+            json!({"name": name, "in": "path", "required": true, "schema": schema})
         })
         .collect();
     parameters.extend(
@@ -521,12 +565,7 @@ fn operation_object(operation: &Operation, path: &str) -> Value {
     answers.sort_by_key(|(status, _)| *status);
     let responses: Map<String, Value> = answers
         .into_iter()
-        .map(|(status, description)| {
-            (
-                status.to_string(),
-                response(status, description, operation.returns),
-            )
-        })
+        .map(|(status, description)| (status.to_string(), response(operation, status, description)))
         .collect();
 
     let mut object = json!({
@@ -561,15 +600,18 @@ fn inline(shape: &str) -> Value {
     serde_json::from_str(shape).expect("an inline schema is JSON")
 }
 
-fn response(status: u16, description: &str, returns: Option<&str>) -> Value {
+fn response(operation: &Operation, status: u16, description: &str) -> Value {
+    if operation.kind == Preflight {
+        return json!({"description": description});
+    }
     let schema = match status {
         // No body: not modified, a redirect, a CORS preflight, or nothing to say.
         204 | 303 | 304 => return json!({"description": description}),
-        200 | 201 => match returns {
+        200 | 201 => match operation.returns {
             Some(name) => json!({"$ref": format!("#/components/schemas/{name}")}),
             None => json!({}),
         },
-        _ => json!({"$ref": "#/components/schemas/Error"}),
+        _ => json!({"$ref": format!("#/components/schemas/{}", operation.errors)}),
     };
     json!({
         "description": description,
@@ -594,6 +636,20 @@ fn operation_id(operation: &Operation) -> String {
 /// OpenAPI's template for an axum route: `{*rest}` is `{rest}` (its value spans segments).
 pub fn openapi_path(route: &str) -> String {
     route.replace("{*", "{")
+}
+
+/// What a path parameter may be: ids are UUIDs (a malformed one is a 400 or a 404), names
+/// follow their resource's rules; a CORS preflight takes any.
+fn path_parameter_schema(kind: Kind, path: &str, name: &str) -> Value {
+    let shared = |schema: &str| json!({"$ref": format!("#/components/schemas/{schema}")});
+    match name {
+        _ if kind == Preflight => json!({"type": "string", "minLength": 1}),
+        "node_uuid" => shared("uuid"),
+        "dataset_id" | "era" | "uuid" => shared("any_uuid"),
+        "name" if path.contains("/users/") => shared("UserName"),
+        "name" => shared("container_name"),
+        _ => json!({"type": "string", "minLength": 1}),
+    }
 }
 
 fn path_parameters(path: &str) -> impl Iterator<Item = &str> {

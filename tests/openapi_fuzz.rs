@@ -1,0 +1,88 @@
+//! schemathesis against floe's own OpenAPI document: thousands of requests generated from
+//! `GET /openapi.json`, valid and deliberately invalid, each answer checked against the
+//! document. It fails on any 5xx, on a status code, media type or body the document does not
+//! declare, and on a request that breaks the document's schemas yet is accepted
+//! (`tests/schemathesis/schemathesis.toml` says which checks run and why).
+//!
+//! It needs schemathesis, which `tests/schemathesis/setup` installs into
+//! `target/schemathesis`, so it is ignored by a plain `cargo test`; `.ci/run` runs the setup
+//! and then `cargo test --test openapi_fuzz -- --ignored`. The run is seeded, so CI sees the
+//! same requests every time; `FLOE_FUZZ_SEED` and `FLOE_FUZZ_EXAMPLES` (per operation, 30 by
+//! default) explore further.
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::TestServer;
+use tempfile::TempDir;
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs schemathesis: run tests/schemathesis/setup (as .ci/run does)"]
+async fn every_answer_conforms_to_the_openapi_document() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let st = root.join("target/schemathesis/venv/bin/st");
+    assert!(
+        st.exists(),
+        "schemathesis is not installed: run tests/schemathesis/setup first"
+    );
+    // Authentication on, as floe runs by default; requests that ask to wait for a change are
+    // held for a second at most, so that a generated `Prefer: wait` does not stall the run.
+    let server = TestServer::start_in(TempDir::new().expect("a temp dir"), |config| {
+        config.auth = floe::config::AuthMode::Token;
+        config.max_wait = 1;
+    })
+    .await;
+    let token = server.admin_token().await;
+    let document = server.url("/openapi.json");
+    let operations: usize = server
+        .client
+        .get(&document)
+        .send()
+        .await
+        .expect("the document is answered")
+        .json::<serde_json::Value>()
+        .await
+        .expect("the document is JSON")["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|item| item.as_object().expect("a path item").len())
+        .sum();
+    let seed = std::env::var("FLOE_FUZZ_SEED").unwrap_or_else(|_| "1".into());
+    let examples = std::env::var("FLOE_FUZZ_EXAMPLES").unwrap_or_else(|_| "30".into());
+    let config = root.join("tests/schemathesis/schemathesis.toml");
+
+    // schemathesis blocks; the server it talks to runs on this test's runtime.
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(st)
+            .arg("--config-file")
+            .arg(config)
+            .args(["run", &document])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args(["--phases", "examples,coverage,fuzzing"])
+            .args(["--max-examples", &examples, "--seed", &seed])
+            // A 303 is an answer to check, not a redirect to follow.
+            .args(["--max-redirects", "0", "--workers", "2"])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run schemathesis")
+    })
+    .await
+    .expect("the schemathesis process");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found answers that do not conform to the document ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The run must have reached every documented operation but the document itself, which
+    // schemathesis leaves out.
+    let tested = operations - 1;
+    assert!(
+        stdout.contains(&format!("Tested: {tested}\n")),
+        "not all {tested} operations were tested:\n{stdout}"
+    );
+    server.stop().await;
+}
