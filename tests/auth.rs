@@ -841,6 +841,25 @@ async fn user_names_that_read_as_wildcards_or_dot_segments_are_refused() {
     server.stop().await;
 }
 
+/// A user cannot be created with an empty password, which would let anyone who knows the
+/// name log in; nothing is created.
+#[tokio::test]
+async fn a_user_needs_a_password_that_is_not_empty() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let answer = send(
+        server
+            .client
+            .post(server.url("/api/2/users"))
+            .bearer_auth(&admin)
+            .json(&json!({ "user": "nopass", "password": "" })),
+    )
+    .await;
+    answer.assert_error(400, "A password cannot be empty.");
+    let users = as_user(&server, &admin, reqwest::Method::GET, "/api/2/users").await;
+    assert_eq!(users.body, json!(["admin"]));
+    server.stop().await;
+}
+
 /// An account change waits for the database's write lock (up to its busy timeout) and
 /// fsyncs: done on a request worker, it stalls every request that worker serves. Here the lock
 /// is held from outside while a grant waits for it; on the test's one-thread runtime, another
@@ -877,8 +896,8 @@ async fn an_account_change_waiting_for_the_database_stalls_no_other_request() {
     server.stop().await;
 }
 
-/// A password change says what is wrong with its body: a missing key, or one that is not a
-/// string; the password is left as it was.
+/// A password change says what is wrong with its body: a missing key, one that is not a
+/// string, or an empty password; the password is left as it was.
 #[tokio::test]
 async fn a_password_change_names_what_is_wrong_with_its_body() {
     let (server, admin) = TestServer::start_with_auth().await;
@@ -896,6 +915,9 @@ async fn a_password_change_names_what_is_wrong_with_its_body() {
     send(put(json!({ "password": 5 })))
         .await
         .assert_error(400, "\"password\" must be a string.");
+    send(put(json!({ "password": "" })))
+        .await
+        .assert_error(400, "A password cannot be empty.");
     login(&server, "erin", "secret").await;
     assert_eq!(send(put(json!({ "password": "new" }))).await.status, 204);
     login(&server, "erin", "new").await;

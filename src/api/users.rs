@@ -104,6 +104,7 @@ async fn create_user(
                 .into(),
         ));
     }
+    refuse_empty(password)?;
     let permissions = match &value["permissions"] {
         Value::Null => Vec::new(),
         Value::Array(items) => items
@@ -183,6 +184,14 @@ async fn get_user(
     Ok(Answer::json(StatusCode::OK, user_json(user).to_string()).into_response())
 }
 
+/// An empty password would let anyone who knows the user's name log in as them.
+fn refuse_empty(password: &str) -> Result<(), ApiError> {
+    if password.is_empty() {
+        return Err(ApiError::BadRequest("A password cannot be empty.".into()));
+    }
+    Ok(())
+}
+
 /// `PUT /api/{v}/users/{name}` `{"password"}`: a new password.
 async fn set_password(
     State(state): State<AppState>,
@@ -200,6 +209,7 @@ async fn set_password(
             ));
         }
     };
+    refuse_empty(&password)?;
     let hash = hash_off_worker(&password).await?;
     change_accounts(&state, move |accounts| {
         accounts.edit_user(&name, |user| {
