@@ -206,28 +206,36 @@ static OPERATIONS: &[Operation] = &[
     op("DELETE", "/v1/configuration/containers/{name}", Flocker, Write, "Remove a container (answers null)")
         .answers(&[(200, "Removed"), (404, "No such container")]),
     // Flocker's cluster state, and floe's agents.
-    op("GET", "/v1/state/datasets", Flocker, List, "Datasets as the agents see them: mounted ones, then the others"),
+    op("GET", "/v1/state/datasets", Flocker, List, "Datasets as the agents see them: mounted ones, then the others")
+        .returns("StateDatasetList"),
     op("GET", "/v1/state/nodes", Flocker, List, "Every live node")
         .returns("NodeList"),
     op("GET", "/v1/state/nodes/by_era/{era}", Flocker, Fixed, "The node in an era")
-        .answers(&[(200, "The node"), (400, "The era is not a UUID"), (404, "No node found with given era.")]),
+        .answers(&[(200, "The node"), (400, "The era is not a UUID"), (404, "No node found with given era.")])
+        .returns("NodeOfEra"),
     op("GET", "/v1/state/containers", Flocker, List, "Containers as the agents report them"),
     op("PUT", "/v1/agent/nodes/{node_uuid}", Agents, Plain, "An agent's full report of its node")
         .body(Body::Checked(&schema::AGENT_REPORT))
-        .answers(&[(200, "Recorded")]),
+        .answers(&[(200, "Recorded")])
+        .returns("ReportReceived"),
     op("DELETE", "/v1/agent/nodes/{node_uuid}", Agents, Plain, "The node leaves the state")
         .answers(&[(204, "Forgotten"), (404, "No such node")]),
     // The Mathematicians API.
-    op("GET", "/api/mathematicians", Mathematicians, List, "Every mathematician"),
+    op("GET", "/api/mathematicians", Mathematicians, List, "Every mathematician")
+        .returns("MathematicianList"),
     op("POST", "/api/mathematicians", Mathematicians, Write, "Create a mathematician (idempotent by unique)")
         .body(Body::Checked(&schema::MATHEMATICIAN))
-        .answers(&[(201, "Created, or the one created before")]),
-    op("GET", "/api/mathematicians/new", Mathematicians, Fixed, "A fresh unique and an empty name; stores nothing"),
+        .answers(&[(201, "Created, or the one created before")])
+        .returns("Mathematician"),
+    op("GET", "/api/mathematicians/new", Mathematicians, Fixed, "A fresh unique and an empty name; stores nothing")
+        .returns("Mathematician"),
     op("GET", "/api/mathematicians/{unique}", Mathematicians, Read, "One mathematician")
-        .answers(&[(404, "No such mathematician")]),
+        .answers(&[(404, "No such mathematician")])
+        .returns("Mathematician"),
     op("PUT", "/api/mathematicians/{unique}", Mathematicians, Write, "Name a mathematician; naming every current version id merges them")
         .body(Body::Checked(&schema::MATHEMATICIAN))
-        .answers(&[(200, "Named"), (404, "No such mathematician")]),
+        .answers(&[(200, "Named"), (404, "No such mathematician")])
+        .returns("Mathematician"),
     // Project FiFo's packages.
     op("GET", PACKAGES, Packages, List, "Package ids, or objects with the full-list header"),
     op("POST", PACKAGES, Packages, Write, "Create a package (idempotent by uuid)")
@@ -267,11 +275,13 @@ static OPERATIONS: &[Operation] = &[
         .body(Body::Json(LOGIN_BODY))
         .answers(&[(303, "Logged in"), (401, "Unknown user or wrong password"), (503, "The accounts cannot be written")]),
     op("GET", "/api/{version}/sessions", Accounts, Plain, "The caller's own user")
-        .answers(&[(200, "The user")]),
+        .answers(&[(200, "The user")])
+        .returns("User"),
     op("OPTIONS", "/api/{version}/sessions", Accounts, Preflight, "CORS preflight")
         .public(),
     op("GET", "/api/{version}/sessions/{token}", Accounts, Plain, "A session's user")
-        .answers(&[(200, "The user"), (404, "No such session")]),
+        .answers(&[(200, "The user"), (404, "No such session")])
+        .returns("User"),
     op("DELETE", "/api/{version}/sessions/{token}", Accounts, Plain, "Log out a session")
         .answers(&[(204, "Ended"), (404, "No such session"), (503, "The accounts cannot be written")]),
     op("OPTIONS", "/api/{version}/sessions/{token}", Accounts, Preflight, "CORS preflight")
@@ -280,16 +290,19 @@ static OPERATIONS: &[Operation] = &[
         .public()
         .body(Body::Form(OAUTH_FORM))
         .answers(&[(200, "A bearer token"), (400, "Not a password grant, or a wrong user name or password"), (503, "The accounts cannot be written")])
-        .errors("OAuthError"),
+        .errors("OAuthError")
+        .returns("Token"),
     op("GET", "/api/{version}/users", Accounts, Plain, "Every user")
-        .answers(&[(200, "The users")]),
+        .answers(&[(200, "The users")])
+        .returns("UserNames"),
     op("OPTIONS", "/api/{version}/users", Accounts, Preflight, "CORS preflight")
         .public(),
     op("POST", "/api/{version}/users", Accounts, Plain, "Create a user")
         .body(Body::Json(USER_BODY))
         .answers(&[(303, "Created: see Location"), (409, "The name is taken"), (503, "The accounts cannot be written")]),
     op("GET", "/api/{version}/users/{name}", Accounts, Plain, "One user")
-        .answers(&[(200, "The user"), (404, "No such user")]),
+        .answers(&[(200, "The user"), (404, "No such user")])
+        .returns("User"),
     op("PUT", "/api/{version}/users/{name}", Accounts, Plain, "Change a user's password")
         .body(Body::Json(PASSWORD_BODY))
         .answers(&[(204, "Changed"), (404, "No such user"), (503, "The accounts cannot be written")]),
@@ -373,7 +386,78 @@ fn answer_schemas() -> Value {
             },
             "required": ["host", "uuid"]
         },
-        "NodeList": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}
+        "NodeList": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+        "NodeOfEra": {
+            "type": "object",
+            "properties": {"uuid": {"type": "string", "format": "uuid"}},
+            "required": ["uuid"]
+        },
+        "StateDatasetList": {
+            "description": "Mounted datasets (with their node and path), then the datasets no node has mounted.",
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "dataset_id": {"type": "string", "format": "uuid"},
+                    "primary": {"type": "string", "format": "uuid"},
+                    "path": {"type": "string"},
+                    "maximum_size": {"type": "integer"}
+                },
+                "required": ["dataset_id"],
+                "additionalProperties": false
+            }
+        },
+        "ReportReceived": {
+            "type": "object",
+            "properties": {
+                "node_uuid": {"type": "string", "format": "uuid"},
+                "expires_in": {"type": "integer", "description": "Seconds until the node drops out of the state unless it reports again."}
+            },
+            "required": ["node_uuid", "expires_in"]
+        },
+        "Mathematician": {
+            "description": "Besides these, the meta fields named by --meta-*-field (_etag, _created, _updated by default).",
+            "type": "object",
+            "properties": {
+                "unique": {"type": "string", "format": "uuid"},
+                "name": {
+                    "type": "object",
+                    "properties": {
+                        "ids": {"description": "The current version ids: more than one while concurrent names are candidates.", "type": "array", "items": {"type": "string"}},
+                        "firstName": {"type": ["string", "null"]},
+                        "lastName": {"type": ["string", "null"]}
+                    },
+                    "required": ["ids", "firstName", "lastName"]
+                },
+                "_links": {
+                    "type": "object",
+                    "properties": {"self": {"type": "object", "properties": {"href": {"type": "string"}}, "required": ["href"]}},
+                    "required": ["self"]
+                }
+            },
+            "required": ["unique", "name", "_links"]
+        },
+        "MathematicianList": {"type": "array", "items": {"$ref": "#/components/schemas/Mathematician"}},
+        "UserNames": {"type": "array", "items": {"$ref": "#/components/schemas/UserName"}},
+        "User": {
+            "type": "object",
+            "properties": {
+                "name": {"$ref": "#/components/schemas/UserName"},
+                "permissions": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+                "session": {"type": "string", "description": "The session's token (sessions only)."}
+            },
+            "required": ["name", "permissions"]
+        },
+        "Token": {
+            "type": "object",
+            "properties": {
+                "access_token": {"type": "string"},
+                "token_type": {"const": "bearer"},
+                "expires_in": {"type": "integer"},
+                "scope": {"type": "string"}
+            },
+            "required": ["access_token", "token_type", "expires_in"]
+        }
     })
 }
 
