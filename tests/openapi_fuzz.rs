@@ -1,6 +1,7 @@
 //! schemathesis against floe's own OpenAPI document: thousands of requests generated from
-//! `GET /openapi.json`, valid and deliberately invalid, each answer checked against the
-//! document. It fails on any 5xx, on a status code, media type or body the document does not
+//! `GET /openapi.json`, valid and deliberately invalid, and sequences that follow the
+//! document's links (create, then read, change or delete what was created), each answer
+//! checked against the document. It fails on any 5xx, on a status code, media type or body the document does not
 //! declare, and on a request that breaks the document's schemas yet is accepted
 //! (`tests/schemathesis/schemathesis.toml` says which checks run and why).
 //!
@@ -60,7 +61,7 @@ async fn every_answer_conforms_to_the_openapi_document() {
             .arg(config)
             .args(["run", &document])
             .args(["--header", &format!("Authorization: Bearer {token}")])
-            .args(["--phases", "examples,coverage,fuzzing"])
+            .args(["--phases", "examples,coverage,fuzzing,stateful"])
             .args(["--max-examples", &examples, "--seed", &seed])
             // A 303 is an answer to check, not a redirect to follow.
             .args(["--max-redirects", "0", "--workers", "2"])

@@ -177,14 +177,14 @@ static OPERATIONS: &[Operation] = &[
         .body(Body::Checked(&schema::DATASET_CREATE))
         .answers(&[(201, "Created"), (409, "The dataset id is already in use")])
         .returns("Dataset"),
-    op("GET", "/v1/configuration/datasets/{dataset_id}", Flocker, Read, "One dataset")
+    op("GET", DATASET, Flocker, Read, "One dataset")
         .answers(&[(404, "No such dataset")])
         .returns("Dataset"),
-    op("POST", "/v1/configuration/datasets/{dataset_id}", Flocker, Write, "Move a dataset to another primary node")
+    op("POST", DATASET, Flocker, Write, "Move a dataset to another primary node")
         .body(Body::Checked(&schema::DATASET_UPDATE))
         .answers(&[(200, "Moved (or unchanged)"), (404, "No such dataset"), (405, "The dataset has been deleted"), (409, "A container uses the dataset")])
         .returns("Dataset"),
-    op("DELETE", "/v1/configuration/datasets/{dataset_id}", Flocker, Write, "Mark a dataset deleted (idempotent)")
+    op("DELETE", DATASET, Flocker, Write, "Mark a dataset deleted (idempotent)")
         .answers(&[(200, "Marked deleted"), (404, "No such dataset"), (409, "A container uses the dataset")])
         .returns("Dataset"),
     op("GET", "/v1/configuration/leases", Flocker, List, "Every lease, with the seconds it has left")
@@ -316,6 +316,34 @@ static OPERATIONS: &[Operation] = &[
         .answers(&[(204, "Revoked"), (404, "No such user"), (503, "The accounts cannot be written")]),
     op("OPTIONS", "/api/{version}/users/{name}/permissions/{*permission}", Accounts, Preflight, "CORS preflight")
         .public(),
+];
+
+/// An answer that names a resource, and an operation on that resource (an OpenAPI link): how
+/// a client gets from a create to what it created. schemathesis follows them too.
+struct Link {
+    from: (&'static str, &'static str),
+    status: u16,
+    to: (&'static str, &'static str),
+    /// Each path parameter of `to`, as a runtime expression on this request and answer.
+    parameters: &'static [(&'static str, &'static str)],
+}
+
+const DATASET: &str = "/v1/configuration/datasets/{dataset_id}";
+const MATHEMATICIAN: &str = "/api/mathematicians/{unique}";
+const USER: &str = "/api/{version}/users/{name}";
+
+/// Where the answers of creates lead.
+#[rustfmt::skip]
+static LINKS: &[Link] = &[
+    Link { from: ("POST", DATASETS), status: 201, to: ("GET", DATASET), parameters: &[("dataset_id", "$response.body#/dataset_id")] },
+    Link { from: ("POST", DATASETS), status: 201, to: ("POST", DATASET), parameters: &[("dataset_id", "$response.body#/dataset_id")] },
+    Link { from: ("POST", DATASETS), status: 201, to: ("DELETE", DATASET), parameters: &[("dataset_id", "$response.body#/dataset_id")] },
+    Link { from: ("POST", "/v1/configuration/leases"), status: 201, to: ("DELETE", "/v1/configuration/leases/{dataset_id}"), parameters: &[("dataset_id", "$response.body#/dataset_id")] },
+    Link { from: ("POST", "/api/mathematicians"), status: 201, to: ("GET", MATHEMATICIAN), parameters: &[("unique", "$response.body#/unique")] },
+    Link { from: ("POST", "/api/mathematicians"), status: 201, to: ("PUT", MATHEMATICIAN), parameters: &[("unique", "$response.body#/unique")] },
+    Link { from: ("PUT", "/v1/agent/nodes/{node_uuid}"), status: 200, to: ("DELETE", "/v1/agent/nodes/{node_uuid}"), parameters: &[("node_uuid", "$response.body#/node_uuid")] },
+    Link { from: ("POST", "/api/{version}/users"), status: 303, to: ("GET", USER), parameters: &[("version", "$request.path.version"), ("name", "$request.body#/user")] },
+    Link { from: ("POST", "/api/{version}/users"), status: 303, to: ("DELETE", USER), parameters: &[("version", "$request.path.version"), ("name", "$request.body#/user")] },
 ];
 
 const METADATA_BODY: &str = r#"{"description": "One key and its value, which may be any JSON.", "type": "object", "minProperties": 1, "maxProperties": 1}"#;
@@ -589,6 +617,19 @@ pub fn document() -> Value {
             operation_object(operation, &path),
         );
     }
+    for link in LINKS {
+        let (method, path) = link.from;
+        let response = &mut paths[&openapi_path(path)][method.to_ascii_lowercase()]["responses"]
+            [link.status.to_string()];
+        let (to_method, to_path) = link.to;
+        let target = operation_id(to_method, to_path);
+        let parameters: Map<String, Value> = link
+            .parameters
+            .iter()
+            .map(|(name, expression)| (name.to_string(), json!(expression)))
+            .collect();
+        response["links"][&target] = json!({"operationId": target, "parameters": parameters});
+    }
 
     json!({
         "openapi": "3.1.0",
@@ -655,7 +696,7 @@ fn operation_object(operation: &Operation, path: &str) -> Value {
     let mut object = json!({
         "tags": [operation.api.tag()],
         "summary": operation.summary,
-        "operationId": operation_id(operation),
+        "operationId": operation_id(operation.method, operation.path),
         "parameters": parameters,
         "responses": responses,
     });
@@ -704,10 +745,9 @@ fn response(operation: &Operation, status: u16, description: &str) -> Value {
 }
 
 /// `get /v1/configuration/datasets/{dataset_id}` → `get_v1_configuration_datasets_dataset_id`.
-fn operation_id(operation: &Operation) -> String {
-    let mut id = operation.method.to_ascii_lowercase();
-    for word in operation
-        .path
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_ascii_lowercase();
+    for word in path
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|word| !word.is_empty())
     {
@@ -825,9 +865,41 @@ mod tests {
         assert_eq!(names.len(), count, "a schema name is used twice");
     }
 
+    /// A link leaves from a documented answer and names every path parameter of an operation
+    /// that exists.
+    #[test]
+    fn every_link_leads_to_an_operation_with_its_parameters() {
+        let document = document();
+        for link in LINKS {
+            let (method, path) = link.from;
+            let answers =
+                &document["paths"][openapi_path(path)][method.to_ascii_lowercase()]["responses"];
+            assert!(
+                answers.get(link.status.to_string()).is_some(),
+                "{method} {path} documents no {}",
+                link.status
+            );
+            let (to_method, to_path) = link.to;
+            assert!(
+                OPERATIONS
+                    .iter()
+                    .any(|operation| (operation.method, operation.path) == link.to),
+                "no operation {to_method} {to_path}"
+            );
+            let mut named: Vec<&str> = link.parameters.iter().map(|(name, _)| *name).collect();
+            let mut needed: Vec<&str> = path_parameters(to_path).collect();
+            named.sort();
+            needed.sort();
+            assert_eq!(named, needed, "the parameters of {to_method} {to_path}");
+        }
+    }
+
     #[test]
     fn operation_ids_are_unique() {
-        let mut ids: Vec<String> = OPERATIONS.iter().map(operation_id).collect();
+        let mut ids: Vec<String> = OPERATIONS
+            .iter()
+            .map(|operation| operation_id(operation.method, operation.path))
+            .collect();
         let count = ids.len();
         ids.sort();
         ids.dedup();
