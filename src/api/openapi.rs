@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::answer::Answer;
+use super::auth::Rule;
 use super::version::VERSION;
 use crate::model::schema::{self, RequestSchema};
 
@@ -93,8 +94,6 @@ struct Operation {
     path: &'static str,
     api: Api,
     kind: Kind,
-    /// Whether a caller needs no credentials (see the permission table in `auth.rs`).
-    public: bool,
     summary: &'static str,
     body: Body,
     /// The answers particular to this operation; those of its kind are added.
@@ -120,7 +119,6 @@ const fn op(
         path,
         api,
         kind,
-        public: false,
         summary,
         body: Body::None,
         answers: &[],
@@ -149,11 +147,6 @@ impl Operation {
         self.errors = schema;
         self
     }
-
-    const fn public(mut self) -> Self {
-        self.public = true;
-        self
-    }
 }
 
 use Api::{Accounts, Agents, Flocker, Mathematicians, Meta, Packages};
@@ -165,10 +158,8 @@ const PACKAGES: &str = "/api/{version}/packages";
 /// Every route floe serves.
 #[rustfmt::skip]
 static OPERATIONS: &[Operation] = &[
-    op("GET", "/openapi.json", Meta, Fixed, "This document")
-        .public(),
+    op("GET", "/openapi.json", Meta, Fixed, "This document"),
     op("GET", "/v1/version", Flocker, Fixed, "The Flocker API version floe speaks")
-        .public()
         .returns("Version"),
     // Flocker's configuration.
     op("GET", DATASETS, Flocker, List, "Every dataset, deleted ones too")
@@ -241,53 +232,44 @@ static OPERATIONS: &[Operation] = &[
     op("POST", PACKAGES, Packages, Write, "Create a package (idempotent by uuid)")
         .body(Body::Checked(&schema::PACKAGE_CREATE))
         .answers(&[(303, "Created, or the same again: see Location"), (406, "Not acceptable"), (409, "The name is in use"), (410, "The uuid is a deleted package's"), (415, "Unsupported media type")]),
-    op("OPTIONS", PACKAGES, Packages, Preflight, "CORS preflight")
-        .public(),
+    op("OPTIONS", PACKAGES, Packages, Preflight, "CORS preflight"),
     op("GET", "/api/{version}/packages/new", Packages, Fixed, "A fresh uuid and an empty template; stores nothing")
         .answers(&[(406, "Not acceptable")]),
-    op("OPTIONS", "/api/{version}/packages/new", Packages, Preflight, "CORS preflight")
-        .public(),
+    op("OPTIONS", "/api/{version}/packages/new", Packages, Preflight, "CORS preflight"),
     op("GET", "/api/{version}/packages/{uuid}", Packages, Read, "One package")
         .answers(&[(404, "No such package"), (406, "Not acceptable")]),
     op("PUT", "/api/{version}/packages/{uuid}", Packages, Plain, "Refused: a package's fields cannot be changed, only its metadata")
         .answers(&[(400, "Always")]),
     op("DELETE", "/api/{version}/packages/{uuid}", Packages, Write, "Delete a package")
         .answers(&[(204, "Deleted"), (404, "No such package")]),
-    op("OPTIONS", "/api/{version}/packages/{uuid}", Packages, Preflight, "CORS preflight")
-        .public(),
+    op("OPTIONS", "/api/{version}/packages/{uuid}", Packages, Preflight, "CORS preflight"),
     op("PUT", "/api/{version}/packages/{uuid}/metadata", Packages, Write, "Set one metadata key, merging objects")
         .body(Body::Json(METADATA_BODY))
         .answers(&[(204, "Set"), (404, "No such package"), (415, "Unsupported media type")]),
     op("DELETE", "/api/{version}/packages/{uuid}/metadata", Packages, Write, "Refused: name the key to delete")
         .answers(&[(404, "No such package")]),
-    op("OPTIONS", "/api/{version}/packages/{uuid}/metadata", Packages, Preflight, "CORS preflight")
-        .public(),
+    op("OPTIONS", "/api/{version}/packages/{uuid}/metadata", Packages, Preflight, "CORS preflight"),
     op("PUT", "/api/{version}/packages/{uuid}/metadata/{*path}", Packages, Write, "Set one key below a metadata path, merging objects")
         .body(Body::Json(METADATA_BODY))
         .answers(&[(204, "Set"), (404, "No such package"), (409, "The path runs through a value that is not an object"), (415, "Unsupported media type")]),
     op("DELETE", "/api/{version}/packages/{uuid}/metadata/{*path}", Packages, Write, "Delete a metadata path (also when absent)")
         .answers(&[(204, "Deleted"), (404, "No such package")]),
-    op("OPTIONS", "/api/{version}/packages/{uuid}/metadata/{*path}", Packages, Preflight, "CORS preflight")
-        .public(),
+    op("OPTIONS", "/api/{version}/packages/{uuid}/metadata/{*path}", Packages, Preflight, "CORS preflight"),
     // Accounts: sessions, tokens, users and their permissions.
     op("POST", "/api/{version}/sessions", Accounts, Plain, "Log in: a token in x-snarl-token, a cookie and Location")
-        .public()
         .body(Body::Json(LOGIN_BODY))
         .answers(&[(303, "Logged in"), (401, "Unknown user or wrong password"), (503, "The accounts cannot be written")]),
     op("GET", "/api/{version}/sessions", Accounts, Plain, "The caller's own user")
         .answers(&[(200, "The user")])
         .returns("User"),
-    op("OPTIONS", "/api/{version}/sessions", Accounts, Preflight, "CORS preflight")
-        .public(),
+    op("OPTIONS", "/api/{version}/sessions", Accounts, Preflight, "CORS preflight"),
     op("GET", "/api/{version}/sessions/{token}", Accounts, Plain, "A session's user")
         .answers(&[(200, "The user"), (404, "No such session")])
         .returns("User"),
     op("DELETE", "/api/{version}/sessions/{token}", Accounts, Plain, "Log out a session")
         .answers(&[(204, "Ended"), (404, "No such session"), (503, "The accounts cannot be written")]),
-    op("OPTIONS", "/api/{version}/sessions/{token}", Accounts, Preflight, "CORS preflight")
-        .public(),
+    op("OPTIONS", "/api/{version}/sessions/{token}", Accounts, Preflight, "CORS preflight"),
     op("POST", "/api/{version}/oauth/token", Accounts, Plain, "OAuth2 password grant")
-        .public()
         .body(Body::Form(OAUTH_FORM))
         .answers(&[(200, "A bearer token"), (400, "Not a password grant, or a wrong user name or password"), (503, "The accounts cannot be written")])
         .errors("OAuthError")
@@ -295,8 +277,7 @@ static OPERATIONS: &[Operation] = &[
     op("GET", "/api/{version}/users", Accounts, Plain, "Every user")
         .answers(&[(200, "The users")])
         .returns("UserNames"),
-    op("OPTIONS", "/api/{version}/users", Accounts, Preflight, "CORS preflight")
-        .public(),
+    op("OPTIONS", "/api/{version}/users", Accounts, Preflight, "CORS preflight"),
     op("POST", "/api/{version}/users", Accounts, Plain, "Create a user")
         .body(Body::Json(USER_BODY))
         .answers(&[(303, "Created: see Location"), (409, "The name is taken"), (503, "The accounts cannot be written")]),
@@ -308,14 +289,12 @@ static OPERATIONS: &[Operation] = &[
         .answers(&[(204, "Changed"), (404, "No such user"), (503, "The accounts cannot be written")]),
     op("DELETE", "/api/{version}/users/{name}", Accounts, Plain, "Delete a user and end their sessions")
         .answers(&[(204, "Deleted"), (404, "No such user"), (503, "The accounts cannot be written")]),
-    op("OPTIONS", "/api/{version}/users/{name}", Accounts, Preflight, "CORS preflight")
-        .public(),
+    op("OPTIONS", "/api/{version}/users/{name}", Accounts, Preflight, "CORS preflight"),
     op("PUT", "/api/{version}/users/{name}/permissions/{*permission}", Accounts, Plain, "Grant a permission (its segments are the path)")
         .answers(&[(204, "Granted"), (404, "No such user"), (503, "The accounts cannot be written")]),
     op("DELETE", "/api/{version}/users/{name}/permissions/{*permission}", Accounts, Plain, "Revoke a permission")
         .answers(&[(204, "Revoked"), (404, "No such user"), (503, "The accounts cannot be written")]),
-    op("OPTIONS", "/api/{version}/users/{name}/permissions/{*permission}", Accounts, Preflight, "CORS preflight")
-        .public(),
+    op("OPTIONS", "/api/{version}/users/{name}/permissions/{*permission}", Accounts, Preflight, "CORS preflight"),
 ];
 
 /// An answer that names a resource, and an operation on that resource (an OpenAPI link): how
@@ -681,7 +660,8 @@ fn operation_object(operation: &Operation, path: &str) -> Value {
     );
 
     let has_body = !matches!(operation.body, Body::None);
-    let mut answers = kind_answers(operation.kind, operation.public, has_body);
+    let public = is_public(operation);
+    let mut answers = kind_answers(operation.kind, public, has_body);
     // An operation's own description of a status replaces its kind's.
     for &(status, description) in operation.answers {
         answers.retain(|(other, _)| *other != status);
@@ -700,7 +680,7 @@ fn operation_object(operation: &Operation, path: &str) -> Value {
         "parameters": parameters,
         "responses": responses,
     });
-    if operation.public {
+    if public {
         object["security"] = json!([{}]);
     }
     let request_body = match operation.body {
@@ -755,6 +735,25 @@ fn operation_id(method: &str, path: &str) -> String {
         id.push_str(word);
     }
     id
+}
+
+/// Whether the permission table lets anyone call `operation`, asked of a path with its
+/// parameters filled in: the document says what is enforced.
+fn is_public(operation: &Operation) -> bool {
+    let path: Vec<&str> = operation
+        .path
+        .split('/')
+        .map(|segment| match segment {
+            s if s.starts_with("{*") => "some/rest",
+            s if s.starts_with('{') => "some-id",
+            s => s,
+        })
+        .collect();
+    let method = operation
+        .method
+        .parse()
+        .expect("the table's methods are HTTP methods");
+    super::auth::required(&method, &path.join("/")) == Rule::Public
 }
 
 /// OpenAPI's template for an axum route: `{*rest}` is `{rest}` (its value spans segments).
