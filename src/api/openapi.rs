@@ -6,6 +6,7 @@
 //! body is documented with is the shape that is enforced. `tests/openapi.rs` holds the table
 //! to the routers: a route added without a line here, or a line without a route, fails it.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use axum::Router;
@@ -510,9 +511,10 @@ fn kind_parameters(kind: Kind) -> &'static [&'static str] {
     }
 }
 
-/// The answers every operation of `kind` may give, besides its own.
-fn kind_answers(kind: Kind, public: bool, body: bool) -> Vec<(u16, &'static str)> {
-    let mut answers = Vec::new();
+/// The answers every operation of `kind` may give, besides its own, by status: a later line
+/// for a status describes it more precisely than an earlier one.
+fn kind_answers(kind: Kind, public: bool, body: bool) -> BTreeMap<u16, &'static str> {
+    let mut answers = BTreeMap::new();
     match kind {
         Read => answers.extend([
             (200, "The resource"),
@@ -525,7 +527,7 @@ fn kind_answers(kind: Kind, public: bool, body: bool) -> Vec<(u16, &'static str)
             (400, "A conditional header is malformed"),
             (304, "Not modified since the ETag in If-None-Match"),
         ]),
-        Fixed => answers.push((200, "OK")),
+        Fixed => answers.extend([(200, "OK")]),
         Write => answers.extend([
             (400, "The request is malformed"),
             (
@@ -546,8 +548,8 @@ fn kind_answers(kind: Kind, public: bool, body: bool) -> Vec<(u16, &'static str)
                 "The store cannot be written (the disk is full, say); nothing was changed",
             ),
         ]),
-        Plain => answers.push((400, "The request is malformed")),
-        Preflight => answers.push((200, "The methods a browser may use")),
+        Plain => answers.extend([(400, "The request is malformed")]),
+        Preflight => answers.extend([(200, "The methods a browser may use")]),
     }
     if body {
         answers.extend([
@@ -663,11 +665,7 @@ fn operation_object(operation: &Operation, path: &str) -> Value {
     let public = is_public(operation);
     let mut answers = kind_answers(operation.kind, public, has_body);
     // An operation's own description of a status replaces its kind's.
-    for &(status, description) in operation.answers {
-        answers.retain(|(other, _)| *other != status);
-        answers.push((status, description));
-    }
-    answers.sort_by_key(|(status, _)| *status);
+    answers.extend(operation.answers.iter().copied());
     let responses: Map<String, Value> = answers
         .into_iter()
         .map(|(status, description)| (status.to_string(), response(operation, status, description)))
