@@ -1,14 +1,15 @@
-//! schemathesis against floe's own OpenAPI document: thousands of requests generated from
-//! `GET /openapi.json`, valid and deliberately invalid, and sequences that follow the
-//! document's links (create, then read, change or delete what was created), each answer
-//! checked against the document. It fails on any 5xx, on a status code, media type or body the document does not
-//! declare, and on a request that breaks the document's schemas yet is accepted
+//! floe's own OpenAPI document, checked by openapi-spec-validator and then used by
+//! schemathesis: thousands of requests generated from `GET /openapi.json`, valid and
+//! deliberately invalid, and sequences that follow the document's links (create, then read,
+//! change or delete what was created), each answer checked against the document. It fails on
+//! any 5xx, on a status code, media type or body the document does not declare, and on a
+//! request that breaks the document's schemas yet is accepted
 //! (`tests/schemathesis/schemathesis.toml` says which checks run and why).
 //!
-//! It needs schemathesis, which `tests/schemathesis/setup` installs into
-//! `target/schemathesis`, so it is ignored by a plain `cargo test`; `.ci/run` runs the setup
-//! and then `cargo test --test openapi_fuzz -- --ignored`. The run is seeded, so CI sees the
-//! same requests every time; `FLOE_FUZZ_SEED` and `FLOE_FUZZ_EXAMPLES` (per operation, 30 by
+//! It needs both tools, which `tests/schemathesis/setup` installs into `target/schemathesis`,
+//! so it is ignored by a plain `cargo test`; `.ci/run` runs the setup and then
+//! `cargo test --test openapi_fuzz -- --ignored`. The run is seeded, so CI sees the same
+//! requests every time; `FLOE_FUZZ_SEED` and `FLOE_FUZZ_EXAMPLES` (per operation, 30 by
 //! default) explore further.
 mod common;
 
@@ -22,7 +23,8 @@ use tempfile::TempDir;
 #[ignore = "needs schemathesis: run tests/schemathesis/setup (as .ci/run does)"]
 async fn every_answer_conforms_to_the_openapi_document() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let st = root.join("target/schemathesis/venv/bin/st");
+    let tools = root.join("target/schemathesis/venv/bin");
+    let st = tools.join("st");
     assert!(
         st.exists(),
         "schemathesis is not installed: run tests/schemathesis/setup first"
@@ -36,15 +38,34 @@ async fn every_answer_conforms_to_the_openapi_document() {
     .await;
     let token = server.admin_token().await;
     let document = server.url("/openapi.json");
-    let operations: usize = server
+    let text = server
         .client
         .get(&document)
         .send()
         .await
         .expect("the document is answered")
-        .json::<serde_json::Value>()
+        .text()
         .await
-        .expect("the document is JSON")["paths"]
+        .expect("the document is text");
+    // schemathesis keeps a cache in the directory it runs in: a temporary one, not the tree.
+    let work = TempDir::new().expect("a temp dir");
+    let saved = work.path().join("openapi.json");
+    std::fs::write(&saved, &text).expect("save the document");
+
+    // First, the document itself is valid OpenAPI 3.1.
+    let validated = Command::new(tools.join("openapi-spec-validator"))
+        .arg(&saved)
+        .output()
+        .expect("run openapi-spec-validator");
+    assert!(
+        validated.status.success(),
+        "GET /openapi.json is not valid OpenAPI:\n{}{}",
+        String::from_utf8_lossy(&validated.stdout),
+        String::from_utf8_lossy(&validated.stderr)
+    );
+
+    let parsed: serde_json::Value = serde_json::from_str(&text).expect("the document is JSON");
+    let operations: usize = parsed["paths"]
         .as_object()
         .expect("paths")
         .values()
@@ -55,8 +76,10 @@ async fn every_answer_conforms_to_the_openapi_document() {
     let config = root.join("tests/schemathesis/schemathesis.toml");
 
     // schemathesis blocks; the server it talks to runs on this test's runtime.
+    let cwd = work.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(st)
+            .current_dir(cwd)
             .arg("--config-file")
             .arg(config)
             .args(["run", &document])

@@ -35,7 +35,7 @@ async fn serve_document() -> Response {
 }
 
 /// Which of floe's APIs an operation belongs to (the document's tags).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Api {
     Flocker,
     Agents,
@@ -66,11 +66,16 @@ enum Kind {
     Read,
     /// A GET of a list: `If-None-Match`, and `Prefer: wait` to hold it until the list changes.
     List,
-    /// A GET that reads nothing stored (a fresh id, the version, this document).
-    Fixed,
-    /// A change to the configuration: every precondition header and `Idempotency-Key`.
+    /// A GET that takes no validators (a fresh id, the version, an era's node, this document).
+    Unconditional,
+    /// A create in the configuration: every precondition header and `Idempotency-Key`, and
+    /// never a 428 (there is no version to name yet).
+    Create,
+    /// Any other change to the configuration: as a create, and where `--if-match required`
+    /// is set, 428 without a validator.
     Write,
-    /// A request about accounts or sessions, or an agent's report: no preconditions.
+    /// Accounts, sessions, agents' reports, and requests refused whatever they say (a PUT of a
+    /// package's fields): no preconditions.
     Plain,
     /// A browser's CORS preflight.
     Preflight,
@@ -97,6 +102,8 @@ struct Operation {
     kind: Kind,
     summary: &'static str,
     body: Body,
+    /// Parameters of its own from `components/parameters`, besides its kind's.
+    parameters: &'static [&'static str],
     /// The answers particular to this operation; those of its kind are added.
     answers: &'static [(u16, &'static str)],
     /// The schema of its successful answer's JSON, when it has one worth naming.
@@ -122,6 +129,7 @@ const fn op(
         kind,
         summary,
         body: Body::None,
+        parameters: &[],
         answers: &[],
         returns: None,
         errors: ERROR,
@@ -131,6 +139,11 @@ const fn op(
 impl Operation {
     const fn body(mut self, body: Body) -> Self {
         self.body = body;
+        self
+    }
+
+    const fn parameters(mut self, parameters: &'static [&'static str]) -> Self {
+        self.parameters = parameters;
         self
     }
 
@@ -151,7 +164,7 @@ impl Operation {
 }
 
 use Api::{Accounts, Agents, Flocker, Mathematicians, Meta, Packages};
-use Kind::{Fixed, List, Plain, Preflight, Read, Write};
+use Kind::{Create, List, Plain, Preflight, Read, Unconditional, Write};
 
 const DATASETS: &str = "/v1/configuration/datasets";
 const PACKAGES: &str = "/api/{version}/packages";
@@ -159,13 +172,13 @@ const PACKAGES: &str = "/api/{version}/packages";
 /// Every route floe serves.
 #[rustfmt::skip]
 static OPERATIONS: &[Operation] = &[
-    op("GET", "/openapi.json", Meta, Fixed, "This document"),
-    op("GET", "/v1/version", Flocker, Fixed, "The Flocker API version floe speaks")
+    op("GET", "/openapi.json", Meta, Unconditional, "This document"),
+    op("GET", "/v1/version", Flocker, Unconditional, "The Flocker API version floe speaks")
         .returns("Version"),
     // Flocker's configuration.
     op("GET", DATASETS, Flocker, List, "Every dataset, deleted ones too")
         .returns("DatasetList"),
-    op("POST", DATASETS, Flocker, Write, "Create a dataset")
+    op("POST", DATASETS, Flocker, Create, "Create a dataset")
         .body(Body::Checked(&schema::DATASET_CREATE))
         .answers(&[(201, "Created"), (409, "The dataset id is already in use")])
         .returns("Dataset"),
@@ -177,7 +190,7 @@ static OPERATIONS: &[Operation] = &[
         .answers(&[(200, "Moved (or unchanged)"), (404, "No such dataset"), (405, "The dataset has been deleted"), (409, "A container uses the dataset")])
         .returns("Dataset"),
     op("DELETE", DATASET, Flocker, Write, "Mark a dataset deleted (idempotent)")
-        .answers(&[(200, "Marked deleted"), (404, "No such dataset"), (409, "A container uses the dataset")])
+        .answers(&[(200, "Marked deleted"), (404, "No such dataset")])
         .returns("Dataset"),
     op("GET", "/v1/configuration/leases", Flocker, List, "Every lease, with the seconds it has left")
         .returns("LeaseList"),
@@ -189,7 +202,7 @@ static OPERATIONS: &[Operation] = &[
         .answers(&[(200, "Released"), (404, "No such lease")])
         .returns("Lease"),
     op("GET", "/v1/configuration/containers", Flocker, List, "Every configured container"),
-    op("POST", "/v1/configuration/containers", Flocker, Write, "Create a container")
+    op("POST", "/v1/configuration/containers", Flocker, Create, "Create a container")
         .body(Body::Checked(&schema::CONTAINER_CREATE))
         .answers(&[(201, "Created"), (404, "A volume names an unknown dataset"), (409, "The name, dataset, port or link is taken")]),
     op("POST", "/v1/configuration/containers/{name}", Flocker, Write, "Move a container, with its dataset, to another node")
@@ -202,7 +215,7 @@ static OPERATIONS: &[Operation] = &[
         .returns("StateDatasetList"),
     op("GET", "/v1/state/nodes", Flocker, List, "Every live node")
         .returns("NodeList"),
-    op("GET", "/v1/state/nodes/by_era/{era}", Flocker, Fixed, "The node in an era")
+    op("GET", "/v1/state/nodes/by_era/{era}", Flocker, Unconditional, "The node in an era")
         .answers(&[(200, "The node"), (400, "The era is not a UUID"), (404, "No node found with given era.")])
         .returns("NodeOfEra"),
     op("GET", "/v1/state/containers", Flocker, List, "Containers as the agents report them"),
@@ -215,11 +228,12 @@ static OPERATIONS: &[Operation] = &[
     // The Mathematicians API.
     op("GET", "/api/mathematicians", Mathematicians, List, "Every mathematician")
         .returns("MathematicianList"),
-    op("POST", "/api/mathematicians", Mathematicians, Write, "Create a mathematician (idempotent by unique)")
+    op("POST", "/api/mathematicians", Mathematicians, Create, "Create a mathematician (idempotent by unique)")
         .body(Body::Checked(&schema::MATHEMATICIAN))
         .answers(&[(201, "Created, or the one created before")])
         .returns("Mathematician"),
-    op("GET", "/api/mathematicians/new", Mathematicians, Fixed, "A fresh unique and an empty name; stores nothing")
+    op("GET", "/api/mathematicians/new", Mathematicians, Unconditional, "A fresh unique and an empty name; stores nothing")
+        .answers(&[(400, "The Host header cannot make a link")])
         .returns("Mathematician"),
     op("GET", "/api/mathematicians/{unique}", Mathematicians, Read, "One mathematician")
         .answers(&[(404, "No such mathematician")])
@@ -229,16 +243,17 @@ static OPERATIONS: &[Operation] = &[
         .answers(&[(200, "Named"), (404, "No such mathematician")])
         .returns("Mathematician"),
     // Project FiFo's packages.
-    op("GET", PACKAGES, Packages, List, "Package ids, or objects with the full-list header"),
-    op("POST", PACKAGES, Packages, Write, "Create a package (idempotent by uuid)")
+    op("GET", PACKAGES, Packages, List, "Package ids, or whole packages with full-list")
+        .parameters(&["FullList", "FullListFields", "FullListHeader", "FullListFieldsHeader"]),
+    op("POST", PACKAGES, Packages, Create, "Create a package (idempotent by uuid)")
         .body(Body::Checked(&schema::PACKAGE_CREATE))
-        .answers(&[(303, "Created, or the same again: see Location"), (406, "Not acceptable"), (409, "The name is in use"), (410, "The uuid is a deleted package's"), (415, "Unsupported media type")]),
+        .answers(&[(303, "Created, or the same again: see Location"), (409, "The name is in use"), (410, "The uuid is a deleted package's"), (415, "Unsupported media type")]),
     op("OPTIONS", PACKAGES, Packages, Preflight, "CORS preflight"),
-    op("GET", "/api/{version}/packages/new", Packages, Fixed, "A fresh uuid and an empty template; stores nothing")
-        .answers(&[(406, "Not acceptable")]),
+    op("GET", "/api/{version}/packages/new", Packages, Unconditional, "A fresh uuid and an empty template; stores nothing")
+        .answers(&[(400, "The path is malformed")]),
     op("OPTIONS", "/api/{version}/packages/new", Packages, Preflight, "CORS preflight"),
     op("GET", "/api/{version}/packages/{uuid}", Packages, Read, "One package")
-        .answers(&[(404, "No such package"), (406, "Not acceptable")]),
+        .answers(&[(404, "No such package")]),
     op("PUT", "/api/{version}/packages/{uuid}", Packages, Plain, "Refused: a package's fields cannot be changed, only its metadata")
         .answers(&[(400, "Always")]),
     op("DELETE", "/api/{version}/packages/{uuid}", Packages, Write, "Delete a package")
@@ -247,8 +262,8 @@ static OPERATIONS: &[Operation] = &[
     op("PUT", "/api/{version}/packages/{uuid}/metadata", Packages, Write, "Set one metadata key, merging objects")
         .body(Body::Json(METADATA_BODY))
         .answers(&[(204, "Set"), (404, "No such package"), (415, "Unsupported media type")]),
-    op("DELETE", "/api/{version}/packages/{uuid}/metadata", Packages, Write, "Refused: name the key to delete")
-        .answers(&[(404, "No such package")]),
+    op("DELETE", "/api/{version}/packages/{uuid}/metadata", Packages, Plain, "Refused: name the key to delete")
+        .answers(&[(400, "Always")]),
     op("OPTIONS", "/api/{version}/packages/{uuid}/metadata", Packages, Preflight, "CORS preflight"),
     op("PUT", "/api/{version}/packages/{uuid}/metadata/{*path}", Packages, Write, "Set one key below a metadata path, merging objects")
         .body(Body::Json(METADATA_BODY))
@@ -273,7 +288,7 @@ static OPERATIONS: &[Operation] = &[
     op("POST", "/api/{version}/oauth/token", Accounts, Plain, "OAuth2 password grant")
         .body(Body::Form(OAUTH_FORM))
         .answers(&[(200, "A bearer token"), (400, "Not a password grant, or a wrong user name or password"), (503, "The accounts cannot be written")])
-        .errors("OAuthError")
+        .errors("TokenError")
         .returns("Token"),
     op("GET", "/api/{version}/users", Accounts, Plain, "Every user")
         .answers(&[(200, "The users")])
@@ -329,7 +344,7 @@ static LINKS: &[Link] = &[
 const METADATA_BODY: &str = r#"{"description": "One key and its value, which may be any JSON.", "type": "object", "minProperties": 1, "maxProperties": 1}"#;
 const LOGIN_BODY: &str = r#"{"type": "object", "properties": {"user": {"type": "string"}, "password": {"type": "string"}}, "required": ["user", "password"]}"#;
 const OAUTH_FORM: &str = r#"{"type": "object", "properties": {"grant_type": {"const": "password"}, "username": {"type": "string"}, "password": {"type": "string"}, "scope": {"type": "string"}}, "required": ["grant_type", "username", "password"]}"#;
-const USER_BODY: &str = r##"{"type": "object", "properties": {"user": {"$ref": "#/components/schemas/UserName"}, "password": {"type": "string", "minLength": 1}, "permissions": {"description": "Permissions to grant, each a list of segments (\"...\" matches any rest, \"_\" any one segment).", "type": "array", "items": {"type": "array", "items": {"type": "string"}}}}, "required": ["user", "password"]}"##;
+const USER_BODY: &str = r##"{"type": "object", "properties": {"user": {"$ref": "#/components/schemas/UserName"}, "password": {"type": "string", "minLength": 1}, "permissions": {"description": "Permissions to grant, each a list of segments (\"...\" matches any rest, \"_\" any one segment).", "type": "array", "items": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}}}, "required": ["user", "password"]}"##;
 const PASSWORD_BODY: &str = r#"{"type": "object", "properties": {"password": {"type": "string", "minLength": 1}}, "required": ["password"]}"#;
 
 /// The schemas of answers, beside the request schemas in `components/schemas`.
@@ -352,6 +367,10 @@ fn answer_schemas() -> Value {
                 "error_description": {"type": "string"}
             },
             "required": ["error"]
+        },
+        "TokenError": {
+            "description": "The token endpoint's refusals are OAuth2's; a body too large or too slow, or an unavailable store, is floe's own error.",
+            "anyOf": [{"$ref": "#/components/schemas/OAuthError"}, {"$ref": "#/components/schemas/Error"}]
         },
         "UserName": {
             "description": "1 to 128 letters, digits or - _ . @, with at least one letter or digit.",
@@ -486,6 +505,10 @@ fn header_parameters() -> Value {
         "IfUnmodifiedSince": header("If-Unmodified-Since", "Without If-Match, proceed only if the resource has not changed since; otherwise 412 (an invalid date is ignored).", http_date),
         "IfConfigurationMatches": header("X-If-Configuration-Matches", "Proceed only if the whole configuration is still at this X-Configuration-Tag, compared byte for byte; otherwise 412.", json!({"type": "string"})),
         "IdempotencyKey": header("Idempotency-Key", "A retry under the same key (and the same body) is answered with the first answer, with Idempotent-Replayed: true; the same key with another body is a 422, and one still in progress a 409.", json!({"type": "string", "pattern": r#"^\s*("([\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])+"(;.*)?|[\x20\x21\x23-\x5b\x5d-\x7e]+)\s*$"#, "description": "A structured-field string of 1 to 255 visible ASCII characters (the bare key is read too)."})),
+        "FullList": {"name": "full-list", "in": "query", "required": false, "description": "`true` (or `True`): whole packages instead of their ids, as FiFo's clients ask.", "schema": {"type": "string"}},
+        "FullListFields": {"name": "full-list-fields", "in": "query", "required": false, "description": "With full-list: the fields to keep, separated by commas.", "schema": {"type": "string"}},
+        "FullListHeader": header("x-full-list", "As the full-list query parameter, which wins when both are sent.", json!({"type": "string"})),
+        "FullListFieldsHeader": header("x-full-list-fields", "As the full-list-fields query parameter.", json!({"type": "string"})),
         "PreferWait": header("Prefer", "`wait=N` with `If-None-Match` set to the list's current ETag: hold the request up to N seconds (at most `--max-wait`) until the list changes. Other preferences are ignored.", json!({"type": "string", "examples": ["wait=60"]}))
     })
 }
@@ -499,15 +522,15 @@ fn kind_parameters(kind: Kind) -> &'static [&'static str] {
             "IfModifiedSince",
             "IfUnmodifiedSince",
         ],
-        List => &["IfNoneMatch", "IfModifiedSince", "PreferWait"],
-        Write => &[
+        List => &["IfNoneMatch", "PreferWait"],
+        Create | Write => &[
             "IfMatch",
             "IfNoneMatch",
             "IfUnmodifiedSince",
             "IfConfigurationMatches",
             "IdempotencyKey",
         ],
-        Fixed | Plain | Preflight => &[],
+        Unconditional | Plain | Preflight => &[],
     }
 }
 
@@ -527,8 +550,8 @@ fn kind_answers(kind: Kind, public: bool, body: bool) -> BTreeMap<u16, &'static 
             (400, "A conditional header is malformed"),
             (304, "Not modified since the ETag in If-None-Match"),
         ]),
-        Fixed => answers.extend([(200, "OK")]),
-        Write => answers.extend([
+        Unconditional => answers.extend([(200, "OK")]),
+        Create | Write => answers.extend([
             (400, "The request is malformed"),
             (
                 409,
@@ -560,8 +583,11 @@ fn kind_answers(kind: Kind, public: bool, body: bool) -> BTreeMap<u16, &'static 
     }
     if !public {
         answers.extend([
-            (401, "No valid credentials"),
-            (403, "The credentials lack the permission this needs"),
+            (401, "No credentials were presented"),
+            (
+                403,
+                "The token is unknown or has expired, or its user lacks the permission this needs",
+            ),
         ]);
     }
     answers
@@ -582,7 +608,7 @@ pub fn document() -> Value {
                 schemas.insert(name, components_refs(definition));
             }
         }
-        schemas.insert(request.name().to_string(), components_refs(body));
+        schemas.insert(body_schema_name(request), components_refs(body));
     }
 
     let mut paths = Map::new();
@@ -617,7 +643,7 @@ pub fn document() -> Value {
         "info": {
             "title": "floe",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "A control service for a cluster's configuration. It speaks Flocker's control API (/v1), Project FiFo's packages API (/api/{version}/packages) and the Mathematicians API (/api/mathematicians), with one set of concurrency rules across them: X-Configuration-Tag and X-If-Configuration-Matches for the whole configuration, ETags with If-Match and If-None-Match for each resource, and Idempotency-Key for safe retries. Every write is durable before it is answered. Every answer carries the X-Configuration-Tag it was read at or written to.",
+            "description": "A control service for a cluster's configuration. It speaks Flocker's control API (/v1), Project FiFo's packages API (/api/{version}/packages) and the Mathematicians API (/api/mathematicians), with one set of concurrency rules across them: X-Configuration-Tag and X-If-Configuration-Matches for the whole configuration, ETags with If-Match and If-None-Match for each resource, and Idempotency-Key for safe retries. Every write is durable before it is answered. Every read of the configuration and every answer to a write carries the X-Configuration-Tag it was read at or written to.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
         },
         "tags": [
@@ -638,6 +664,7 @@ pub fn document() -> Value {
         "components": {
             "schemas": schemas,
             "parameters": header_parameters(),
+            "headers": header_definitions(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "A token from POST /api/{version}/sessions or /api/{version}/oauth/token (or the admin-token file)."},
                 "snarlToken": {"type": "apiKey", "in": "header", "name": "x-snarl-token"},
@@ -658,12 +685,19 @@ fn operation_object(operation: &Operation, path: &str) -> Value {
     parameters.extend(
         kind_parameters(operation.kind)
             .iter()
+            .chain(operation.parameters)
             .map(|name| json!({"$ref": format!("#/components/parameters/{name}")})),
     );
 
     let has_body = !matches!(operation.body, Body::None);
     let public = is_public(operation);
     let mut answers = kind_answers(operation.kind, public, has_body);
+    if operation.kind == Create {
+        answers.remove(&428);
+    }
+    if operation.api == Packages && operation.kind != Preflight {
+        answers.insert(406, "Accept names neither JSON nor msgpack");
+    }
     // An operation's own description of a status replaces its kind's.
     answers.extend(operation.answers.iter().copied());
     let responses: Map<String, Value> = answers
@@ -684,19 +718,39 @@ fn operation_object(operation: &Operation, path: &str) -> Value {
     let request_body = match operation.body {
         Body::None => None,
         Body::Checked(request) => Some((
-            "application/json",
-            json!({"$ref": format!("#/components/schemas/{}", request.name())}),
+            media_types(operation),
+            json!({"$ref": format!("#/components/schemas/{}", body_schema_name(request))}),
         )),
-        Body::Json(shape) => Some(("application/json", inline(shape))),
-        Body::Form(shape) => Some(("application/x-www-form-urlencoded", inline(shape))),
+        Body::Json(shape) => Some((media_types(operation), inline(shape))),
+        Body::Form(shape) => Some((&["application/x-www-form-urlencoded"][..], inline(shape))),
     };
-    if let Some((media_type, schema)) = request_body {
-        object["requestBody"] = json!({
-            "required": true,
-            "content": {media_type: {"schema": schema}}
-        });
+    if let Some((media_types, schema)) = request_body {
+        object["requestBody"] = json!({"required": true, "content": content(media_types, schema)});
     }
     object
+}
+
+/// The media types of an operation's bodies: FiFo's packages come as JSON or msgpack.
+fn media_types(operation: &Operation) -> &'static [&'static str] {
+    if operation.api == Packages {
+        &["application/json", super::packages::MSGPACK]
+    } else {
+        &["application/json"]
+    }
+}
+
+fn content(media_types: &[&str], schema: Value) -> Value {
+    media_types
+        .iter()
+        .map(|media_type| (media_type.to_string(), json!({"schema": schema})))
+        .collect::<Map<String, Value>>()
+        .into()
+}
+
+/// A request schema's name in the document: its own, marked as a body so that it cannot be
+/// taken for the answer of the same name (`lease` and `Lease`) by a generator that ignores case.
+fn body_schema_name(request: &RequestSchema) -> String {
+    format!("{}_body", request.name())
 }
 
 fn inline(shape: &str) -> Value {
@@ -707,18 +761,67 @@ fn response(operation: &Operation, status: u16, description: &str) -> Value {
     if operation.kind == Preflight {
         return json!({"description": description});
     }
-    let schema = match status {
-        // No body: not modified, a redirect, a CORS preflight, or nothing to say.
-        204 | 303 | 304 => return json!({"description": description}),
-        200 | 201 => match operation.returns {
-            Some(name) => json!({"$ref": format!("#/components/schemas/{name}")}),
-            None => json!({}),
-        },
-        _ => json!({"$ref": format!("#/components/schemas/{}", operation.errors)}),
+    let headers = answer_headers(operation.kind, status);
+    let (media_types, schema) = match status {
+        // No body: not modified, a redirect, or nothing to say.
+        204 | 303 | 304 => return json!({"description": description, "headers": headers}),
+        200 | 201 => (
+            media_types(operation),
+            match operation.returns {
+                Some(name) => json!({"$ref": format!("#/components/schemas/{name}")}),
+                None => json!({}),
+            },
+        ),
+        _ => (
+            &["application/json"][..],
+            json!({"$ref": format!("#/components/schemas/{}", operation.errors)}),
+        ),
     };
     json!({
         "description": description,
-        "content": {"application/json": {"schema": schema}}
+        "headers": headers,
+        "content": content(media_types, schema)
+    })
+}
+
+/// The headers an answer of `kind` with `status` may carry, from `components/headers`.
+fn answer_headers(kind: Kind, status: u16) -> Value {
+    let names: &[&str] = match (kind, status) {
+        (Read, 200 | 304) => &["ETag", "Last-Modified", "X-Configuration-Tag"],
+        (List, 200 | 304) => &["ETag", "X-Configuration-Tag"],
+        (Create | Write, 200..=299) => &[
+            "ETag",
+            "Last-Modified",
+            "X-Configuration-Tag",
+            "Idempotent-Replayed",
+        ],
+        (Create | Write, 303) => &["Location", "X-Configuration-Tag", "Idempotent-Replayed"],
+        (Create | Write, 400..) => &["X-Configuration-Tag", "ETag"],
+        (_, 201 | 303) => &["Location"],
+        _ => &[],
+    };
+    names
+        .iter()
+        .map(|name| {
+            (
+                name.to_string(),
+                json!({"$ref": format!("#/components/headers/{name}")}),
+            )
+        })
+        .collect::<Map<String, Value>>()
+        .into()
+}
+
+/// What the answer headers of floe's concurrency rules say.
+fn header_definitions() -> Value {
+    let header =
+        |description: &str| json!({"description": description, "schema": {"type": "string"}});
+    json!({
+        "ETag": header("The strong entity tag of the resource (weak for a list whose bytes change on their own, such as leases with their seconds left); send it back in If-Match or If-None-Match. On a 412, the current one."),
+        "Last-Modified": header("When the resource last changed (an HTTP date)."),
+        "X-Configuration-Tag": header("The version of the whole configuration the answer was read at or written to (configuration reads and writes, refusals of a write included); send it back in X-If-Configuration-Matches."),
+        "Idempotent-Replayed": header("`true` on an answer replayed for a retry under the same Idempotency-Key: nothing was applied again."),
+        "Location": header("Where the created (or already existing) resource is.")
     })
 }
 
@@ -769,6 +872,11 @@ fn path_parameter_schema(kind: Kind, path: &str, name: &str) -> Value {
         "dataset_id" | "era" | "uuid" => shared("any_uuid"),
         "name" if path.contains("/users/") => shared("UserName"),
         "name" => shared("container_name"),
+        "path" | "permission" => json!({
+            "type": "string",
+            "minLength": 1,
+            "description": "One or more segments separated by `/`, sent as they are: an escaped `%2F` stays inside one segment."
+        }),
         _ => json!({"type": "string", "minLength": 1}),
     }
 }
@@ -838,7 +946,8 @@ mod tests {
         assert!(missing.is_empty(), "unresolved references: {missing:?}");
     }
 
-    /// The request schemas and the shared types share one namespace in the document.
+    /// The request schemas, the shared types and the answers share one namespace in the
+    /// document, where a generator that ignores case must not find two of one name.
     #[test]
     fn no_schema_name_is_used_twice() {
         let mut names: Vec<String> = answer_schemas()
@@ -848,7 +957,7 @@ mod tests {
             .cloned()
             .collect();
         for request in schema::all() {
-            names.push(request.name().to_string());
+            names.push(body_schema_name(request));
             if let Some(Value::Object(definitions)) = request.document().get("definitions") {
                 // Every request schema carries the same shared types: count them once.
                 if request.name() == schema::DATASET_CREATE.name() {
@@ -857,9 +966,14 @@ mod tests {
             }
         }
         let count = names.len();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), count, "a schema name is used twice");
+        let mut folded: Vec<String> = names.iter().map(|name| name.to_lowercase()).collect();
+        folded.sort();
+        folded.dedup();
+        assert_eq!(
+            folded.len(),
+            count,
+            "a schema name is used twice: {names:?}"
+        );
     }
 
     /// A link leaves from a documented answer and names every path parameter of an operation
