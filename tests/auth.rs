@@ -308,6 +308,27 @@ async fn oauth_password_grant() {
     assert_eq!(get.status, 405);
 }
 
+/// With authentication off, a password grant is refused in OAuth2's terms, as its other
+/// refusals are, so that an OAuth2 client can read why.
+#[tokio::test]
+async fn oauth_refuses_in_its_own_terms_when_authentication_is_off() {
+    let server = TestServer::start().await;
+    let answer = send(
+        server
+            .client
+            .post(server.url("/api/2/oauth/token"))
+            .body("username=bob&password=secret&grant_type=password"),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert_eq!(answer.body["error"], "invalid_request");
+    assert_eq!(
+        answer.body["error_description"],
+        "Authentication is off (--auth none)."
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn package_permissions_403_before_404_and_the_filtered_list() {
     let (server, admin) = TestServer::start_with_auth().await;

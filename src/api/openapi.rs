@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -27,11 +28,21 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/openapi.json", get(serve_document))
 }
 
-async fn serve_document() -> Response {
-    static BYTES: LazyLock<Bytes> = LazyLock::new(|| {
-        Bytes::from(serde_json::to_vec(&document()).expect("the document serialises"))
-    });
-    Answer::json(StatusCode::OK, BYTES.clone()).into_response()
+/// Authentication on or off (`--auth`) changes what may be called without credentials, so
+/// there is one document for each.
+async fn serve_document(State(state): State<AppState>) -> Response {
+    static WITH_AUTHENTICATION: LazyLock<Bytes> = LazyLock::new(|| rendered(true));
+    static WITHOUT: LazyLock<Bytes> = LazyLock::new(|| rendered(false));
+    let bytes = if state.accounts.is_some() {
+        &WITH_AUTHENTICATION
+    } else {
+        &WITHOUT
+    };
+    Answer::json(StatusCode::OK, Bytes::clone(bytes)).into_response()
+}
+
+fn rendered(authentication: bool) -> Bytes {
+    Bytes::from(serde_json::to_vec(&document(authentication)).expect("the document serialises"))
 }
 
 /// Which of floe's APIs an operation belongs to (the document's tags).
@@ -495,7 +506,7 @@ fn header_parameters() -> Value {
     // A malformed value is a 400, so each is described as floe reads it.
     let entity_tags = json!({
         "type": "string",
-        "pattern": r#"^\s*(\*|(W/)?"[\x21\x23-\x7e]*"(\s*,\s*(W/)?"[\x21\x23-\x7e]*")*)\s*$"#
+        "pattern": r#"^[ \t]*(\*|(W/)?"[\x21\x23-\x7e]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x7e]*")*)[ \t]*$"#
     });
     let http_date = json!({"type": "string", "examples": ["Sun, 06 Nov 1994 08:49:37 GMT"]});
     json!({
@@ -504,7 +515,7 @@ fn header_parameters() -> Value {
         "IfModifiedSince": header("If-Modified-Since", "On a read without If-None-Match, 304 if the resource has not changed since (an invalid date is ignored).", http_date.clone()),
         "IfUnmodifiedSince": header("If-Unmodified-Since", "Without If-Match, proceed only if the resource has not changed since; otherwise 412 (an invalid date is ignored).", http_date),
         "IfConfigurationMatches": header("X-If-Configuration-Matches", "Proceed only if the whole configuration is still at this X-Configuration-Tag, compared byte for byte; otherwise 412.", json!({"type": "string"})),
-        "IdempotencyKey": header("Idempotency-Key", "A retry under the same key (and the same body) is answered with the first answer, with Idempotent-Replayed: true; the same key with another body is a 422, and one still in progress a 409.", json!({"type": "string", "pattern": r#"^\s*("([\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])+"(;.*)?|[\x20\x21\x23-\x5b\x5d-\x7e]+)\s*$"#, "description": "A structured-field string of 1 to 255 visible ASCII characters (the bare key is read too)."})),
+        "IdempotencyKey": header("Idempotency-Key", "A retry under the same key (and the same body) is answered with the first answer, with Idempotent-Replayed: true; the same key with another body is a 422, and one still in progress a 409.", json!({"type": "string", "pattern": r#"^[ \t]*("([\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])+"(;[\x20-\x7e]*)?|[\x20\x21\x23-\x5b\x5d-\x7e]+)[ \t]*$"#, "description": "A structured-field string of 1 to 255 visible ASCII characters (the bare key is read too)."})),
         "FullList": {"name": "full-list", "in": "query", "required": false, "description": "`true` (or `True`): whole packages instead of their ids, as FiFo's clients ask.", "schema": {"type": "string"}},
         "FullListFields": {"name": "full-list-fields", "in": "query", "required": false, "description": "With full-list: the fields to keep, separated by commas.", "schema": {"type": "string"}},
         "FullListHeader": header("x-full-list", "As the full-list query parameter, which wins when both are sent.", json!({"type": "string"})),
@@ -593,8 +604,9 @@ fn kind_answers(kind: Kind, public: bool, body: bool) -> BTreeMap<u16, &'static 
     answers
 }
 
-/// The document, built from [`OPERATIONS`] and the request schemas.
-pub fn document() -> Value {
+/// The document, built from [`OPERATIONS`] and the request schemas, for a server with
+/// `authentication` on (`--auth token`) or off (`--auth none`: every operation is public).
+pub fn document(authentication: bool) -> Value {
     let mut schemas = Map::new();
     let answers = answer_schemas();
     schemas.extend(answers.as_object().expect("an object").clone());
@@ -621,7 +633,7 @@ pub fn document() -> Value {
             .expect("a path item is an object");
         item.insert(
             operation.method.to_ascii_lowercase(),
-            operation_object(operation, &path),
+            operation_object(operation, &path, authentication),
         );
     }
     for link in LINKS {
@@ -638,7 +650,7 @@ pub fn document() -> Value {
         response["links"][&target] = json!({"operationId": target, "parameters": parameters});
     }
 
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "floe",
@@ -654,12 +666,6 @@ pub fn document() -> Value {
             {"name": "accounts", "description": "FiFo's sessions, OAuth2 tokens, users and permissions."},
             {"name": "meta", "description": "This document."}
         ],
-        "security": [
-            {"bearer": []},
-            {"snarlToken": []},
-            {"snarlCookie": []},
-            {"clientCertificate": []}
-        ],
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -672,10 +678,19 @@ pub fn document() -> Value {
                 "clientCertificate": {"type": "mutualTLS", "description": "With --tls-client-ca: a certificate whose CN is user-<name> acts as that user."}
             }
         }
-    })
+    });
+    if authentication {
+        document["security"] = json!([
+            {"bearer": []},
+            {"snarlToken": []},
+            {"snarlCookie": []},
+            {"clientCertificate": []}
+        ]);
+    }
+    document
 }
 
-fn operation_object(operation: &Operation, path: &str) -> Value {
+fn operation_object(operation: &Operation, path: &str, authentication: bool) -> Value {
     let mut parameters: Vec<Value> = path_parameters(path)
         .map(|name| {
             let schema = path_parameter_schema(operation.kind, path, name);
@@ -690,7 +705,7 @@ fn operation_object(operation: &Operation, path: &str) -> Value {
     );
 
     let has_body = !matches!(operation.body, Body::None);
-    let public = is_public(operation);
+    let public = !authentication || is_public(operation);
     let mut answers = kind_answers(operation.kind, public, has_body);
     if operation.kind == Create {
         answers.remove(&428);
@@ -712,7 +727,7 @@ fn operation_object(operation: &Operation, path: &str) -> Value {
         "parameters": parameters,
         "responses": responses,
     });
-    if public {
+    if public && authentication {
         object["security"] = json!([{}]);
     }
     let request_body = match operation.body {
@@ -940,7 +955,7 @@ mod tests {
                 _ => {}
             }
         }
-        let document = document();
+        let document = document(true);
         let mut missing = Vec::new();
         check(&document, &document, &mut missing);
         assert!(missing.is_empty(), "unresolved references: {missing:?}");
@@ -980,7 +995,7 @@ mod tests {
     /// that exists.
     #[test]
     fn every_link_leads_to_an_operation_with_its_parameters() {
-        let document = document();
+        let document = document(true);
         for link in LINKS {
             let (method, path) = link.from;
             let answers =

@@ -249,6 +249,11 @@ async fn oauth_token(State(state): State<AppState>, LimitedBody(body): LimitedBo
             "access_denied",
             "Wrong user name or password.",
         ),
+        // An OAuth2 client reads `error` (RFC 6749 §5.2): authentication being off is a
+        // refusal in its terms. An unavailable store stays floe's own 503.
+        Err(ApiError::BadRequest(description)) => {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &description)
+        }
         Err(error) => error.into_response(),
     }
 }
