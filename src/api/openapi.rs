@@ -499,8 +499,8 @@ fn answer_schemas() -> Value {
     })
 }
 
-/// The request headers of floe's concurrency rules, referred to by the operations that take
-/// them.
+/// The parameters operations refer to by name: the request headers of floe's concurrency
+/// rules, and the packages list's `full-list` as a query parameter or a header.
 fn header_parameters() -> Value {
     let header = |name: &str, description: &str, schema: Value| json!({"name": name, "in": "header", "required": false, "description": description, "schema": schema});
     // A malformed value is a 400, so each is described as floe reads it.
