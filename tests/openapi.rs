@@ -80,48 +80,126 @@ async fn every_declared_route_is_documented_and_no_other() {
     server.stop().await;
 }
 
+/// The validator of the request body `method path` takes, as the document describes it, with
+/// its references resolved within the document.
+fn documented_body(document: &Value, method: &str, path: &str) -> jsonschema::Validator {
+    let mut schema = document["paths"][path][method]["requestBody"]["content"]["application/json"]
+        ["schema"]
+        .clone();
+    assert!(schema.is_object(), "{method} {path} documents no JSON body");
+    schema["components"] = document["components"].clone();
+    jsonschema::validator_for(&schema).expect("the schema compiles")
+}
+
+/// Sends each body and checks that the document and floe agree on it: accepted with
+/// `accepted`, or refused with 400.
+async fn agree(
+    document: &Value,
+    (method, path): (&str, &str),
+    request: impl Fn(Value) -> reqwest::RequestBuilder,
+    accepted: u16,
+    cases: &[(Value, bool)],
+) {
+    let validator = documented_body(document, method, path);
+    for (body, valid) in cases {
+        assert_eq!(validator.is_valid(body), *valid, "the document on {body}");
+        let answer = request(body.clone()).send().await.expect("answered");
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap_or_default();
+        assert_eq!(
+            status,
+            if *valid { accepted } else { 400 },
+            "floe on {body}: {text}"
+        );
+    }
+}
+
 /// A documented request schema is the one the handler enforces: a body the document's schema
-/// refuses is refused by floe with the same schema's errors, and one it accepts is accepted.
+/// refuses is refused by floe, and one it accepts is accepted. For a dataset, both use the
+/// same schema document.
 #[tokio::test]
 async fn a_documented_request_schema_is_the_enforced_one() {
     let server = TestServer::start().await;
     let document = fetch_document(&server).await;
-    let operation = &document["paths"]["/v1/configuration/datasets"]["post"];
-    let reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-        .as_str()
-        .expect("the create names its schema");
-    let name = reference
-        .strip_prefix("#/components/schemas/")
-        .expect("a component");
-    let schema = &document["components"]["schemas"][name];
-    // The document's schema, with its references resolved within the document, decides.
-    let mut resolvable = schema.clone();
-    resolvable["components"] = document["components"].clone();
-    let validator = jsonschema::validator_for(&resolvable).expect("the schema compiles");
-
     let node = "cf0f0346-17b2-4812-beca-1434997d6c3f";
-    for (body, valid) in [
-        (json!({"primary": node}), true),
-        (json!({"primary": node, "maximum_size": 67108864}), true),
-        (json!({"primary": node, "maximum_size": 1024}), false),
-        (json!({"primary": "not-a-uuid"}), false),
-        (json!({"primary": node, "junk": 1}), false),
-        (json!({}), false),
-    ] {
-        assert_eq!(validator.is_valid(&body), valid, "the document on {body}");
-        let status = server
+    agree(
+        &document,
+        ("post", "/v1/configuration/datasets"),
+        |body| {
+            server
+                .client
+                .post(server.url("/v1/configuration/datasets"))
+                .json(&body)
+        },
+        201,
+        &[
+            (json!({"primary": node}), true),
+            (json!({"primary": node, "maximum_size": 67108864}), true),
+            (json!({"primary": node, "maximum_size": 1024}), false),
+            (json!({"primary": "not-a-uuid"}), false),
+            (json!({"primary": node, "junk": 1}), false),
+            (json!({}), false),
+        ],
+    )
+    .await;
+    server.stop().await;
+}
+
+/// Account bodies are checked by their handlers (for FiFo's messages), and documented by
+/// schemas of their own: the two must not drift apart.
+#[tokio::test]
+async fn account_bodies_are_documented_as_they_are_checked() {
+    let (server, admin) = TestServer::start_with_auth().await;
+    let document = fetch_document(&server).await;
+    let create = |body: Value| {
+        server
             .client
-            .post(server.url("/v1/configuration/datasets"))
+            .post(server.url("/api/2/users"))
+            .bearer_auth(&admin)
             .json(&body)
-            .send()
-            .await
-            .expect("answered")
-            .status();
-        assert_eq!(
-            status.as_u16(),
-            if valid { 201 } else { 400 },
-            "floe on {body}"
-        );
-    }
+    };
+    agree(
+        &document,
+        ("post", "/api/{version}/users"),
+        create,
+        303,
+        &[
+            (json!({"user": "ann", "password": "pw"}), true),
+            (
+                json!({"user": "eve", "password": "pw", "permissions": [["cloud", "packages", "list"]]}),
+                true,
+            ),
+            (json!({"user": "x.y@z", "password": "pw"}), true),
+            (json!({"user": "bob", "password": ""}), false),
+            (json!({"user": "_", "password": "pw"}), false),
+            (json!({"user": "...", "password": "pw"}), false),
+            (json!({"user": "cid", "password": "pw", "permissions": [[]]}), false),
+            (json!({"user": "dan", "password": "pw", "permissions": [["cloud", ""]]}), false),
+            (json!({"user": "fay", "password": "pw", "permissions": "all"}), false),
+            (json!({"password": "pw"}), false),
+            (json!({"user": 5, "password": "pw"}), false),
+        ],
+    )
+    .await;
+    let change = |body: Value| {
+        server
+            .client
+            .put(server.url("/api/2/users/ann"))
+            .bearer_auth(&admin)
+            .json(&body)
+    };
+    agree(
+        &document,
+        ("put", "/api/{version}/users/{name}"),
+        change,
+        204,
+        &[
+            (json!({"password": "new"}), true),
+            (json!({"password": ""}), false),
+            (json!({"password": 5}), false),
+            (json!({}), false),
+        ],
+    )
+    .await;
     server.stop().await;
 }
