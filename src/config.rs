@@ -64,6 +64,18 @@ pub enum Command {
     /// the data directory while it runs.
     #[command(name = "admin-token")]
     AdminToken(AdminTokenArgs),
+    /// Print the OpenAPI 3.1 document `floe serve` answers at GET /openapi.json, to generate a
+    /// client or browse the API without a running server.
+    Openapi(OpenapiArgs),
+}
+
+/// Settings of `floe openapi`.
+#[derive(Debug, Clone, Args)]
+pub struct OpenapiArgs {
+    /// The document of a server with authentication `token` (operations need credentials) or
+    /// `none` (every operation is public).
+    #[arg(long, value_enum, default_value_t = AuthMode::Token)]
+    pub auth: AuthMode,
 }
 
 /// Settings of `floe admin-token`.

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use floe::config::{CaArgs, CaCommand, Cli, Command, LogFormat};
+use floe::config::{AuthMode, CaArgs, CaCommand, Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: markedly fewer cycles per allocation than glibc's malloc under a multi-threaded
@@ -51,6 +51,7 @@ async fn main() -> ExitCode {
             }
             Err(error) => fail("floe admin-token", LogFormat::Text, &error),
         },
+        Command::Openapi(args) => print_openapi(args.auth),
         Command::Ca(args) => match ca(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -58,6 +59,22 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Prints the OpenAPI document. A reader that stops early (`floe openapi | head`) is not an
+/// error.
+fn print_openapi(auth: AuthMode) -> ExitCode {
+    use std::io::Write;
+    let document = floe::api::openapi::document(auth == AuthMode::Token);
+    let text = serde_json::to_string_pretty(&document).expect("the document serialises");
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("floe openapi: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -203,3 +203,28 @@ async fn account_bodies_are_documented_as_they_are_checked() {
     .await;
     server.stop().await;
 }
+
+/// `floe openapi` prints the document a server answers with, for either `--auth`, so a client
+/// can be generated without running one.
+#[tokio::test]
+async fn floe_openapi_prints_the_served_document() {
+    let printed = |auth: &str| -> Value {
+        let output = std::process::Command::new(common::floe_binary())
+            .args(["openapi", "--auth", auth])
+            .output()
+            .expect("run floe openapi");
+        assert!(output.status.success(), "floe openapi --auth {auth} failed");
+        serde_json::from_slice(&output.stdout).expect("floe openapi prints JSON")
+    };
+    let (with_auth, _admin) = TestServer::start_with_auth().await;
+    assert_eq!(printed("token"), fetch_document(&with_auth).await);
+    with_auth.stop().await;
+    let without = TestServer::start().await;
+    let served = fetch_document(&without).await;
+    assert_eq!(printed("none"), served);
+    assert!(
+        served.get("security").is_none(),
+        "--auth none needs no credentials"
+    );
+    without.stop().await;
+}
