@@ -655,7 +655,7 @@ pub fn document(authentication: bool) -> Value {
         "info": {
             "title": "floe",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "A control service for a cluster's configuration. It speaks Flocker's control API (/v1), Project FiFo's packages API (/api/{version}/packages) and the Mathematicians API (/api/mathematicians), with one set of concurrency rules across them: X-Configuration-Tag and X-If-Configuration-Matches for the whole configuration, ETags with If-Match and If-None-Match for each resource, and Idempotency-Key for safe retries. Every write is durable before it is answered. Every read of the configuration and every answer to a write carries the X-Configuration-Tag it was read at or written to.",
+            "description": "A control service for a cluster's configuration. It speaks Flocker's control API (/v1), Project FiFo's packages API (/api/{version}/packages) and the Mathematicians API (/api/mathematicians), with one set of concurrency rules across them: X-Configuration-Tag and X-If-Configuration-Matches for the whole configuration, ETags with If-Match and If-None-Match for each resource, and Idempotency-Key for safe retries. Every write is durable before it is answered. Every read of the configuration and every answer to a write carries the X-Configuration-Tag it was read at or written to. floe checks request bodies as JSON Schema draft 4, as Flocker did: where a schema asks for an integer, a number written with a fraction (67108864.0) is refused, though JSON Schema 2020-12, this document's dialect, would count it as one.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
         },
         "tags": [
