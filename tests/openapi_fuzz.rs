@@ -26,8 +26,9 @@ async fn every_answer_conforms_to_the_openapi_document() {
     conforms(floe::config::AuthMode::Token).await;
 }
 
-/// Authentication off: the document then makes every operation public, and requests carry no
-/// credentials, so bodies reach handlers that a token without permissions never reaches.
+/// Authentication off: the document then makes every operation public and requests carry no
+/// credentials. This reaches what the admin's token does not (an agent's report, which only
+/// its node may send) and the answers of accounts when authentication is off.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs schemathesis: run tests/schemathesis/setup (as .ci/run does)"]
 async fn every_answer_conforms_to_the_openapi_document_without_authentication() {
