@@ -1,7 +1,7 @@
 //! `GET /openapi.json`: an OpenAPI 3.1 description of every route floe serves, for client
 //! generators, API explorers and fuzzers.
 //!
-//! The document is built once, from [`OPERATIONS`] (one line per method and path) and from the
+//! The document is built once, from `OPERATIONS` (one line per method and path) and from the
 //! request schemas the handlers validate bodies with ([`crate::model::schema`]), so the shape a
 //! body is documented with is the shape that is enforced. `tests/openapi.rs` holds the table
 //! to the routers: a route added without a line here, or a line without a route, fails it.
@@ -604,7 +604,7 @@ fn kind_answers(kind: Kind, public: bool, body: bool) -> BTreeMap<u16, &'static 
     answers
 }
 
-/// The document, built from [`OPERATIONS`] and the request schemas, for a server with
+/// The document, built from `OPERATIONS` and the request schemas, for a server with
 /// `authentication` on (`--auth token`) or off (`--auth none`: every operation is public).
 pub fn document(authentication: bool) -> Value {
     let mut schemas = Map::new();
