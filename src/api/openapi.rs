@@ -1,10 +1,13 @@
 //! `GET /openapi.json`: an OpenAPI 3.1 description of every route floe serves, for client
 //! generators, API explorers and fuzzers.
 //!
-//! The document is built once, from `OPERATIONS` (one line per method and path) and from the
-//! request schemas the handlers validate bodies with ([`crate::model::schema`]), so the shape a
-//! body is documented with is the shape that is enforced. `tests/openapi.rs` holds the table
-//! to the routers: a route added without a line here, or a line without a route, fails it.
+//! The document is built once for each `--auth` mode, from `OPERATIONS` (one line per method
+//! and path), `LINKS` (where a create's answer leads) and the request schemas the handlers
+//! validate bodies with ([`crate::model::schema`]), so the shape a body is documented with is
+//! the shape that is enforced; which operations are public is asked of the permission table.
+//! `tests/openapi.rs` holds the table to the routers (a route added without a line here, or a
+//! line without a route, fails it), and `tests/openapi_fuzz.rs` holds floe's answers to the
+//! document.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
