@@ -310,13 +310,17 @@ async fn plain_http_is_refused_on_a_non_loopback_address_unless_insecure() {
     );
     assert!(error.to_string().contains("--insecure"), "{error}");
 
-    // With --insecure (and tokens, since --auth none needs loopback) it serves.
+    // With --insecure (and tokens, since --auth none needs loopback) it serves. Tokens write
+    // the administrator's token to the data directory: a temporary one, not the working tree.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dir = TempDir::new().unwrap();
     let mut config = ServeConfig::ephemeral();
     config.listen = "0.0.0.0:0".parse().unwrap();
     config.insecure = true;
     config.auth = floe::config::AuthMode::Token;
+    config.data_dir = dir.path().to_path_buf();
     floe::run(&config, listener, async {}).await.unwrap();
+    assert!(dir.path().join(floe::ADMIN_TOKEN_FILE).exists());
 }
 
 #[test]
