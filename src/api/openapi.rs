@@ -579,7 +579,6 @@ fn kind_answers(kind: Kind, public: bool, body: bool) -> BTreeMap<u16, &'static 
                 422,
                 "The Idempotency-Key was used before with another request",
             ),
-            (428, "If-Match is required and missing"),
             (
                 503,
                 "The store cannot be written (the disk is full, say); nothing was changed",
@@ -587,6 +586,10 @@ fn kind_answers(kind: Kind, public: bool, body: bool) -> BTreeMap<u16, &'static 
         ]),
         Plain => answers.extend([(400, "The request is malformed")]),
         Preflight => answers.extend([(200, "The methods a browser may use")]),
+    }
+    // A create names no version yet, so a validator is never required of it.
+    if kind == Write {
+        answers.insert(428, "If-Match is required and missing");
     }
     if body {
         answers.extend([
@@ -710,9 +713,6 @@ fn operation_object(operation: &Operation, path: &str, authentication: bool) -> 
     let has_body = !matches!(operation.body, Body::None);
     let public = !authentication || is_public(operation);
     let mut answers = kind_answers(operation.kind, public, has_body);
-    if operation.kind == Create {
-        answers.remove(&428);
-    }
     if operation.api == Packages && operation.kind != Preflight {
         answers.insert(406, "Accept names neither JSON nor msgpack");
     }
