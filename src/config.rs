@@ -64,6 +64,21 @@ pub enum Command {
     /// the data directory while it runs.
     #[command(name = "admin-token")]
     AdminToken(AdminTokenArgs),
+    /// Write a consistent copy of the store to a new file, while `floe serve` runs or not.
+    ///
+    /// The copy holds every change committed before it began, WAL included, in one
+    /// self-contained SQLite file (mode 0600: it holds password hashes and token digests),
+    /// checked once written. Put it back with `floe restore`.
+    Backup(BackupArgs),
+    /// Replace the store in --data-dir with a backup made by `floe backup`.
+    ///
+    /// Stop `floe serve` first: the data directory must not be in use. The backup is checked
+    /// before anything changes. The database it replaces is kept beside it as
+    /// `floe.db.before-restore-<time>` (its WAL folded in), and no WAL of it is left for SQLite
+    /// to apply to the backup. Tokens issued after the backup was taken no longer work;
+    /// `floe admin-token` issues a new one. Clients' configuration tags change on the next
+    /// start, as on every start.
+    Restore(RestoreArgs),
     /// Print the OpenAPI 3.1 document `floe serve` answers at GET /openapi.json, to generate a
     /// client or browse the API without a running server.
     Openapi(OpenapiArgs),
@@ -76,6 +91,28 @@ pub struct OpenapiArgs {
     /// `none` (every operation is public).
     #[arg(long, value_enum, default_value_t = AuthMode::Token)]
     pub auth: AuthMode,
+}
+
+/// Settings of `floe backup`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The file to write; it must not exist.
+    pub file: PathBuf,
+
+    /// The data directory of the store to copy.
+    #[arg(long, env = "FLOE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+/// Settings of `floe restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup to put back.
+    pub file: PathBuf,
+
+    /// The data directory of the stopped server (created if missing).
+    #[arg(long, env = "FLOE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
 }
 
 /// Settings of `floe admin-token`.

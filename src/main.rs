@@ -51,6 +51,41 @@ async fn main() -> ExitCode {
             }
             Err(error) => fail("floe admin-token", LogFormat::Text, &error),
         },
+        Command::Backup(args) => match floe::store::backup::backup(&args.data_dir, &args.file) {
+            Ok(summary) => {
+                println!(
+                    "wrote {} (mode 0600): {}",
+                    args.file.display(),
+                    describe_store(&summary)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail("floe backup", LogFormat::Text, &error),
+        },
+        Command::Restore(args) => {
+            init_logging(LogFormat::Text);
+            match floe::store::backup::restore(&args.data_dir, &args.file) {
+                Ok(restored) => {
+                    println!(
+                        "restored {} into {}: {}",
+                        args.file.display(),
+                        args.data_dir.display(),
+                        describe_store(&restored.summary)
+                    );
+                    if let Some(kept) = &restored.replaced {
+                        println!("the database it replaced is kept as {}", kept.display());
+                    }
+                    if args.data_dir.join(floe::ADMIN_TOKEN_FILE).exists() {
+                        println!(
+                            "tokens issued after the backup was taken no longer work, {} included if it is newer: `floe admin-token` issues a new one",
+                            floe::ADMIN_TOKEN_FILE
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail("floe restore", LogFormat::Text, &error),
+            }
+        }
         Command::Openapi(args) => print_openapi(args.auth),
         Command::Ca(args) => match ca(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -76,6 +111,15 @@ fn print_openapi(auth: AuthMode) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// "revision N, M datasets", for what a backup or a restore holds.
+fn describe_store(summary: &floe::store::backup::StoreSummary) -> String {
+    let plural = if summary.datasets == 1 { "" } else { "s" };
+    format!(
+        "revision {}, {} dataset{plural}",
+        summary.revision, summary.datasets
+    )
 }
 
 /// Says what an import brought in and what it left behind.

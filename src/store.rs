@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod admin;
 mod answers;
+pub mod backup;
 pub mod cluster;
 mod memory;
 mod snapshot;

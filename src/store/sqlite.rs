@@ -5,7 +5,7 @@
 //! batch is one transaction, and a commit in WAL mode with `synchronous=FULL` is flushed to
 //! disk before it returns (`fdatasync` of the WAL: the bundled SQLite is built with
 //! `HAVE_FDATASYNC`, see `.cargo/config.toml`). The file is plain SQLite: inspect it with the
-//! `sqlite3` tool, back it up online with its `.backup` command.
+//! `sqlite3` tool; `floe backup` and `floe restore` (`backup.rs`) copy it safely.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -31,7 +31,7 @@ pub const DATABASE_FILE: &str = "floe.db";
 /// The schema this build writes: the first, [`SCHEMA`], then each of [`MIGRATIONS`]. A new
 /// store is made at the first version and migrated as an old one is, so that the two cannot
 /// end up with different tables.
-const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+pub(super) const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 
 /// The first version of the schema. Never edited: a change of the tables is a migration.
 const SCHEMA: &str = "
@@ -227,6 +227,24 @@ impl Drop for Checkpointer {
     }
 }
 
+/// Creates the data directory if it is missing, owner-only: the database holds the users'
+/// password hashes and token digests. A directory that exists already keeps the modes its
+/// owner gave it.
+pub(super) fn create_data_dir(dir: &Path) -> Result<(), OpenError> {
+    let dir_error = |reason: String| OpenError::DataDir {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| match fs::metadata(dir) {
+            Ok(found) if !found.is_dir() => dir_error("it is a file, not a directory".into()),
+            _ => dir_error(e.to_string()),
+        })
+}
+
 /// Takes the data directory's lock, held as long as the returned file is open: one process
 /// at a time (a server, an import, an offline account change) may use a store.
 pub fn lock_data_dir(dir: &Path) -> Result<File, OpenError> {
@@ -258,8 +276,8 @@ fn earlier_store_files(dir: &Path) -> Vec<String> {
 fn refuse_empty_over(state: &str, leftovers: &[String]) -> String {
     format!(
         "the database {state}, but the data directory holds {} of an earlier store; refusing to \
-         start an empty store over it. Put the database back (the README says how to restore a \
-         backup), or, to start afresh, give an empty --data-dir",
+         start an empty store over it. Put the database back (`floe restore` puts a backup \
+         back), or, to start afresh, give an empty --data-dir",
         leftovers.join(" and ")
     )
 }
@@ -307,20 +325,7 @@ fn new_store_id() -> u64 {
 impl SqliteStore {
     /// Opens the database in `dir`, creating the directory and an empty store if there is none.
     pub(crate) fn open(dir: &Path) -> Result<(Self, Loaded), OpenError> {
-        let dir_error = |reason: String| OpenError::DataDir {
-            path: dir.to_path_buf(),
-            reason,
-        };
-        // Owner-only: the database holds the users' password hashes and token digests. A
-        // directory that exists already keeps the modes its owner gave it.
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| match fs::metadata(dir) {
-                Ok(found) if !found.is_dir() => dir_error("it is a file, not a directory".into()),
-                _ => dir_error(e.to_string()),
-            })?;
+        create_data_dir(dir)?;
         let lock = lock_data_dir(dir)?;
 
         let path = dir.join(DATABASE_FILE);

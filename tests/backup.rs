@@ -1,0 +1,275 @@
+//! `floe backup` and `floe restore`, through the real binary: a backup taken while floe serves
+//! holds what was committed, WAL included; a restore puts exactly that back, keeps what it
+//! replaced, leaves no old WAL for SQLite to apply, and refuses anything unsafe untouched.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{ChildServer, NODE_0, client, floe_binary};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// Runs `floe COMMAND FILE --data-dir DIR`.
+fn floe(command: &str, file: &Path, data_dir: &Path) -> Output {
+    Command::new(floe_binary())
+        .arg(command)
+        .arg(file)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("FLOE_DATA_DIR")
+        .output()
+        .expect("floe runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn create_dataset(server: &ChildServer) -> String {
+    let answer = client()
+        .post(server.url("/v1/configuration/datasets"))
+        .json(&json!({"primary": NODE_0}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(answer.status(), 201);
+    let dataset: Value = answer.json().await.expect("JSON");
+    dataset["dataset_id"].as_str().expect("an id").to_string()
+}
+
+async fn dataset_ids(server: &ChildServer) -> Vec<String> {
+    let list: Vec<Value> = client()
+        .get(server.url("/v1/configuration/datasets"))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("a JSON list");
+    list.iter()
+        .map(|dataset| dataset["dataset_id"].as_str().expect("an id").to_string())
+        .collect()
+}
+
+/// The files in `dir` whose names start with `prefix`.
+fn files_starting(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("a directory")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(prefix)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_is_what_a_restore_puts_back() {
+    let data = TempDir::new().unwrap();
+    let elsewhere = TempDir::new().unwrap();
+    let backup = elsewhere.path().join("floe-backup.db");
+    let mut server = ChildServer::start(data.path(), &[]);
+    let kept = vec![create_dataset(&server).await, create_dataset(&server).await];
+
+    let taken = floe("backup", &backup, data.path());
+    assert!(taken.status.success(), "{}", stderr(&taken));
+    assert!(
+        stdout(&taken).contains("revision 2, 2 datasets"),
+        "{}",
+        stdout(&taken)
+    );
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "a backup holds password hashes");
+
+    // Changed after the backup, then killed: the last commits are only in the WAL, which is
+    // what a restore must not leave under the backup.
+    let later = create_dataset(&server).await;
+    server.kill();
+    assert!(
+        std::fs::metadata(data.path().join("floe.db-wal")).is_ok_and(|wal| wal.len() > 0),
+        "the killed server left its WAL"
+    );
+
+    let restored = floe("restore", &backup, data.path());
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert!(
+        stdout(&restored).contains("revision 2, 2 datasets"),
+        "{}",
+        stdout(&restored)
+    );
+    assert!(
+        !data.path().join("floe.db-wal").exists(),
+        "no WAL of the replaced store is left"
+    );
+    let replaced = files_starting(data.path(), "floe.db.before-restore-");
+    assert_eq!(
+        replaced.len(),
+        1,
+        "the replaced database is kept: {replaced:?}"
+    );
+
+    let server = ChildServer::start(data.path(), &[]);
+    assert_eq!(
+        dataset_ids(&server).await,
+        kept,
+        "exactly what the backup held"
+    );
+    drop(server);
+
+    // What the restore replaced is whole, its WAL's commits included: restored elsewhere, it
+    // has the dataset made after the backup.
+    let other = TempDir::new().unwrap();
+    let back = floe("restore", &replaced[0], other.path());
+    assert!(back.status.success(), "{}", stderr(&back));
+    let server = ChildServer::start(other.path(), &[]);
+    let mut all = kept.clone();
+    all.push(later);
+    assert_eq!(dataset_ids(&server).await, all);
+}
+
+#[tokio::test]
+async fn restore_refuses_while_a_server_holds_the_data_directory() {
+    let data = TempDir::new().unwrap();
+    let backup = data.path().join("backup.db");
+    let server = ChildServer::start(data.path(), &[]);
+    let id = create_dataset(&server).await;
+    assert!(floe("backup", &backup, data.path()).status.success());
+
+    let refused = floe("restore", &backup, data.path());
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("another floe process is using it"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        files_starting(data.path(), "floe.db.").is_empty(),
+        "nothing was written"
+    );
+    assert_eq!(dataset_ids(&server).await, vec![id]);
+}
+
+#[tokio::test]
+async fn restore_refuses_what_is_not_a_floe_store_and_changes_nothing() {
+    let data = TempDir::new().unwrap();
+    let server = ChildServer::start(data.path(), &[]);
+    let id = create_dataset(&server).await;
+    drop(server);
+    let database = data.path().join("floe.db");
+    let before = std::fs::read(&database).unwrap();
+
+    let candidates = TempDir::new().unwrap();
+    let text = candidates.path().join("notes.txt");
+    std::fs::write(
+        &text,
+        "not a database at all, but long enough to be read as one ".repeat(20),
+    )
+    .unwrap();
+    let empty_sqlite = candidates.path().join("empty.db");
+    rusqlite::Connection::open(&empty_sqlite)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x INTEGER);")
+        .unwrap();
+    let newer = candidates.path().join("newer.db");
+    let taken = floe("backup", &newer, data.path());
+    assert!(taken.status.success(), "{}", stderr(&taken));
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", 1000)
+        .unwrap();
+    let missing = candidates.path().join("missing.db");
+
+    for (file, says) in [
+        (&text, "not a floe store"),
+        (&empty_sqlite, "it holds no floe store"),
+        (&newer, "written by a newer floe"),
+        (&missing, "not a floe store"),
+    ] {
+        let refused = floe("restore", file, data.path());
+        assert!(!refused.status.success(), "{file:?} was restored");
+        assert!(
+            stderr(&refused).contains(says),
+            "{file:?}: {}",
+            stderr(&refused)
+        );
+        assert_eq!(
+            std::fs::read(&database).unwrap(),
+            before,
+            "{file:?} changed the store"
+        );
+        assert_eq!(
+            files_starting(data.path(), "floe.db."),
+            Vec::<PathBuf>::new(),
+            "{file:?} left a file behind"
+        );
+    }
+    assert!(
+        !missing.exists(),
+        "reading a missing backup does not create it"
+    );
+    let server = ChildServer::start(data.path(), &[]);
+    assert_eq!(dataset_ids(&server).await, vec![id]);
+}
+
+#[test]
+fn backup_needs_a_store_and_never_overwrites_a_file() {
+    let empty = TempDir::new().unwrap();
+    let target = empty.path().join("backup.db");
+    let refused = floe("backup", &target, &empty.path().join("no-store"));
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("there is no store to back up"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!target.exists());
+    assert!(
+        !empty.path().join("no-store").exists(),
+        "a backup creates no data directory"
+    );
+
+    let data = TempDir::new().unwrap();
+    drop(ChildServer::start(data.path(), &[]));
+    std::fs::write(&target, "precious").unwrap();
+    let refused = floe("backup", &target, data.path());
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("exists already"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+}
+
+#[tokio::test]
+async fn restoring_twice_keeps_each_replaced_database() {
+    let data = TempDir::new().unwrap();
+    let elsewhere = TempDir::new().unwrap();
+    let backup = elsewhere.path().join("backup.db");
+    let server = ChildServer::start(data.path(), &[]);
+    create_dataset(&server).await;
+    drop(server);
+    assert!(floe("backup", &backup, data.path()).status.success());
+    // Within the same second, as often as not: the second keeps its own copy all the same.
+    for _ in 0..2 {
+        let restored = floe("restore", &backup, data.path());
+        assert!(restored.status.success(), "{}", stderr(&restored));
+    }
+    assert_eq!(
+        files_starting(data.path(), "floe.db.before-restore-").len(),
+        2
+    );
+    assert_eq!(
+        files_starting(data.path(), "floe.db.restoring"),
+        Vec::<PathBuf>::new()
+    );
+}
