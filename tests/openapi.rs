@@ -145,8 +145,8 @@ async fn a_documented_request_schema_is_the_enforced_one() {
     server.stop().await;
 }
 
-/// Account bodies are checked by their handlers (for FiFo's messages), and documented by
-/// schemas of their own: the two must not drift apart.
+/// Account bodies are checked with the request schemas the document shows: what the document
+/// refuses, floe refuses, and what it accepts, floe accepts.
 #[tokio::test]
 async fn account_bodies_are_documented_as_they_are_checked() {
     let (server, admin) = TestServer::start_with_auth().await;

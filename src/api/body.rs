@@ -123,22 +123,24 @@ impl FromRequest<AppState> for WriteRequest {
     }
 }
 
+/// Decodes `body` as JSON, validates it against `schema` and converts it to `T`.
+pub fn decode<T: DeserializeOwned>(body: &[u8], schema: &RequestSchema) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::UndecodableBody)?;
+    schema.check(&value).map_err(ApiError::Schema)?;
+    // A number past 64 bits passes the schema (JSON has no limit, and 2^64 is a multiple
+    // of 1024), and serde reports the float it was read as: name the number instead.
+    serde_json::from_value(value).map_err(|error| {
+        ApiError::Schema(vec![match integer_out_of_range(body) {
+            Some(literal) => format!("{literal} is too large: integers must fit in 64 bits"),
+            None => error.to_string(),
+        }])
+    })
+}
+
 impl WriteRequest {
     /// Decodes the body as JSON, validates it against `schema` and converts it to `T`.
     pub fn decode<T: DeserializeOwned>(&self, schema: &RequestSchema) -> Result<T, ApiError> {
-        let value: Value =
-            serde_json::from_slice(&self.body).map_err(|_| ApiError::UndecodableBody)?;
-        schema.check(&value).map_err(ApiError::Schema)?;
-        // A number past 64 bits passes the schema (JSON has no limit, and 2^64 is a multiple
-        // of 1024), and serde reports the float it was read as: name the number instead.
-        serde_json::from_value(value).map_err(|error| {
-            ApiError::Schema(vec![match integer_out_of_range(&self.body) {
-                Some(literal) => {
-                    format!("{literal} is too large: integers must fit in 64 bits")
-                }
-                None => error.to_string(),
-            }])
-        })
+        decode(&self.body, schema)
     }
 
     /// A digest of method, path and body: a retry under the same idempotency key must be the

@@ -287,7 +287,7 @@ static OPERATIONS: &[Operation] = &[
     op("OPTIONS", "/api/{version}/packages/{uuid}/metadata/{*path}", Packages, Preflight, "CORS preflight"),
     // Accounts: sessions, tokens, users and their permissions.
     op("POST", "/api/{version}/sessions", Accounts, Plain, "Log in: a token in x-snarl-token, a cookie and Location")
-        .body(Body::Json(LOGIN_BODY))
+        .body(Body::Checked(&schema::LOGIN))
         .answers(&[(303, "Logged in"), (401, "Unknown user or wrong password"), (503, "The accounts cannot be written")]),
     op("GET", "/api/{version}/sessions", Accounts, Plain, "The caller's own user")
         .answers(&[(200, "The user")])
@@ -309,13 +309,13 @@ static OPERATIONS: &[Operation] = &[
         .returns("UserNames"),
     op("OPTIONS", "/api/{version}/users", Accounts, Preflight, "CORS preflight"),
     op("POST", "/api/{version}/users", Accounts, Plain, "Create a user")
-        .body(Body::Json(USER_BODY))
+        .body(Body::Checked(&schema::USER_CREATE))
         .answers(&[(303, "Created: see Location"), (409, "The name is taken"), (503, "The accounts cannot be written")]),
     op("GET", "/api/{version}/users/{name}", Accounts, Plain, "One user")
         .answers(&[(200, "The user"), (404, "No such user")])
         .returns("User"),
     op("PUT", "/api/{version}/users/{name}", Accounts, Plain, "Change a user's password")
-        .body(Body::Json(PASSWORD_BODY))
+        .body(Body::Checked(&schema::PASSWORD_CHANGE))
         .answers(&[(204, "Changed"), (404, "No such user"), (503, "The accounts cannot be written")]),
     op("DELETE", "/api/{version}/users/{name}", Accounts, Plain, "Delete a user and end their sessions")
         .answers(&[(204, "Deleted"), (404, "No such user"), (503, "The accounts cannot be written")]),
@@ -356,10 +356,7 @@ static LINKS: &[Link] = &[
 ];
 
 const METADATA_BODY: &str = r#"{"description": "One key and its value, which may be any JSON.", "type": "object", "minProperties": 1, "maxProperties": 1}"#;
-const LOGIN_BODY: &str = r#"{"type": "object", "properties": {"user": {"type": "string"}, "password": {"type": "string"}}, "required": ["user", "password"]}"#;
 const OAUTH_FORM: &str = r#"{"type": "object", "properties": {"grant_type": {"const": "password"}, "username": {"type": "string"}, "password": {"type": "string"}, "scope": {"type": "string"}}, "required": ["grant_type", "username", "password"]}"#;
-const USER_BODY: &str = r##"{"type": "object", "properties": {"user": {"$ref": "#/components/schemas/UserName"}, "password": {"type": "string", "minLength": 1}, "permissions": {"description": "Permissions to grant, each a list of segments (\"...\" matches any rest, \"_\" any one segment).", "type": "array", "items": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}}}, "required": ["user", "password"]}"##;
-const PASSWORD_BODY: &str = r#"{"type": "object", "properties": {"password": {"type": "string", "minLength": 1}}, "required": ["password"]}"#;
 
 /// The schemas of answers, beside the request schemas in `components/schemas`.
 fn answer_schemas() -> Value {
@@ -385,12 +382,6 @@ fn answer_schemas() -> Value {
         "TokenError": {
             "description": "The token endpoint's refusals are OAuth2's; a body too large or too slow, or an unavailable store, is floe's own error.",
             "anyOf": [{"$ref": "#/components/schemas/OAuthError"}, {"$ref": "#/components/schemas/Error"}]
-        },
-        "UserName": {
-            "description": "1 to 128 letters, digits or - _ . @, with at least one letter or digit.",
-            "type": "string",
-            "maxLength": 128,
-            "pattern": "^[A-Za-z0-9_.@-]*[A-Za-z0-9][A-Za-z0-9_.@-]*$"
         },
         "Version": {
             "type": "object",
@@ -479,11 +470,11 @@ fn answer_schemas() -> Value {
             "required": ["unique", "name", "_links"]
         },
         "MathematicianList": {"type": "array", "items": {"$ref": "#/components/schemas/Mathematician"}},
-        "UserNames": {"type": "array", "items": {"$ref": "#/components/schemas/UserName"}},
+        "UserNames": {"type": "array", "items": {"$ref": "#/components/schemas/user_name"}},
         "User": {
             "type": "object",
             "properties": {
-                "name": {"$ref": "#/components/schemas/UserName"},
+                "name": {"$ref": "#/components/schemas/user_name"},
                 "permissions": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
                 "session": {"type": "string", "description": "The session's token (sessions only)."}
             },
@@ -888,7 +879,7 @@ fn path_parameter_schema(kind: Kind, path: &str, name: &str) -> Value {
         _ if kind == Preflight => json!({"type": "string", "minLength": 1}),
         "node_uuid" => shared("uuid"),
         "dataset_id" | "era" | "uuid" => shared("any_uuid"),
-        "name" if path.contains("/users/") => shared("UserName"),
+        "name" if path.contains("/users/") => shared("user_name"),
         "name" => shared("container_name"),
         "path" | "permission" => json!({
             "type": "string",

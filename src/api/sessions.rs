@@ -9,16 +9,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::json;
 
 use super::answer::Answer;
 use super::auth::{Caller, SNARL_TOKEN, accounts_of, caller_of, change_accounts, off_worker};
-use super::body::LimitedBody;
+use super::body::{LimitedBody, decode};
 use super::cors::options;
 use super::segment::{PathParams, encoded_segment};
 use super::users::user_json;
 use super::{ApiError, AppState};
 use crate::model::permission::permission;
+use crate::model::schema;
 use crate::store::accounts::{AccountsSnapshot, User, verify_password};
 use crate::store::now_millis;
 
@@ -77,6 +79,13 @@ fn issue_token_now(
     Ok(Some(token))
 }
 
+/// The body of a login, as [`schema::LOGIN`] allows it.
+#[derive(Deserialize)]
+struct Login {
+    user: String,
+    password: String,
+}
+
 /// `POST /api/{v}/sessions` `{"user", "password"}`: 303 to the session, with the token in
 /// `x-snarl-token` and the cookie, as FiFo 0.1.0 answers.
 async fn login(
@@ -84,13 +93,10 @@ async fn login(
     PathParams(params): PathParams,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (Some(user), Some(password)) = (value["user"].as_str(), value["password"].as_str()) else {
-        return Err(ApiError::BadRequest(
-            "Missing JSON keys: user, password required.".into(),
-        ));
-    };
-    let Some(token) = issue_token(&state, user, password).await? else {
+    // FiFo's one answer to any body without the two, malformed JSON included.
+    let Login { user, password } = decode(&body, &schema::LOGIN)
+        .map_err(|_| ApiError::BadRequest("Missing JSON keys: user, password required.".into()))?;
+    let Some(token) = issue_token(&state, &user, &password).await? else {
         return Err(ApiError::BadCredentials);
     };
     let version = params.get("version").cloned().unwrap_or_default();

@@ -8,15 +8,17 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::answer::Answer;
 use super::auth::{Caller, accounts_of, caller_of, change_accounts, hash_off_worker};
-use super::body::LimitedBody;
+use super::body::{LimitedBody, decode};
 use super::cors::options;
 use super::segment::{PathParams, decoded_segments, encoded_segment};
 use super::{ApiError, AppState};
-use crate::model::permission::{Permission, covers, permission, valid_user_name};
+use crate::model::permission::{Permission, covers, permission};
+use crate::model::schema;
 use crate::store::accounts::{AccountsError, User};
 
 /// The routes of users and their grants.
@@ -55,14 +57,19 @@ async fn list_users(State(state): State<AppState>) -> Result<Response, ApiError>
     Ok(Answer::json(StatusCode::OK, json!(names).to_string()).into_response())
 }
 
-/// Reads a permission (an array of non-empty strings).
-fn parse_permission(value: &Value) -> Option<Permission> {
-    let items = value.as_array()?;
-    let permission: Option<Permission> = items
-        .iter()
-        .map(|item| item.as_str().filter(|s| !s.is_empty()).map(str::to_string))
-        .collect();
-    permission.filter(|p| !p.is_empty())
+/// The body of a user's creation, as [`schema::USER_CREATE`] allows it.
+#[derive(Deserialize)]
+struct NewUser {
+    user: String,
+    password: String,
+    #[serde(default)]
+    permissions: Vec<Permission>,
+}
+
+/// The body of a password change, as [`schema::PASSWORD_CHANGE`] allows it.
+#[derive(Deserialize)]
+struct NewPassword {
+    password: String,
 }
 
 /// Refuses (403) unless `caller` holds every one of `permissions`, wildcards included (see
@@ -92,36 +99,12 @@ async fn create_user(
 ) -> Result<Response, ApiError> {
     // With authentication off there are no users: said before the body is looked at.
     accounts_of(&state)?;
-    let value: Value = serde_json::from_slice(&body).map_err(|_| ApiError::UndecodableBody)?;
-    let (Some(name), Some(password)) = (value["user"].as_str(), value["password"].as_str()) else {
-        return Err(ApiError::BadRequest(
-            "Missing JSON keys: user, password required.".into(),
-        ));
-    };
-    if !valid_user_name(name) {
-        return Err(ApiError::BadRequest(
-            "A user name is 1 to 128 letters, digits or - _ . @, with at least one letter or digit."
-                .into(),
-        ));
-    }
-    refuse_empty(password)?;
-    let permissions = match &value["permissions"] {
-        Value::Null => Vec::new(),
-        Value::Array(items) => items
-            .iter()
-            .map(parse_permission)
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                ApiError::BadRequest(
-                    "permissions is an array of arrays of non-empty strings.".into(),
-                )
-            })?,
-        _ => {
-            return Err(ApiError::BadRequest(
-                "permissions is an array of arrays of non-empty strings.".into(),
-            ));
-        }
-    };
+    let NewUser {
+        user: name,
+        password,
+        permissions,
+    } = decode(&body, &schema::USER_CREATE)?;
+    let name = name.as_str();
     if !permissions.is_empty() {
         // Creating a user with permissions is creating it and then granting them, in one
         // request, so it needs what the two steps need: `users->U->grant` for the new user
@@ -136,7 +119,7 @@ async fn create_user(
         }
         may_hand_out(&caller, &permissions)?;
     }
-    let password = hash_off_worker(password).await?;
+    let password = hash_off_worker(&password).await?;
     let user = User {
         name: name.to_string(),
         password,
@@ -184,14 +167,6 @@ async fn get_user(
     Ok(Answer::json(StatusCode::OK, user_json(user).to_string()).into_response())
 }
 
-/// An empty password would let anyone who knows the user's name log in as them.
-fn refuse_empty(password: &str) -> Result<(), ApiError> {
-    if password.is_empty() {
-        return Err(ApiError::BadRequest("A password cannot be empty.".into()));
-    }
-    Ok(())
-}
-
 /// `PUT /api/{v}/users/{name}` `{"password"}`: a new password.
 async fn set_password(
     State(state): State<AppState>,
@@ -199,17 +174,7 @@ async fn set_password(
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let name = user_name(&params);
-    let value: Value = serde_json::from_slice(&body).map_err(|_| ApiError::UndecodableBody)?;
-    let password = match &value["password"] {
-        Value::String(password) => password.clone(),
-        Value::Null => return Err(ApiError::BadRequest("Missing JSON key: password.".into())),
-        _ => {
-            return Err(ApiError::BadRequest(
-                "\"password\" must be a string.".into(),
-            ));
-        }
-    };
-    refuse_empty(&password)?;
+    let NewPassword { password } = decode(&body, &schema::PASSWORD_CHANGE)?;
     let hash = hash_off_worker(&password).await?;
     change_accounts(&state, move |accounts| {
         accounts.edit_user(&name, |user| {

@@ -1,7 +1,7 @@
 //! Request schemas: JSON Schema documents (in `schemas/`) equivalent to Flocker's types, compiled
 //! once and used to validate the body of every configuration write with a fixed shape before
-//! it is turned into an operation (a package's metadata is any JSON, and account bodies are
-//! checked where they are read).
+//! it is turned into an operation, and of every account body (a package's metadata is any
+//! JSON).
 //!
 //! Each endpoint document refers to shared types under `#/definitions/`; `types.json` is
 //! spliced in as those definitions when a schema is compiled, so every endpoint uses one copy
@@ -120,8 +120,25 @@ pub static AGENT_REPORT: LazyLock<RequestSchema> = LazyLock::new(|| {
     RequestSchema::compile("agent_report", include_str!("schemas/agent_report.json"))
 });
 
+/// `POST /api/{v}/sessions`: FiFo's login.
+pub static LOGIN: LazyLock<RequestSchema> =
+    LazyLock::new(|| RequestSchema::compile("login", include_str!("schemas/login.json")));
+
+/// `POST /api/{v}/users`.
+pub static USER_CREATE: LazyLock<RequestSchema> = LazyLock::new(|| {
+    RequestSchema::compile("user_create", include_str!("schemas/user_create.json"))
+});
+
+/// `PUT /api/{v}/users/{name}`: a new password.
+pub static PASSWORD_CHANGE: LazyLock<RequestSchema> = LazyLock::new(|| {
+    RequestSchema::compile(
+        "password_change",
+        include_str!("schemas/password_change.json"),
+    )
+});
+
 /// Every request schema, for documentation and tests.
-pub fn all() -> [&'static RequestSchema; 8] {
+pub fn all() -> [&'static RequestSchema; 11] {
     [
         &DATASET_CREATE,
         &DATASET_UPDATE,
@@ -131,6 +148,9 @@ pub fn all() -> [&'static RequestSchema; 8] {
         &CONTAINER_MOVE,
         &AGENT_REPORT,
         &PACKAGE_CREATE,
+        &LOGIN,
+        &USER_CREATE,
+        &PASSWORD_CHANGE,
     ]
 }
 
@@ -259,5 +279,67 @@ mod tests {
                 .check(&json!({ "dataset_id": NODE, "node_uuid": NODE }))
                 .is_err()
         );
+    }
+
+    /// A user name in a body is refused exactly when the rule for names in paths and
+    /// certificates (`valid_user_name`) refuses it.
+    #[test]
+    fn user_names_in_bodies_follow_the_one_rule() {
+        let long = "a".repeat(128);
+        let too_long = "a".repeat(129);
+        for name in [
+            "ann",
+            "x.y@z",
+            "a_",
+            "...b",
+            "1",
+            "A-Z",
+            &long,
+            "",
+            "_",
+            "...",
+            ".",
+            "..",
+            "-",
+            "@",
+            "_.-",
+            "ann smith",
+            "ann/b",
+            "é",
+            &too_long,
+        ] {
+            let body = json!({ "user": name, "password": "pw" });
+            assert_eq!(
+                USER_CREATE.check(&body).is_ok(),
+                crate::model::permission::valid_user_name(name),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn account_bodies_need_their_keys_and_a_password_that_is_not_empty() {
+        assert_eq!(LOGIN.check(&json!({ "user": "a", "password": "" })), Ok(()));
+        assert!(LOGIN.check(&json!({ "user": "a" })).is_err());
+        assert!(LOGIN.check(&json!({ "user": 1, "password": "p" })).is_err());
+        assert_eq!(PASSWORD_CHANGE.check(&json!({ "password": "p" })), Ok(()));
+        assert_eq!(
+            PASSWORD_CHANGE.check(&json!({ "password": "" })),
+            Err(vec!["\"\" is shorter than 1 character".to_string()])
+        );
+        assert!(PASSWORD_CHANGE.check(&json!({ "password": 5 })).is_err());
+        let permissions =
+            |granted: Value| json!({ "user": "a", "password": "p", "permissions": granted });
+        assert_eq!(
+            USER_CREATE.check(&permissions(json!([["cloud", "..."]]))),
+            Ok(())
+        );
+        assert!(USER_CREATE.check(&permissions(json!([[]]))).is_err());
+        assert!(
+            USER_CREATE
+                .check(&permissions(json!([["cloud", ""]])))
+                .is_err()
+        );
+        assert!(USER_CREATE.check(&permissions(json!("all"))).is_err());
     }
 }
