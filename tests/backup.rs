@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{ChildServer, NODE_0, client, floe_binary};
+use common::{ChildServer, NODE_0, client, floe_binary, run_floe};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -192,7 +192,7 @@ async fn restore_refuses_what_is_not_a_floe_store_and_changes_nothing() {
         (&text, "not a floe store"),
         (&empty_sqlite, "it holds no floe store"),
         (&newer, "written by a newer floe"),
-        (&missing, "not a floe store"),
+        (&missing, "does not exist"),
     ] {
         let refused = floe("restore", file, data.path());
         assert!(!refused.status.success(), "{file:?} was restored");
@@ -272,4 +272,85 @@ async fn restoring_twice_keeps_each_replaced_database() {
         files_starting(data.path(), "floe.db.restoring"),
         Vec::<PathBuf>::new()
     );
+}
+
+/// A restore that stopped half-way (here: the copy of the backup was made, nothing else) leaves
+/// `floe.db.restoring`, beside which `floe serve` refuses to start; running the restore again
+/// finishes it.
+#[tokio::test]
+async fn an_unfinished_restore_stops_the_server_from_starting_until_it_is_run_again() {
+    let data = TempDir::new().unwrap();
+    let elsewhere = TempDir::new().unwrap();
+    let backup = elsewhere.path().join("backup.db");
+    let server = ChildServer::start(data.path(), &[]);
+    let id = create_dataset(&server).await;
+    assert!(floe("backup", &backup, data.path()).status.success());
+    create_dataset(&server).await;
+    drop(server);
+    std::fs::copy(&backup, data.path().join("floe.db.restoring")).unwrap();
+
+    let (status, _, refusal) = run_floe(
+        &[
+            "serve".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--data-dir".as_ref(),
+            data.path().as_os_str(),
+        ],
+        &[("FLOE_AUTH", "none")],
+    );
+    assert!(!status.success());
+    assert!(
+        refusal.contains("did not finish; run it again"),
+        "{refusal}"
+    );
+
+    let restored = floe("restore", &backup, data.path());
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    let server = ChildServer::start(data.path(), &[]);
+    assert_eq!(dataset_ids(&server).await, vec![id]);
+}
+
+/// While another process reads the database being replaced, its WAL cannot be folded in: it
+/// is kept beside the kept database instead, and the two together still hold every commit.
+#[tokio::test]
+async fn a_wal_that_cannot_be_folded_in_is_kept_with_its_database() {
+    let data = TempDir::new().unwrap();
+    let elsewhere = TempDir::new().unwrap();
+    let backup = elsewhere.path().join("backup.db");
+    let mut server = ChildServer::start(data.path(), &[]);
+    let first = create_dataset(&server).await;
+    assert!(floe("backup", &backup, data.path()).status.success());
+    let second = create_dataset(&server).await;
+    server.kill();
+
+    let reader = rusqlite::Connection::open(data.path().join("floe.db")).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM datasets;")
+        .unwrap();
+    let restored = floe("restore", &backup, data.path());
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert!(
+        stdout(&restored).contains("keep the two together"),
+        "{}",
+        stdout(&restored)
+    );
+    assert!(!data.path().join("floe.db-wal").exists());
+    let kept = files_starting(data.path(), "floe.db.before-restore-");
+    assert_eq!(kept.len(), 2, "the database and its WAL: {kept:?}");
+
+    let server = ChildServer::start(data.path(), &[]);
+    assert_eq!(dataset_ids(&server).await, vec![first.clone()]);
+    drop(server);
+    // The kept pair, moved together to a data directory of its own, is the replaced store.
+    let other = TempDir::new().unwrap();
+    for file in &kept {
+        let wal = file.to_string_lossy().ends_with("-wal");
+        let name = if wal { "floe.db-wal" } else { "floe.db" };
+        std::fs::rename(file, other.path().join(name)).unwrap();
+    }
+    let server = ChildServer::start(other.path(), &[]);
+    assert_eq!(dataset_ids(&server).await, vec![first, second]);
 }

@@ -170,6 +170,7 @@ async fn account_bodies_are_documented_as_they_are_checked() {
                 true,
             ),
             (json!({"user": "x.y@z", "password": "pw"}), true),
+            (json!({"user": "gus", "password": "pw", "permissions": null}), true),
             (json!({"user": "bob", "password": ""}), false),
             (json!({"user": "_", "password": "pw"}), false),
             (json!({"user": "...", "password": "pw"}), false),

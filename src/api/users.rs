@@ -62,8 +62,7 @@ async fn list_users(State(state): State<AppState>) -> Result<Response, ApiError>
 struct NewUser {
     user: String,
     password: String,
-    #[serde(default)]
-    permissions: Vec<Permission>,
+    permissions: Option<Vec<Permission>>,
 }
 
 /// The body of a password change, as [`schema::PASSWORD_CHANGE`] allows it.
@@ -104,6 +103,7 @@ async fn create_user(
         password,
         permissions,
     } = decode(&body, &schema::USER_CREATE)?;
+    let permissions = permissions.unwrap_or_default();
     let name = name.as_str();
     if !permissions.is_empty() {
         // Creating a user with permissions is creating it and then granting them, in one

@@ -32,6 +32,9 @@ pub struct Restored {
     pub summary: StoreSummary,
     /// Where the database it replaced was kept, if there was one.
     pub replaced: Option<PathBuf>,
+    /// Where that database's WAL was kept, when it could not be folded into it: the two belong
+    /// together.
+    pub replaced_wal: Option<PathBuf>,
 }
 
 /// Why a backup or a restore did nothing.
@@ -43,10 +46,30 @@ pub enum BackupError {
         /// The database file looked for.
         path: PathBuf,
     },
+    /// The backup to restore is not there.
+    #[error("{path} does not exist")]
+    NoBackup {
+        /// The file named.
+        path: PathBuf,
+    },
     /// The backup would overwrite a file.
     #[error("{path} exists already; name a new file")]
     Exists {
         /// The file named.
+        path: PathBuf,
+    },
+    /// Another backup to the same file is under way, or one was interrupted.
+    #[error(
+        "{path} exists: another backup to the same file is running, or one was interrupted (then remove it)"
+    )]
+    PartialExists {
+        /// The partial file.
+        path: PathBuf,
+    },
+    /// SQLite cannot be given this path.
+    #[error("{path}: floe can only write a backup under a path that is valid UTF-8")]
+    PathNotUtf8 {
+        /// The path.
         path: PathBuf,
     },
     /// The file is not a store this floe can read.
@@ -89,81 +112,154 @@ pub fn backup(data_dir: &Path, target: &Path) -> Result<StoreSummary, BackupErro
     let partial = with_suffix(target, ".partial");
     let source = open_read_only(&database)?;
     let summary = copy_store(&source, &database, &partial)?;
-    // A hard link, not a rename: it fails rather than replace a file made meanwhile.
-    let linked =
-        fs::hard_link(&partial, target).map_err(|error| file_error("write", target, error));
+    let published = publish(&partial, target);
     let _ = fs::remove_file(&partial);
-    linked?;
-    sync_parent(target)?;
+    published?;
+    sync_parent(target);
     Ok(summary)
 }
 
-/// Replaces the store in `data_dir` with the backup `file`. Refused while a server (or any
-/// floe command) holds the data directory. The backup is checked and copied beside the
-/// database first; the database it replaces has its WAL folded in and is kept as
-/// `floe.db.before-restore-<time>`; then the copy takes its place in one rename, so a crash
-/// leaves either the old store or the new one.
-pub fn restore(data_dir: &Path, file: &Path) -> Result<Restored, BackupError> {
-    create_data_dir(data_dir)?;
-    let _lock = lock_data_dir(data_dir)?;
-    let database = data_dir.join(DATABASE_FILE);
-    let restoring = with_suffix(&database, ".restoring");
-    let source = open_read_only(file)?;
-    let summary = copy_store(&source, file, &restoring)?;
-    drop(source);
-    match put_in_place(&database, &restoring) {
-        Ok(replaced) => Ok(Restored { summary, replaced }),
-        Err(error) => {
-            let _ = fs::remove_file(&restoring);
-            Err(error)
+/// Gives `partial` the name `target` without replacing a file made there meanwhile: a hard
+/// link where the file system has them, else a rename after one more look.
+fn publish(partial: &Path, target: &Path) -> Result<(), BackupError> {
+    match fs::hard_link(partial, target) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(BackupError::Exists {
+                path: target.to_path_buf(),
+            })
         }
+        // FAT file systems and many network mounts have no hard links.
+        Err(_) if !target.exists() => {
+            fs::rename(partial, target).map_err(|error| file_error("write", target, error))
+        }
+        Err(_) => Err(BackupError::Exists {
+            path: target.to_path_buf(),
+        }),
     }
 }
 
-/// Moves `restoring` to `database`, keeping the database it replaces (its WAL folded in, or
-/// beside it) under a new name, which it returns.
-fn put_in_place(database: &Path, restoring: &Path) -> Result<Option<PathBuf>, BackupError> {
-    let wal = with_suffix(database, "-wal");
-    let replaced = match fs::metadata(database) {
-        Ok(old) if old.len() > 0 => {
-            fold_wal(database);
-            let kept = keep(database)?;
-            // A WAL that could not be folded in goes with its database, not under the new one.
-            if fs::metadata(&wal).is_ok_and(|wal| wal.len() > 0) {
-                let kept_wal = with_suffix(&kept, "-wal");
-                fs::rename(&wal, &kept_wal).map_err(|error| file_error("move", &wal, error))?;
-            }
+/// Replaces the store in `data_dir` with the backup `file`. Refused while the data directory
+/// is held (by a server, an import, an account change); a `floe backup` running meanwhile is
+/// waited for a moment.
+///
+/// The backup is checked and copied beside the database first, as `floe.db.restoring`, which
+/// `floe serve` refuses to start beside: from then until that copy is renamed over `floe.db`,
+/// a crash leaves a data directory that says a restore is unfinished, and running the restore
+/// again finishes it. The database it replaces is kept as `floe.db.before-restore-<time>`,
+/// with its WAL folded in, or kept beside it when it cannot be; no WAL of it stays under the
+/// new database, where SQLite would apply it.
+pub fn restore(data_dir: &Path, file: &Path) -> Result<Restored, BackupError> {
+    if !file.is_file() {
+        return Err(BackupError::NoBackup {
+            path: file.to_path_buf(),
+        });
+    }
+    create_data_dir(data_dir)?;
+    let _lock = lock_data_dir(data_dir)?;
+    let database = data_dir.join(DATABASE_FILE);
+    let restoring = restoring_path(data_dir);
+    // Left by an interrupted restore: nobody else writes it while the lock is held.
+    remove_if_present(&restoring)?;
+    let source = open_read_only(file)?;
+    let summary = copy_store(&source, file, &restoring)?;
+    drop(source);
+    let old = fs::metadata(&database).ok();
+    if let Some(old) = &old
+        && let Err(error) = set_owner_like(&restoring, old)
+    {
+        tracing::warn!(%error, "cannot give the restored database the owner of the one it replaces");
+    }
+
+    let wal = with_suffix(&database, "-wal");
+    if old.as_ref().is_some_and(|old| old.len() > 0)
+        && let Err(reason) = fold_wal(&database)
+    {
+        tracing::warn!(%reason, database = %database.display(), "cannot fold the WAL into the database being replaced; keeping the WAL beside it");
+    }
+    let has_wal = fs::metadata(&wal).is_ok_and(|wal| wal.len() > 0);
+    let replaced = match (&old, has_wal) {
+        (Some(_), _) => Some(keep(&database)?),
+        // A WAL without its database: kept with an empty one, which SQLite opens with it.
+        (None, true) => {
+            let kept = kept_name(&database);
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&kept)
+                .map_err(|error| file_error("create", &kept, error))?;
             Some(kept)
         }
-        _ => None,
+        (None, false) => None,
     };
+    let mut replaced_wal = None;
+    if let (Some(kept), true) = (&replaced, has_wal) {
+        let kept_wal = with_suffix(kept, "-wal");
+        fs::rename(&wal, &kept_wal).map_err(|error| file_error("move", &wal, error))?;
+        replaced_wal = Some(kept_wal);
+    }
     remove_if_present(&wal)?;
-    remove_if_present(&with_suffix(database, "-shm"))?;
-    fs::rename(restoring, database).map_err(|error| file_error("move", restoring, error))?;
-    sync_parent(database)?;
-    Ok(replaced)
+    remove_if_present(&with_suffix(&database, "-shm"))?;
+    fs::rename(&restoring, &database).map_err(|error| file_error("move", &restoring, error))?;
+    sync_parent(&database);
+    Ok(Restored {
+        summary,
+        replaced,
+        replaced_wal,
+    })
 }
 
-/// Links `database` to `floe.db.before-restore-<time>` (with `.1`, `.2`... after a name
-/// already taken), so that the file stays where floe looks for it until the new one replaces
-/// it in one rename.
-fn keep(database: &Path) -> Result<PathBuf, BackupError> {
+/// The copy of a backup that `restore` puts in place of `floe.db`; while it exists, a restore
+/// is unfinished and `floe serve` refuses to start.
+pub fn restoring_path(data_dir: &Path) -> PathBuf {
+    with_suffix(&data_dir.join(DATABASE_FILE), ".restoring")
+}
+
+/// `floe.db.before-restore-<time>` for `database`, as of now.
+fn kept_name(database: &Path) -> PathBuf {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    let base = with_suffix(database, &format!(".before-restore-{now}"));
-    let mut attempt = 0;
-    loop {
+    with_suffix(database, &format!(".before-restore-{now}"))
+}
+
+/// Links `database` to a new [`kept_name`] (with `.1`, `.2`... after a name already taken),
+/// so that the file stays where floe looks for it until the new one replaces it in one rename.
+/// Without hard links, a copy.
+fn keep(database: &Path) -> Result<PathBuf, BackupError> {
+    let base = kept_name(database);
+    for attempt in 0..100 {
         let kept = match attempt {
             0 => base.clone(),
             n => with_suffix(&base, &format!(".{n}")),
         };
-        match fs::hard_link(database, &kept) {
-            Ok(()) => return Ok(kept),
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
-                attempt += 1;
-            }
-            Err(error) => return Err(file_error("keep", database, error)),
+        if kept.exists() {
+            continue;
         }
+        return match fs::hard_link(database, &kept) {
+            Ok(()) => Ok(kept),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => fs::copy(database, &kept)
+                .map(|_| kept.clone())
+                .map_err(|error| file_error("keep", database, error)),
+        };
     }
+    Err(file_error(
+        "keep",
+        database,
+        "every name for the copy is taken",
+    ))
+}
+
+/// Gives `file` the owner and group of `like`, so that a restore run as root leaves a
+/// database the service's own user can open. Only root may change an owner; for anyone else
+/// the owner is theirs already.
+fn set_owner_like(file: &Path, like: &fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mine = fs::metadata(file)?;
+    if mine.uid() == like.uid() && mine.gid() == like.gid() {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(file, Some(like.uid()), Some(like.gid()))
 }
 
 fn remove_if_present(path: &Path) -> Result<(), BackupError> {
@@ -183,34 +279,39 @@ fn copy_store(
     path: &Path,
     target: &Path,
 ) -> Result<StoreSummary, BackupError> {
+    // Absolute, so that SQLite cannot read a relative name that starts with `file:` as a URI.
+    let absolute =
+        std::path::absolute(target).map_err(|error| file_error("name", target, error))?;
+    let Some(target_name) = absolute.to_str() else {
+        return Err(BackupError::PathNotUtf8 {
+            path: target.to_path_buf(),
+        });
+    };
     // VACUUM INTO writes into an empty file as it finds it, so the mode is set here.
-    remove_if_present(target)?;
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(target)
-        .map_err(|error| file_error("create", target, error))?;
-    let target_name = target
-        .to_str()
-        .ok_or_else(|| file_error("name", target, "the path is not UTF-8"))?;
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::AlreadyExists => BackupError::PartialExists {
+                path: target.to_path_buf(),
+            },
+            _ => file_error("create", target, error),
+        })?;
+    let not_a_store = |reason: String| BackupError::NotAStore {
+        path: path.to_path_buf(),
+        reason,
+    };
     let copied = source
         .execute("VACUUM INTO ?1", [target_name])
-        .map_err(|error| BackupError::NotAStore {
-            path: path.to_path_buf(),
-            reason: error.to_string(),
-        })
+        .map_err(|error| not_a_store(error.to_string()))
         .and_then(|_| {
             File::open(target)
                 .and_then(|file| file.sync_all())
                 .map_err(|error| file_error("write", target, error))
         })
-        .and_then(|()| {
-            summarise(&open_read_only(target)?).map_err(|reason| BackupError::NotAStore {
-                path: target.to_path_buf(),
-                reason,
-            })
-        });
+        .and_then(|()| summarise(&open_read_only(target)?).map_err(not_a_store));
     if copied.is_err() {
         let _ = fs::remove_file(target);
     }
@@ -267,20 +368,30 @@ fn open_read_only(path: &Path) -> Result<Connection, BackupError> {
     })
 }
 
-/// Folds the WAL of `database` into it, so that the file kept holds every commit. A damaged
-/// database may refuse; its WAL is then kept beside it instead.
-fn fold_wal(database: &Path) {
-    let folded = Connection::open_with_flags(
+/// Folds the WAL of `database` into it, so that the file kept holds every commit, and checks
+/// that it did: a checkpoint that a reader holds up (a `floe backup` under way, an `sqlite3`
+/// shell) reports it in its answer, not as an error.
+fn fold_wal(database: &Path) -> Result<(), String> {
+    let connection = Connection::open_with_flags(
         database,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .and_then(|connection| {
-        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        connection.close().map_err(|(_, error)| error)
-    });
-    if let Err(error) = folded {
-        tracing::warn!(%error, database = %database.display(), "cannot fold the WAL into the database being replaced; keeping the WAL beside it");
+    .map_err(|error| error.to_string())?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(2))
+        .map_err(|error| error.to_string())?;
+    let (busy, frames, folded): (i64, i64, i64) = connection
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .map_err(|error| error.to_string())?;
+    connection.close().map_err(|(_, error)| error.to_string())?;
+    if busy != 0 || frames != folded {
+        return Err(format!(
+            "another process has the database open ({folded} of {frames} WAL frames folded in)"
+        ));
     }
+    Ok(())
 }
 
 /// `path` with `suffix` appended to its file name.
@@ -290,15 +401,16 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Makes a rename or link in the directory of `path` durable.
-fn sync_parent(path: &Path) -> Result<(), BackupError> {
+/// Makes a rename or link in the directory of `path` durable. It has happened either way, so
+/// a failure here is only warned of.
+fn sync_parent(path: &Path) {
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    File::open(parent)
-        .and_then(|directory| directory.sync_all())
-        .map_err(|error| file_error("sync", parent, error))
+    if let Err(error) = File::open(parent).and_then(|directory| directory.sync_all()) {
+        tracing::warn!(%error, directory = %parent.display(), "cannot sync the directory: the new name may not survive a power cut");
+    }
 }
 
 fn file_error(action: &'static str, path: &Path, error: impl ToString) -> BackupError {

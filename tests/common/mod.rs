@@ -5,12 +5,12 @@
 pub mod http;
 pub mod routes;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use floe::config::{ServeConfig, StoreKind};
 use tempfile::TempDir;
@@ -276,4 +276,52 @@ impl Drop for ChildServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// How long a process may take to exit when it should.
+pub const EXIT_WITHIN: Duration = Duration::from_secs(10);
+
+/// Waits for `child` to exit, failing the test (after killing it) if it takes longer than
+/// `within`.
+pub fn wait_for_exit(child: &mut Child, within: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: the process did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `floe` with `args` to completion (bounded), giving its exit status, stdout and stderr.
+pub fn run_floe(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut command = Command::new(floe_binary());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("floe starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = wait_for_exit(&mut child, EXIT_WITHIN, &format!("floe {args:?}"));
+    (status, out.join().unwrap(), err.join().unwrap())
 }
