@@ -74,9 +74,9 @@ pub enum Command {
     ///
     /// Stop `floe serve` first: the data directory must not be in use. The backup is checked
     /// before anything changes. The database it replaces is kept beside it as
-    /// `floe.db.before-restore-<time>` (its WAL folded in, or kept beside it), and no WAL of it
-    /// is left for SQLite to apply to the backup. An interrupted restore leaves
-    /// `floe.db.restoring`, which stops `floe serve` from starting: run the restore again. Tokens issued after the backup was taken no longer work;
+    /// `floe.db.before-restore-<time>` (its WAL folded in first), and no WAL of it is left for
+    /// SQLite to apply to the backup. Until the last step, a rename, the old store is as it
+    /// was: a crash leaves it or the backup, never a mix. Tokens issued after the backup was taken no longer work;
     /// `floe admin-token` issues a new one. Clients' configuration tags change on the next
     /// start, as on every start.
     Restore(RestoreArgs),

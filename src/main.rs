@@ -72,16 +72,8 @@ async fn main() -> ExitCode {
                         args.data_dir.display(),
                         describe_store(&restored.summary)
                     );
-                    match (&restored.replaced, &restored.replaced_wal) {
-                        (Some(kept), Some(wal)) => println!(
-                            "the database it replaced is kept as {} with its WAL as {}: keep the two together",
-                            kept.display(),
-                            wal.display()
-                        ),
-                        (Some(kept), None) => {
-                            println!("the database it replaced is kept as {}", kept.display())
-                        }
-                        _ => {}
+                    if let Some(kept) = &restored.replaced {
+                        println!("the database it replaced is kept as {}", kept.display());
                     }
                     if args.data_dir.join(floe::ADMIN_TOKEN_FILE).exists() {
                         println!(

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{ChildServer, NODE_0, client, floe_binary, run_floe};
+use common::{ChildServer, NODE_0, client, floe_binary};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -274,83 +274,85 @@ async fn restoring_twice_keeps_each_replaced_database() {
     );
 }
 
-/// A restore that stopped half-way (here: the copy of the backup was made, nothing else) leaves
-/// `floe.db.restoring`, beside which `floe serve` refuses to start; running the restore again
-/// finishes it.
+/// While another process reads the database being replaced, its WAL cannot be folded in, and
+/// a database kept apart from its WAL could be opened without it: the restore changes nothing
+/// and says why.
 #[tokio::test]
-async fn an_unfinished_restore_stops_the_server_from_starting_until_it_is_run_again() {
-    let data = TempDir::new().unwrap();
-    let elsewhere = TempDir::new().unwrap();
-    let backup = elsewhere.path().join("backup.db");
-    let server = ChildServer::start(data.path(), &[]);
-    let id = create_dataset(&server).await;
-    assert!(floe("backup", &backup, data.path()).status.success());
-    create_dataset(&server).await;
-    drop(server);
-    std::fs::copy(&backup, data.path().join("floe.db.restoring")).unwrap();
-
-    let (status, _, refusal) = run_floe(
-        &[
-            "serve".as_ref(),
-            "--listen".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--data-dir".as_ref(),
-            data.path().as_os_str(),
-        ],
-        &[("FLOE_AUTH", "none")],
-    );
-    assert!(!status.success());
-    assert!(
-        refusal.contains("did not finish; run it again"),
-        "{refusal}"
-    );
-
-    let restored = floe("restore", &backup, data.path());
-    assert!(restored.status.success(), "{}", stderr(&restored));
-    let server = ChildServer::start(data.path(), &[]);
-    assert_eq!(dataset_ids(&server).await, vec![id]);
-}
-
-/// While another process reads the database being replaced, its WAL cannot be folded in: it
-/// is kept beside the kept database instead, and the two together still hold every commit.
-#[tokio::test]
-async fn a_wal_that_cannot_be_folded_in_is_kept_with_its_database() {
+async fn a_restore_that_cannot_fold_the_old_wal_in_changes_nothing() {
     let data = TempDir::new().unwrap();
     let elsewhere = TempDir::new().unwrap();
     let backup = elsewhere.path().join("backup.db");
     let mut server = ChildServer::start(data.path(), &[]);
     let first = create_dataset(&server).await;
     assert!(floe("backup", &backup, data.path()).status.success());
-    let second = create_dataset(&server).await;
-    server.kill();
-
+    // The reader's snapshot is taken before the last commit, which it then holds in the WAL.
     let reader = rusqlite::Connection::open(data.path().join("floe.db")).unwrap();
     reader
         .execute_batch("BEGIN; SELECT count(*) FROM datasets;")
         .unwrap();
-    let restored = floe("restore", &backup, data.path());
+    let second = create_dataset(&server).await;
+    server.kill();
+    let wal = std::fs::read(data.path().join("floe.db-wal")).unwrap();
+
+    let refused = floe("restore", &backup, data.path());
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains("nothing was changed"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        files_starting(data.path(), "floe.db."),
+        Vec::<PathBuf>::new()
+    );
+    // The WAL is still there, its commits with it (the checkpoint may have copied some pages).
+    let after = std::fs::read(data.path().join("floe.db-wal")).unwrap();
+    assert_eq!(after.len(), wal.len());
+    // The reader's close, as the last connection, folds the WAL in itself.
     reader.execute_batch("COMMIT").unwrap();
     drop(reader);
-    assert!(restored.status.success(), "{}", stderr(&restored));
-    assert!(
-        stdout(&restored).contains("keep the two together"),
-        "{}",
-        stdout(&restored)
-    );
-    assert!(!data.path().join("floe.db-wal").exists());
-    let kept = files_starting(data.path(), "floe.db.before-restore-");
-    assert_eq!(kept.len(), 2, "the database and its WAL: {kept:?}");
 
     let server = ChildServer::start(data.path(), &[]);
-    assert_eq!(dataset_ids(&server).await, vec![first.clone()]);
-    drop(server);
-    // The kept pair, moved together to a data directory of its own, is the replaced store.
-    let other = TempDir::new().unwrap();
-    for file in &kept {
-        let wal = file.to_string_lossy().ends_with("-wal");
-        let name = if wal { "floe.db-wal" } else { "floe.db" };
-        std::fs::rename(file, other.path().join(name)).unwrap();
-    }
-    let server = ChildServer::start(other.path(), &[]);
     assert_eq!(dataset_ids(&server).await, vec![first, second]);
+}
+
+/// A WAL beside a missing or empty database may be all that is left of a store, and SQLite
+/// deletes it when it opens that database: neither command touches it.
+#[test]
+fn a_wal_without_its_database_is_left_alone() {
+    let data = TempDir::new().unwrap();
+    let elsewhere = TempDir::new().unwrap();
+    let backup = elsewhere.path().join("backup.db");
+    {
+        let server = ChildServer::start(data.path(), &[]);
+        drop(server);
+    }
+    assert!(floe("backup", &backup, data.path()).status.success());
+    let wal = data.path().join("floe.db-wal");
+    std::fs::write(&wal, b"what may be the only copy of a store").unwrap();
+    for empty in [false, true] {
+        if empty {
+            std::fs::write(data.path().join("floe.db"), b"").unwrap();
+        } else {
+            std::fs::remove_file(data.path().join("floe.db")).unwrap();
+        }
+        let refused = floe("restore", &backup, data.path());
+        assert!(!refused.status.success());
+        assert!(
+            stderr(&refused).contains("may be all that is left"),
+            "{}",
+            stderr(&refused)
+        );
+        let refused = floe("backup", &elsewhere.path().join("again.db"), data.path());
+        assert!(!refused.status.success());
+        assert!(
+            stderr(&refused).contains("may be all that is left"),
+            "{}",
+            stderr(&refused)
+        );
+        assert_eq!(
+            std::fs::read(&wal).unwrap(),
+            b"what may be the only copy of a store"
+        );
+    }
 }

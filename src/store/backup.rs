@@ -32,16 +32,13 @@ pub struct Restored {
     pub summary: StoreSummary,
     /// Where the database it replaced was kept, if there was one.
     pub replaced: Option<PathBuf>,
-    /// Where that database's WAL was kept, when it could not be folded into it: the two belong
-    /// together.
-    pub replaced_wal: Option<PathBuf>,
 }
 
 /// Why a backup or a restore did nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     /// The data directory has no database to back up.
-    #[error("{path} does not exist: there is no store to back up")]
+    #[error("{path} does not exist or is empty: there is no store to back up")]
     NoDatabase {
         /// The database file looked for.
         path: PathBuf,
@@ -65,6 +62,28 @@ pub enum BackupError {
     PartialExists {
         /// The partial file.
         path: PathBuf,
+    },
+    /// The database being replaced could not be made whole (its WAL folded in), so it was not
+    /// replaced.
+    #[error(
+        "cannot fold the WAL into {path} before replacing it ({reason}); nothing was changed. Another process may have it open (a `floe backup`, an `sqlite3` shell): try again when it is done"
+    )]
+    Unfolded {
+        /// The database.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A WAL lies beside a missing or empty database: it may be all that is left of a store,
+    /// and SQLite deletes such a WAL when it opens the database.
+    #[error(
+        "{wal} is not empty but {database} is missing or empty: that WAL may be all that is left of a store. Move it out of the data directory yourself (SQLite deletes it when it next opens the database), then run this again"
+    )]
+    OrphanWal {
+        /// The WAL.
+        wal: PathBuf,
+        /// The database beside it.
+        database: PathBuf,
     },
     /// SQLite cannot be given this path.
     #[error("{path}: floe can only write a backup under a path that is valid UTF-8")]
@@ -101,7 +120,11 @@ pub enum BackupError {
 /// token digests) and is checked once written.
 pub fn backup(data_dir: &Path, target: &Path) -> Result<StoreSummary, BackupError> {
     let database = data_dir.join(DATABASE_FILE);
-    if !database.is_file() {
+    refuse_orphan_wal(&database)?;
+    if fs::metadata(&database)
+        .ok()
+        .is_none_or(|file| !file.is_file() || file.len() == 0)
+    {
         return Err(BackupError::NoDatabase { path: database });
     }
     if target.exists() {
@@ -112,17 +135,33 @@ pub fn backup(data_dir: &Path, target: &Path) -> Result<StoreSummary, BackupErro
     let partial = with_suffix(target, ".partial");
     let source = open_read_only(&database)?;
     let summary = copy_store(&source, &database, &partial)?;
-    let published = publish(&partial, target);
-    let _ = fs::remove_file(&partial);
-    published?;
+    publish(&partial, target)?;
     sync_parent(target);
     Ok(summary)
 }
 
+/// A WAL beside a missing or empty database may be all that is left of a store, and SQLite
+/// deletes it when it opens that database: refused, for the operator to look at.
+fn refuse_orphan_wal(database: &Path) -> Result<(), BackupError> {
+    let wal = with_suffix(database, "-wal");
+    if fs::metadata(database)
+        .ok()
+        .is_none_or(|file| file.len() == 0)
+        && fs::metadata(&wal).is_ok_and(|wal| wal.len() > 0)
+    {
+        return Err(BackupError::OrphanWal {
+            wal,
+            database: database.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// Gives `partial` the name `target` without replacing a file made there meanwhile: a hard
-/// link where the file system has them, else a rename after one more look.
+/// link where the file system has them, else a rename after one more look (a file made
+/// between the look and the rename would be replaced). `partial` is gone afterwards.
 fn publish(partial: &Path, target: &Path) -> Result<(), BackupError> {
-    match fs::hard_link(partial, target) {
+    let published = match fs::hard_link(partial, target) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
             Err(BackupError::Exists {
@@ -130,25 +169,27 @@ fn publish(partial: &Path, target: &Path) -> Result<(), BackupError> {
             })
         }
         // FAT file systems and many network mounts have no hard links.
-        Err(_) if !target.exists() => {
-            fs::rename(partial, target).map_err(|error| file_error("write", target, error))
-        }
+        Err(_) if !target.exists() => match fs::rename(partial, target) {
+            Ok(()) => return Ok(()),
+            Err(error) => Err(file_error("write", target, error)),
+        },
         Err(_) => Err(BackupError::Exists {
             path: target.to_path_buf(),
         }),
-    }
+    };
+    let _ = fs::remove_file(partial);
+    published
 }
 
 /// Replaces the store in `data_dir` with the backup `file`. Refused while the data directory
 /// is held (by a server, an import, an account change); a `floe backup` running meanwhile is
 /// waited for a moment.
 ///
-/// The backup is checked and copied beside the database first, as `floe.db.restoring`, which
-/// `floe serve` refuses to start beside: from then until that copy is renamed over `floe.db`,
-/// a crash leaves a data directory that says a restore is unfinished, and running the restore
-/// again finishes it. The database it replaces is kept as `floe.db.before-restore-<time>`,
-/// with its WAL folded in, or kept beside it when it cannot be; no WAL of it stays under the
-/// new database, where SQLite would apply it.
+/// Until its last step the store it replaces stays as it was, whole, so a crash at any point
+/// leaves either that store or the backup: the backup is checked and copied beside the
+/// database (as `floe.db.restoring`), the old database has its WAL folded in (or nothing is
+/// replaced), is kept as `floe.db.before-restore-<time>`, and the copy then takes its place in
+/// one rename. No WAL of the old store is left under the new one, where SQLite would apply it.
 pub fn restore(data_dir: &Path, file: &Path) -> Result<Restored, BackupError> {
     if !file.is_file() {
         return Err(BackupError::NoBackup {
@@ -158,62 +199,85 @@ pub fn restore(data_dir: &Path, file: &Path) -> Result<Restored, BackupError> {
     create_data_dir(data_dir)?;
     let _lock = lock_data_dir(data_dir)?;
     let database = data_dir.join(DATABASE_FILE);
+    refuse_orphan_wal(&database)?;
+    let old = fs::metadata(&database).ok();
     let restoring = restoring_path(data_dir);
+    if same_file(file, &restoring) {
+        return Err(BackupError::NotAStore {
+            path: file.to_path_buf(),
+            reason: "it is the copy an earlier restore left; name the backup itself".into(),
+        });
+    }
     // Left by an interrupted restore: nobody else writes it while the lock is held.
     remove_if_present(&restoring)?;
     let source = open_read_only(file)?;
     let summary = copy_store(&source, file, &restoring)?;
     drop(source);
-    let old = fs::metadata(&database).ok();
-    if let Some(old) = &old
-        && let Err(error) = set_owner_like(&restoring, old)
+    match put_in_place(data_dir, old.as_ref(), &restoring) {
+        Ok(replaced) => Ok(Restored { summary, replaced }),
+        Err(error) => {
+            let _ = fs::remove_file(&restoring);
+            Err(error)
+        }
+    }
+}
+
+/// The steps of `restore` after the copy: fold the old database's WAL in, keep it, rename the
+/// copy over it. The old store is whole until the rename.
+fn put_in_place(
+    data_dir: &Path,
+    old: Option<&fs::Metadata>,
+    restoring: &Path,
+) -> Result<Option<PathBuf>, BackupError> {
+    let database = data_dir.join(DATABASE_FILE);
+    let wal = with_suffix(&database, "-wal");
+    // The service's user must be able to open what a restore run as root leaves.
+    let owner = match old {
+        Some(old) => Some(old.clone()),
+        None => fs::metadata(data_dir).ok(),
+    };
+    if let Some(owner) = &owner
+        && let Err(error) = set_owner_like(restoring, owner)
     {
         tracing::warn!(%error, "cannot give the restored database the owner of the one it replaces");
     }
-
-    let wal = with_suffix(&database, "-wal");
-    if old.as_ref().is_some_and(|old| old.len() > 0)
-        && let Err(reason) = fold_wal(&database)
-    {
-        tracing::warn!(%reason, database = %database.display(), "cannot fold the WAL into the database being replaced; keeping the WAL beside it");
-    }
-    let has_wal = fs::metadata(&wal).is_ok_and(|wal| wal.len() > 0);
-    let replaced = match (&old, has_wal) {
-        (Some(_), _) => Some(keep(&database)?),
-        // A WAL without its database: kept with an empty one, which SQLite opens with it.
-        (None, true) => {
-            let kept = kept_name(&database);
-            fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&kept)
-                .map_err(|error| file_error("create", &kept, error))?;
-            Some(kept)
+    let replaced = match old {
+        Some(old) if old.len() > 0 => {
+            fold_wal(&database).map_err(|reason| BackupError::Unfolded {
+                path: database.clone(),
+                reason,
+            })?;
+            // What decides, whatever the checkpoint said: an empty WAL is one nothing can miss.
+            if fs::metadata(&wal).is_ok_and(|wal| wal.len() > 0) {
+                return Err(BackupError::Unfolded {
+                    path: database,
+                    reason: "its WAL is not empty after the checkpoint".into(),
+                });
+            }
+            Some(keep(&database)?)
         }
-        (None, false) => None,
+        // Without a database there is no WAL either: `refuse_orphan_wal` saw to that.
+        _ => None,
     };
-    let mut replaced_wal = None;
-    if let (Some(kept), true) = (&replaced, has_wal) {
-        let kept_wal = with_suffix(kept, "-wal");
-        fs::rename(&wal, &kept_wal).map_err(|error| file_error("move", &wal, error))?;
-        replaced_wal = Some(kept_wal);
-    }
     remove_if_present(&wal)?;
     remove_if_present(&with_suffix(&database, "-shm"))?;
-    fs::rename(&restoring, &database).map_err(|error| file_error("move", &restoring, error))?;
     sync_parent(&database);
-    Ok(Restored {
-        summary,
-        replaced,
-        replaced_wal,
-    })
+    fs::rename(restoring, &database).map_err(|error| file_error("move", restoring, error))?;
+    sync_parent(&database);
+    Ok(replaced)
 }
 
-/// The copy of a backup that `restore` puts in place of `floe.db`; while it exists, a restore
-/// is unfinished and `floe serve` refuses to start.
-pub fn restoring_path(data_dir: &Path) -> PathBuf {
+/// The copy of a backup that `restore` makes beside the database before it takes its place.
+fn restoring_path(data_dir: &Path) -> PathBuf {
     with_suffix(&data_dir.join(DATABASE_FILE), ".restoring")
+}
+
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// `floe.db.before-restore-<time>` for `database`, as of now.
@@ -238,8 +302,10 @@ fn keep(database: &Path) -> Result<PathBuf, BackupError> {
         return match fs::hard_link(database, &kept) {
             Ok(()) => Ok(kept),
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            // File systems without hard links: a copy, made durable before the original goes.
             Err(_) => fs::copy(database, &kept)
-                .map(|_| kept.clone())
+                .and_then(|_| File::open(&kept)?.sync_all())
+                .map(|()| kept.clone())
                 .map_err(|error| file_error("keep", database, error)),
         };
     }
@@ -358,8 +424,10 @@ fn summarise(connection: &Connection) -> Result<StoreSummary, String> {
 
 /// Opens an existing database for reading only; a running server may be writing it.
 fn open_read_only(path: &Path) -> Result<Connection, BackupError> {
+    // Absolute, so that SQLite cannot read a relative name that starts with `file:` as a URI.
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     Connection::open_with_flags(
-        path,
+        absolute,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|error| BackupError::NotAStore {

@@ -329,16 +329,6 @@ impl SqliteStore {
         let lock = lock_data_dir(dir)?;
 
         let path = dir.join(DATABASE_FILE);
-        let restoring = super::backup::restoring_path(dir);
-        if restoring.exists() {
-            return Err(OpenError::Database {
-                path,
-                reason: format!(
-                    "{} is there: a `floe restore` did not finish; run it again to finish it",
-                    restoring.display()
-                ),
-            });
-        }
         let db_error = |e: rusqlite::Error| OpenError::Database {
             path: path.clone(),
             reason: e.to_string(),
