@@ -274,46 +274,84 @@ async fn restoring_twice_keeps_each_replaced_database() {
     );
 }
 
-/// While another process reads the database being replaced, its WAL cannot be folded in, and
-/// a database kept apart from its WAL could be opened without it: the restore changes nothing
-/// and says why.
+/// While another process has the database being replaced open, in a read transaction that
+/// holds commits in the WAL or idle (its close, as the last connection, would later delete the
+/// WAL and shared memory by name: the new store's), the restore changes nothing and says why.
 #[tokio::test]
-async fn a_restore_that_cannot_fold_the_old_wal_in_changes_nothing() {
-    let data = TempDir::new().unwrap();
-    let elsewhere = TempDir::new().unwrap();
-    let backup = elsewhere.path().join("backup.db");
-    let mut server = ChildServer::start(data.path(), &[]);
-    let first = create_dataset(&server).await;
-    assert!(floe("backup", &backup, data.path()).status.success());
-    // The reader's snapshot is taken before the last commit, which it then holds in the WAL.
-    let reader = rusqlite::Connection::open(data.path().join("floe.db")).unwrap();
-    reader
-        .execute_batch("BEGIN; SELECT count(*) FROM datasets;")
-        .unwrap();
-    let second = create_dataset(&server).await;
-    server.kill();
-    let wal = std::fs::read(data.path().join("floe.db-wal")).unwrap();
+async fn a_restore_changes_nothing_while_another_process_has_the_database_open() {
+    for reading in [true, false] {
+        let data = TempDir::new().unwrap();
+        let elsewhere = TempDir::new().unwrap();
+        let backup = elsewhere.path().join("backup.db");
+        let mut server = ChildServer::start(data.path(), &[]);
+        let first = create_dataset(&server).await;
+        assert!(floe("backup", &backup, data.path()).status.success());
+        let other = rusqlite::Connection::open(data.path().join("floe.db")).unwrap();
+        if reading {
+            // The snapshot is taken before the last commit, which it then holds in the WAL.
+            other
+                .execute_batch("BEGIN; SELECT count(*) FROM datasets;")
+                .unwrap();
+        } else {
+            // One query and then idle, as a shell left open: no lock, but the WAL attached.
+            let _: i64 = other
+                .query_row("SELECT count(*) FROM datasets", [], |row| row.get(0))
+                .unwrap();
+        }
+        let second = create_dataset(&server).await;
+        server.kill();
+        let wal = std::fs::read(data.path().join("floe.db-wal")).unwrap();
 
+        let refused = floe("restore", &backup, data.path());
+        assert!(
+            !refused.status.success(),
+            "reading {reading}: {}",
+            stdout(&refused)
+        );
+        assert!(
+            stderr(&refused).contains("nothing was changed"),
+            "{}",
+            stderr(&refused)
+        );
+        assert_eq!(
+            files_starting(data.path(), "floe.db."),
+            Vec::<PathBuf>::new()
+        );
+        if reading {
+            // The WAL is still there, its commits with it.
+            let after = std::fs::read(data.path().join("floe.db-wal")).unwrap();
+            assert_eq!(after.len(), wal.len());
+            other.execute_batch("COMMIT").unwrap();
+        }
+        // Its close, as the last connection, folds the WAL in itself.
+        drop(other);
+
+        let server = ChildServer::start(data.path(), &[]);
+        assert_eq!(dataset_ids(&server).await, vec![first, second]);
+    }
+}
+
+/// A backup whose file is empty beside a WAL (a copy of a data directory taken at the wrong
+/// moment) is refused before SQLite opens it, which would delete that WAL.
+#[test]
+fn restore_leaves_the_wal_of_an_empty_backup_alone() {
+    let data = TempDir::new().unwrap();
+    let copied = TempDir::new().unwrap();
+    let backup = copied.path().join("floe.db");
+    std::fs::write(&backup, b"").unwrap();
+    let wal = copied.path().join("floe.db-wal");
+    std::fs::write(&wal, b"what may be the only copy of a store").unwrap();
     let refused = floe("restore", &backup, data.path());
-    assert!(!refused.status.success(), "{}", stdout(&refused));
+    assert!(!refused.status.success());
     assert!(
-        stderr(&refused).contains("nothing was changed"),
+        stderr(&refused).contains("may be all that is left"),
         "{}",
         stderr(&refused)
     );
     assert_eq!(
-        files_starting(data.path(), "floe.db."),
-        Vec::<PathBuf>::new()
+        std::fs::read(&wal).unwrap(),
+        b"what may be the only copy of a store"
     );
-    // The WAL is still there, its commits with it (the checkpoint may have copied some pages).
-    let after = std::fs::read(data.path().join("floe.db-wal")).unwrap();
-    assert_eq!(after.len(), wal.len());
-    // The reader's close, as the last connection, folds the WAL in itself.
-    reader.execute_batch("COMMIT").unwrap();
-    drop(reader);
-
-    let server = ChildServer::start(data.path(), &[]);
-    assert_eq!(dataset_ids(&server).await, vec![first, second]);
 }
 
 /// A WAL beside a missing or empty database may be all that is left of a store, and SQLite

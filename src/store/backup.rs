@@ -140,8 +140,9 @@ pub fn backup(data_dir: &Path, target: &Path) -> Result<StoreSummary, BackupErro
     Ok(summary)
 }
 
-/// A WAL beside a missing or empty database may be all that is left of a store, and SQLite
-/// deletes it when it opens that database: refused, for the operator to look at.
+/// A WAL beside a missing or empty database (in the data directory, or a backup given to
+/// restore) may be all that is left of a store, and SQLite deletes it when it opens that
+/// database: refused, for the operator to look at.
 fn refuse_orphan_wal(database: &Path) -> Result<(), BackupError> {
     let wal = with_suffix(database, "-wal");
     if fs::metadata(database)
@@ -210,6 +211,14 @@ pub fn restore(data_dir: &Path, file: &Path) -> Result<Restored, BackupError> {
     }
     // Left by an interrupted restore: nobody else writes it while the lock is held.
     remove_if_present(&restoring)?;
+    // Opening it would have SQLite delete a WAL beside it if it were empty.
+    refuse_orphan_wal(file)?;
+    if fs::metadata(file).is_ok_and(|backup| backup.len() == 0) {
+        return Err(BackupError::NotAStore {
+            path: file.to_path_buf(),
+            reason: "it is empty".into(),
+        });
+    }
     let source = open_read_only(file)?;
     let summary = copy_store(&source, file, &restoring)?;
     drop(source);
@@ -247,11 +256,15 @@ fn put_in_place(
                 path: database.clone(),
                 reason,
             })?;
-            // What decides, whatever the checkpoint said: an empty WAL is one nothing can miss.
-            if fs::metadata(&wal).is_ok_and(|wal| wal.len() > 0) {
+            // What decides, whatever the checkpoint said. The fold's connection, closing as the
+            // last one, deletes the WAL and the shared memory; either left means another
+            // process has the database open, even idle, and its own close would later delete
+            // them by name: the new store's WAL and shared memory by then.
+            let shm = with_suffix(&database, "-shm");
+            if wal.exists() || shm.exists() {
                 return Err(BackupError::Unfolded {
                     path: database,
-                    reason: "its WAL is not empty after the checkpoint".into(),
+                    reason: "another process has it open".into(),
                 });
             }
             Some(keep(&database)?)
@@ -262,7 +275,13 @@ fn put_in_place(
     remove_if_present(&wal)?;
     remove_if_present(&with_suffix(&database, "-shm"))?;
     sync_parent(&database);
-    fs::rename(restoring, &database).map_err(|error| file_error("move", restoring, error))?;
+    if let Err(error) = fs::rename(restoring, &database) {
+        // The kept name would otherwise be a second name of the database still in use.
+        if let Some(kept) = &replaced {
+            let _ = fs::remove_file(kept);
+        }
+        return Err(file_error("move", restoring, error));
+    }
     sync_parent(&database);
     Ok(replaced)
 }
@@ -282,7 +301,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// `floe.db.before-restore-<time>` for `database`, as of now.
 fn kept_name(database: &Path) -> PathBuf {
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    // Without colons, which FAT and SMB file systems refuse in names.
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "");
     with_suffix(database, &format!(".before-restore-{now}"))
 }
 
@@ -303,10 +325,14 @@ fn keep(database: &Path) -> Result<PathBuf, BackupError> {
             Ok(()) => Ok(kept),
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
             // File systems without hard links: a copy, made durable before the original goes.
-            Err(_) => fs::copy(database, &kept)
-                .and_then(|_| File::open(&kept)?.sync_all())
-                .map(|()| kept.clone())
-                .map_err(|error| file_error("keep", database, error)),
+            Err(_) => match fs::copy(database, &kept).and_then(|_| File::open(&kept)?.sync_all()) {
+                Ok(()) => Ok(kept),
+                Err(error) => {
+                    // Half a copy must not pass for the kept store.
+                    let _ = fs::remove_file(&kept);
+                    Err(file_error("keep", database, error))
+                }
+            },
         };
     }
     Err(file_error(
