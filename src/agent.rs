@@ -103,12 +103,23 @@ pub async fn run(config: &AgentConfig, shutdown: impl Future<Output = ()>) -> an
 /// and the same on every later one, as a node's identity must be. With a node certificate the
 /// UUID is the one its common name carries (as in Flocker), and must agree with the file.
 pub fn node_identity(state_dir: &Path, certified: Option<NodeId>) -> anyhow::Result<NodeId> {
+    // The control service takes reports only from version-4 node ids (Flocker's clients read
+    // every node id as one): an agent with another would be refused at every round, for ever.
+    // `floe ca node` issues only version-4 ones now; earlier certificates may carry others.
+    if let Some(certified) = certified
+        && node_id(certified).is_err()
+    {
+        bail!(
+            "the node certificate names node {certified}, which is not a version-4 UUID: the control service refuses reports from it. Issue this node a new certificate with `floe ca node` (it draws a version-4 UUID) and, if it is there, remove {} (the old identity) so that the node takes the new one",
+            state_dir.join(NODE_UUID_FILE).display()
+        );
+    }
     let file = state_dir.join(NODE_UUID_FILE);
     match std::fs::read_to_string(&file) {
         Ok(text) => {
             let node = Uuid::try_parse(text.trim())
                 .ok()
-                .filter(|uuid| node_id(*uuid).is_ok() || Some(*uuid) == certified);
+                .filter(|uuid| node_id(*uuid).is_ok());
             match node {
                 Some(node) if certified.is_some_and(|certified| certified != node) => bail!(
                     "{} says this node is {node} but its certificate names node {}; use the certificate issued for this node, or remove the file to take the certificate's identity",

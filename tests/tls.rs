@@ -378,9 +378,6 @@ fn floe_ca_writes_flockers_layout_with_private_keys_and_never_overwrites() {
     assert!(!init.status.success());
 }
 
-/// The control service accepts reports only from version-4 node UUIDs (Flocker's client reads
-/// every node UUID as version 4, flocker.md 8.4), so a certificate for any other node would
-/// only make its agent retry for ever: `floe ca node` refuses it, and writes nothing.
 #[test]
 fn floe_ca_says_it_cannot_write_into_a_missing_directory() {
     let dir = TempDir::new().unwrap();
@@ -439,6 +436,9 @@ fn floe_ca_refuses_names_no_certificate_should_carry() {
     floe::ca::control(dir.path(), "::1").unwrap();
 }
 
+/// The control service accepts reports only from version-4 node UUIDs (Flocker's client reads
+/// every node UUID as version 4, flocker.md 8.4), so a certificate for any other node would
+/// only make its agent retry for ever: `floe ca node` refuses it, and writes nothing.
 #[test]
 fn floe_ca_refuses_a_node_uuid_that_is_not_version_4() {
     let dir = TempDir::new().unwrap();
@@ -1004,6 +1004,20 @@ fn the_agent_takes_its_node_uuid_from_its_certificate_and_never_contradicts_the_
         format!("{error:#}").contains("its certificate names node"),
         "{error:#}"
     );
+}
+
+/// A certificate issued before `floe ca node` refused them may name a node whose UUID is not
+/// version 4; the control service would refuse its every report, so the agent stops at start-up
+/// and says what to do, instead of retrying for ever. Nothing is written to the state dir.
+#[test]
+fn the_agent_refuses_a_certificate_whose_node_uuid_is_not_version_4() {
+    let state = TempDir::new().unwrap();
+    let version_1 = "a8098c1a-f86e-11da-bd1a-00112444be1e".parse().unwrap();
+    let error = floe::agent::node_identity(state.path(), Some(version_1)).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("is not a version-4 UUID"), "{message}");
+    assert!(message.contains("floe ca node"), "{message}");
+    assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0);
 }
 
 #[tokio::test]
