@@ -320,13 +320,22 @@ impl Working {
     /// Records an answer under a key that has none, first forgetting the oldest answers if
     /// keeping them all would exceed the cap. The new answer is never the one forgotten, even
     /// when the clock stepped back and it is not the newest.
+    ///
+    /// One answer forgotten makes room for this one. Past the cap by more (it was lowered
+    /// below what a running store keeps), the excess goes at most [`FORGET_PER_BATCH`] a batch,
+    /// so that no single commit deletes a whole backlog while the writes behind it wait.
     fn remember(&mut self, key: Arc<str>, record: Arc<IdempotencyRecord>) {
+        let mut made_room = false;
         while self.answers.len() >= self.max_answers {
+            if made_room && self.batch.forgotten.len() >= FORGET_PER_BATCH {
+                break;
+            }
             let Some(oldest) = self.answers.remove_oldest() else {
                 break;
             };
             self.batch.forgotten.push(oldest);
             self.evicted += 1;
+            made_room = true;
         }
         self.answers.insert(Arc::clone(&key), Arc::clone(&record));
         self.batch.remembered.push((key, record));
@@ -425,6 +434,39 @@ mod tests {
         );
         assert_eq!(working.evicted, 2);
         assert_eq!(names(&working.batch.forgotten), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_lowered_cap_is_reached_over_batches_with_a_bounded_number_of_evictions_each() {
+        let kept = 3 * FORGET_PER_BATCH;
+        let mut working = working(usize::MAX, 100);
+        for created in 0..kept {
+            let created = Timestamp::try_from(created).unwrap();
+            working.remember(format!("k{created:05}").into(), record(created));
+        }
+        // Restarted with --idempotency-max-keys 10.
+        working.max_answers = 10;
+        let mut batches = 0;
+        let mut created = Timestamp::try_from(kept).unwrap();
+        while working.answers.len() > 10 {
+            working.batch = Batch::default();
+            for _ in 0..3 {
+                working.remember(format!("n{created}").into(), record(created));
+                created += 1;
+            }
+            assert!(
+                working.batch.forgotten.len() <= FORGET_PER_BATCH + 2,
+                "one batch forgot {}",
+                working.batch.forgotten.len()
+            );
+            batches += 1;
+            assert!(batches < 10, "the cap is never reached");
+        }
+        assert_eq!(working.answers.len(), 10);
+        assert!(batches >= 3, "the backlog went in {batches} batches");
+        // The newest answers are the ones kept.
+        let newest = format!("n{}", created - 1);
+        assert!(working.answers.contains_key(newest.as_str()));
     }
 
     #[test]
