@@ -13,11 +13,12 @@ use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::answer::Answer;
 use super::auth::Caller;
 use super::identity::Identity;
 use super::{ApiError, AppState};
 use crate::model::precondition::{EntityTag, ResourceVersion, TagCondition, Validators, Verdict};
-use crate::model::{Target, Timestamp, Versioned};
+use crate::model::{Tagged, Target, Timestamp, Versioned};
 use crate::store::{ConfigTag, Precondition, Snapshot};
 
 /// Sent with the configuration tag on configuration reads and on every write's answer.
@@ -265,6 +266,39 @@ impl Conditions {
             }
         }
         self
+    }
+
+    /// Answers a GET or HEAD of a stored record read at `tag`: the 304 or 412 its validators
+    /// call for, or the 200 `body` builds, with the configuration tag and the record's
+    /// validators. `body` runs only when it is needed.
+    pub fn read_record<T: Tagged>(
+        &self,
+        record: &Versioned<T>,
+        tag: &ConfigTag,
+        body: impl FnOnce() -> Result<Answer, ApiError>,
+    ) -> Result<Response, ApiError> {
+        if let Some(answer) = self.check_read(Some(record.version()), Some(tag)) {
+            return Ok(answer);
+        }
+        let mut answer = body()?.with_tag(tag);
+        self.add_record_validators(&mut answer.headers, record);
+        Ok(answer.into_response())
+    }
+
+    /// As [`Conditions::read_record`], for a representation whose validators are `version`
+    /// (a list, or one of several media types).
+    pub fn read_version(
+        &self,
+        version: ResourceVersion<'_>,
+        tag: &ConfigTag,
+        body: impl FnOnce() -> Result<Answer, ApiError>,
+    ) -> Result<Response, ApiError> {
+        if let Some(answer) = self.check_read(Some(version), Some(tag)) {
+            return Ok(answer);
+        }
+        let mut answer = body()?.with_tag(tag);
+        self.add_validators(&mut answer.headers, version);
+        Ok(answer.into_response())
     }
 
     /// Adds `ETag` and `Last-Modified` for a stored record, unless ETags are off.

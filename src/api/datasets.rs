@@ -128,12 +128,9 @@ fn one_dataset(
     let record = dataset_id_from_path(dataset_id)
         .and_then(|id| snapshot.configuration.dataset(&id))
         .ok_or(ApiError::NotFound("Dataset not found."))?;
-    if let Some(answer) = conditions.check_read(Some(record.version()), Some(&snapshot.tag)) {
-        return Ok(answer);
-    }
-    let mut answer = Answer::json(StatusCode::OK, record.canonical.clone()).with_tag(&snapshot.tag);
-    conditions.add_record_validators(&mut answer.headers, record);
-    Ok(answer.into_response())
+    conditions.read_record(record, &snapshot.tag, || {
+        Ok(Answer::json(StatusCode::OK, record.canonical.clone()))
+    })
 }
 
 /// Answers the two reads that agents and clients poll hardest, a GET of the dataset list and

@@ -213,14 +213,13 @@ async fn get_mathematician(
     let record = parse_unique(&unique)
         .and_then(|unique| snapshot.configuration.mathematician(&unique))
         .ok_or(ApiError::NotFound(NOT_FOUND))?;
-    if let Some(answer) = conditions.check_read(Some(record.version()), Some(&snapshot.tag)) {
-        return Ok(answer);
-    }
-    let body = representation(record, &base_url(&state, &headers)?, &state.settings.meta);
-    let mut answer = Answer::json(StatusCode::OK, serde_json::to_vec(&body).expect("JSON"))
-        .with_tag(&snapshot.tag);
-    conditions.add_record_validators(&mut answer.headers, record);
-    Ok(answer.into_response())
+    conditions.read_record(record, &snapshot.tag, || {
+        let body = representation(record, &base_url(&state, &headers)?, &state.settings.meta);
+        Ok(Answer::json(
+            StatusCode::OK,
+            serde_json::to_vec(&body).expect("JSON"),
+        ))
+    })
 }
 
 /// POST is idempotent by `unique`: the first creates, any later one changes nothing; both

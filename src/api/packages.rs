@@ -29,7 +29,7 @@ use super::{ApiError, AppState, Render};
 use crate::model::package::{Package, Requirement, sorted};
 use crate::model::precondition::ResourceVersion;
 use crate::model::{Collection, Operation, Outcome, Target, Versioned, schema, tag_of_canonical};
-use crate::store::{Committed, StoreError};
+use crate::store::{Committed, Snapshot, StoreError};
 
 const NOT_FOUND: &str = "Package not found.";
 
@@ -372,13 +372,34 @@ async fn list_packages(
     let snapshot = state.store.read();
     let etag = list_etag(snapshot.lists.tag(Collection::Packages).as_str());
     let version = ResourceVersion::strong(&etag, None);
-    if let Some(answer) = conditions.check_read(Some(version), Some(&snapshot.tag)) {
-        return Ok(answer);
-    }
-    let items: Vec<Value> = snapshot
+    conditions.read_version(version, &snapshot.tag, || {
+        Ok(format.answer(
+            StatusCode::OK,
+            &Value::Array(listed(
+                &snapshot,
+                &caller,
+                &state.settings.meta,
+                format,
+                full,
+                fields.as_deref(),
+            )),
+        ))
+    })
+}
+
+/// The items of a packages list: the packages `caller` may get, as FiFo filters its list,
+/// each its uuid or (`full`) its representation, reduced to `fields` if given.
+fn listed(
+    snapshot: &Snapshot,
+    caller: &Caller,
+    meta: &MetaFields,
+    format: Format,
+    full: bool,
+    fields: Option<&[String]>,
+) -> Vec<Value> {
+    snapshot
         .configuration
         .packages()
-        // Only the packages the caller may get, as FiFo filters its list.
         .filter(|record| {
             let uuid = record.value.uuid.to_string();
             caller.may(&[String::from("packages"), uuid, String::from("get")])
@@ -387,7 +408,7 @@ async fn list_packages(
             if !full {
                 return json!(record.value.uuid);
             }
-            let object = representation(record, &state.settings.meta, &format.etag(record));
+            let object = representation(record, meta, &format.etag(record));
             match &fields {
                 None => Value::Object(object),
                 Some(fields) => Value::Object(
@@ -398,12 +419,7 @@ async fn list_packages(
                 ),
             }
         })
-        .collect();
-    let mut answer = format
-        .answer(StatusCode::OK, &Value::Array(items))
-        .with_tag(&snapshot.tag);
-    conditions.add_validators(&mut answer.headers, version);
-    Ok(answer.into_response())
+        .collect()
 }
 
 /// A fresh id and an empty template; stores nothing.
@@ -444,13 +460,10 @@ async fn get_package(
     // with: a client that holds the other one has not seen this one.
     let etag = format.etag(record);
     let version = shown_version(record, &etag);
-    if let Some(answer) = conditions.check_read(Some(version), Some(&snapshot.tag)) {
-        return Ok(answer);
-    }
-    let body = Value::Object(representation(record, &state.settings.meta, &etag));
-    let mut answer = format.answer(StatusCode::OK, &body).with_tag(&snapshot.tag);
-    conditions.add_validators(&mut answer.headers, version);
-    Ok(answer.into_response())
+    conditions.read_version(version, &snapshot.tag, || {
+        let body = Value::Object(representation(record, &state.settings.meta, &etag));
+        Ok(format.answer(StatusCode::OK, &body))
+    })
 }
 
 /// The body of a create: FiFo's settable fields, checked by the `package_create` schema.
