@@ -264,7 +264,7 @@ fn put_in_place(
             if wal.exists() || shm.exists() {
                 return Err(BackupError::Unfolded {
                     path: database,
-                    reason: "another process has it open".into(),
+                    reason: "its WAL or shared memory is still there after the checkpoint".into(),
                 });
             }
             Some(keep(&database)?)
