@@ -73,6 +73,9 @@ pub struct ApiSettings {
     /// Whether clients reach this server over HTTPS, so that absolute links (a mathematician's
     /// self link and `Location`) name the scheme they can follow.
     pub https: bool,
+    /// `--public-url`: where absolute links start instead, when clients reach floe through a
+    /// proxy (no trailing slash).
+    pub public_url: Option<String>,
 }
 
 /// What every handler can reach. One `Arc`, because axum clones the state for every request.

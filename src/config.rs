@@ -267,6 +267,13 @@ pub struct ServeConfig {
     #[arg(long, env = "FLOE_BODY_READ_TIMEOUT", default_value_t = DEFAULT_BODY_READ_TIMEOUT_SECONDS, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_read_timeout: u64,
 
+    /// The URL clients reach this server by, when it is not the one floe sees: behind a
+    /// reverse proxy that terminates TLS or serves floe under a path. Absolute links (a
+    /// mathematician's self link and `Location`) then start with it, instead of the scheme
+    /// floe serves and the request's `Host`. For example `https://floe.example.com/config`.
+    #[arg(long, env = "FLOE_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
     /// Authentication: `token` (users, permissions and tokens; on first start an `admin`
     /// user is created and its token written to `admin-token` in --data-dir) or `none`
     /// (everyone may do everything; refused unless --listen is a loopback address).
@@ -348,6 +355,19 @@ fn parse_control_url(text: &str) -> Result<reqwest::Url, String> {
     }
 }
 
+/// `--public-url`: an `http` or `https` URL with a host and nothing after its path, kept
+/// without a trailing slash so that a link's path can follow it.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err("expected an http:// or https:// URL, such as https://floe.example.com".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("expected a URL without user name, query or fragment".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
 /// A cap on recorded answers: at least one, since a cap of none would recognise no retry.
 /// `--listen`: an IP address and a port. A host name is refused with an example, rather than
 /// with the standard library's bare "invalid socket address syntax".
@@ -418,6 +438,7 @@ impl ServeConfig {
             max_wait: DEFAULT_MAX_WAIT_SECONDS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT_SECONDS,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT_SECONDS,
+            public_url: None,
             auth: AuthMode::None,
             meta_etag_field: meta::DEFAULT_ETAG_FIELD.into(),
             meta_created_field: meta::DEFAULT_CREATED_FIELD.into(),
@@ -458,6 +479,7 @@ impl ServeConfig {
             max_wait: std::time::Duration::from_secs(self.max_wait),
             body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout),
             https: self.tls_cert.is_some(),
+            public_url: self.public_url.clone(),
         }
     }
 }
@@ -465,6 +487,34 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--public-url` is kept so that a link's path can follow it, and anything a link could
+    /// not start with is refused at start-up.
+    #[test]
+    fn public_urls_are_checked_and_kept_without_a_trailing_slash() {
+        assert_eq!(
+            parse_public_url("https://floe.example.com/").as_deref(),
+            Ok("https://floe.example.com")
+        );
+        assert_eq!(
+            parse_public_url("HTTPS://Floe.Example.com:443/config/").as_deref(),
+            Ok("https://floe.example.com/config")
+        );
+        assert_eq!(
+            parse_public_url("http://[::1]:4523").as_deref(),
+            Ok("http://[::1]:4523")
+        );
+        for refused in [
+            "floe.example.com",
+            "ftp://floe.example.com",
+            "https://floe.example.com/?a=b",
+            "https://floe.example.com/#top",
+            "https://admin:secret@floe.example.com",
+            "file:///etc",
+        ] {
+            assert!(parse_public_url(refused).is_err(), "{refused}");
+        }
+    }
 
     /// [`ServeConfig::ephemeral`] is `floe serve`'s defaults but for what makes it ephemeral,
     /// and the API's meta field names default as the command line's do: a default changed in

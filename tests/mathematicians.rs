@@ -1429,3 +1429,38 @@ async fn links_come_from_a_valid_host_and_an_invalid_one_is_a_400() {
     assert_eq!(list.body, json!([]));
     server.stop().await;
 }
+
+/// Behind a proxy (TLS ended there, floe under a path), `--public-url` is where links start:
+/// the self link and `Location` of a create, and the links of a read and of the list, whatever
+/// `Host` the proxy forwards.
+#[tokio::test]
+async fn links_start_with_the_public_url_when_one_is_given() {
+    let base = "https://floe.example.com:8443/config";
+    let dir = tempfile::TempDir::new().unwrap();
+    let server = TestServer::start_in(dir, |config| {
+        config.public_url = Some(base.to_string());
+    })
+    .await;
+    let unique = new_unique(&server).await;
+    let created = send(
+        server
+            .client
+            .post(server.url(MATHEMATICIANS))
+            .header("host", "10.0.0.7:4523")
+            .json(&body(&unique, &[], "Emmy", "Noether")),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let href = format!("{base}/api/mathematicians/{unique}");
+    assert_eq!(created.body["_links"]["self"]["href"], href.as_str());
+    assert_eq!(header(&created, "location").as_deref(), Some(href.as_str()));
+    assert_eq!(
+        get(&server, &unique).await.body["_links"]["self"]["href"],
+        href.as_str()
+    );
+    assert_eq!(
+        list(&server).await.body[0]["_links"]["self"]["href"],
+        href.as_str()
+    );
+    server.stop().await;
+}

@@ -92,12 +92,17 @@ fn parse_unique(text: &str) -> Option<Uuid> {
     Uuid::try_parse(inner).ok()
 }
 
-/// Where this server is, as the client addressed it, for absolute links: the request's host
-/// and the scheme it came in by (the original's `Url.Link` takes both from the request).
+/// Where this server is, as the client addressed it, for absolute links: `--public-url` if
+/// given, else the request's host and the scheme it came in by (the original's `Url.Link`
+/// takes both from the request).
 ///
 /// A `Host` that is not a host and port (spaces, quotes, a path, user info) is a 400, as the
 /// original's server (Kestrel) answers it, rather than a link and a `Location` made from it.
 fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    // Behind a proxy, what the client addressed is not what floe sees; the operator says it.
+    if let Some(public_url) = &state.settings.public_url {
+        return Ok(public_url.clone());
+    }
     let scheme = if state.settings.https {
         "https"
     } else {
