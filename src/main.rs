@@ -51,18 +51,23 @@ async fn main() -> ExitCode {
             }
             Err(error) => fail("floe admin-token", LogFormat::Text, &error),
         },
-        Command::Backup(args) => match floe::store::backup::backup(&args.data_dir, &args.file) {
-            Ok(summary) => {
-                println!(
-                    "wrote {} (mode 0600): {}",
-                    args.file.display(),
-                    describe_store(&summary)
-                );
-                ExitCode::SUCCESS
+        Command::Backup(args) => {
+            // For its warnings (a directory that cannot be synced).
+            init_logging(LogFormat::Text);
+            match floe::store::backup::backup(&args.data_dir, &args.file) {
+                Ok(summary) => {
+                    println!(
+                        "wrote {} (mode 0600): {}",
+                        args.file.display(),
+                        describe_store(&summary)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail("floe backup", LogFormat::Text, &error),
             }
-            Err(error) => fail("floe backup", LogFormat::Text, &error),
-        },
+        }
         Command::Restore(args) => {
+            // For its warnings (an owner that cannot be copied, a directory not synced).
             init_logging(LogFormat::Text);
             match floe::store::backup::restore(&args.data_dir, &args.file) {
                 Ok(restored) => {
