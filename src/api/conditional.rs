@@ -270,19 +270,16 @@ impl Conditions {
 
     /// Answers a GET or HEAD of a stored record read at `tag`: the 304 or 412 its validators
     /// call for, or the 200 `body` builds, with the configuration tag and the record's
-    /// validators. `body` runs only when it is needed.
+    /// validators (from the bytes stored with it). `body` runs only when it is needed.
     pub fn read_record<T: Tagged>(
         &self,
         record: &Versioned<T>,
         tag: &ConfigTag,
         body: impl FnOnce() -> Result<Answer, ApiError>,
     ) -> Result<Response, ApiError> {
-        if let Some(answer) = self.check_read(Some(record.version()), Some(tag)) {
-            return Ok(answer);
-        }
-        let mut answer = body()?.with_tag(tag);
-        self.add_record_validators(&mut answer.headers, record);
-        Ok(answer.into_response())
+        self.read(record.version(), tag, body, |headers| {
+            self.add_record_validators(headers, record)
+        })
     }
 
     /// As [`Conditions::read_record`], for a representation whose validators are `version`
@@ -293,11 +290,24 @@ impl Conditions {
         tag: &ConfigTag,
         body: impl FnOnce() -> Result<Answer, ApiError>,
     ) -> Result<Response, ApiError> {
+        self.read(version, tag, body, |headers| {
+            self.add_validators(headers, version)
+        })
+    }
+
+    /// The steps both share; `validators` adds the 200's `ETag` and `Last-Modified`.
+    fn read(
+        &self,
+        version: ResourceVersion<'_>,
+        tag: &ConfigTag,
+        body: impl FnOnce() -> Result<Answer, ApiError>,
+        validators: impl FnOnce(&mut HeaderMap),
+    ) -> Result<Response, ApiError> {
         if let Some(answer) = self.check_read(Some(version), Some(tag)) {
             return Ok(answer);
         }
         let mut answer = body()?.with_tag(tag);
-        self.add_validators(&mut answer.headers, version);
+        validators(&mut answer.headers);
         Ok(answer.into_response())
     }
 
