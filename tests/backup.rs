@@ -6,30 +6,48 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use common::{ChildServer, NODE_0, client, floe_binary};
+use common::{ChildServer, NODE_0, client, run_floe};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-/// Runs `floe COMMAND FILE --data-dir DIR`.
-fn floe(command: &str, file: &Path, data_dir: &Path) -> Output {
-    Command::new(floe_binary())
-        .arg(command)
-        .arg(file)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("FLOE_DATA_DIR")
-        .output()
-        .expect("floe runs")
+/// What one run of `floe backup` or `floe restore` did.
+struct Ran {
+    ok: bool,
+    stdout: String,
+    stderr: String,
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+impl Ran {
+    /// Asserts that the command succeeded.
+    fn done(self) -> Self {
+        assert!(self.ok, "{}", self.stderr);
+        self
+    }
+
+    /// Asserts that the command failed, saying `says` on standard error.
+    fn refused(&self, says: &str) {
+        assert!(!self.ok, "it succeeded: {}", self.stdout);
+        assert!(self.stderr.contains(says), "{}", self.stderr);
+    }
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+/// Runs `floe COMMAND FILE --data-dir DIR` to completion (bounded).
+fn floe(command: &str, file: &Path, data_dir: &Path) -> Ran {
+    let (status, stdout, stderr) = run_floe(
+        &[
+            command.as_ref(),
+            file.as_os_str(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ],
+        &[],
+    );
+    Ran {
+        ok: status.success(),
+        stdout,
+        stderr,
+    }
 }
 
 async fn create_dataset(server: &ChildServer) -> String {
@@ -80,12 +98,11 @@ async fn a_backup_taken_while_serving_is_what_a_restore_puts_back() {
     let mut server = ChildServer::start(data.path(), &[]);
     let kept = vec![create_dataset(&server).await, create_dataset(&server).await];
 
-    let taken = floe("backup", &backup, data.path());
-    assert!(taken.status.success(), "{}", stderr(&taken));
+    let taken = floe("backup", &backup, data.path()).done();
     assert!(
-        stdout(&taken).contains("revision 2, 2 datasets"),
+        taken.stdout.contains("revision 2, 2 datasets"),
         "{}",
-        stdout(&taken)
+        taken.stdout
     );
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "a backup holds password hashes");
@@ -99,12 +116,11 @@ async fn a_backup_taken_while_serving_is_what_a_restore_puts_back() {
         "the killed server left its WAL"
     );
 
-    let restored = floe("restore", &backup, data.path());
-    assert!(restored.status.success(), "{}", stderr(&restored));
+    let restored = floe("restore", &backup, data.path()).done();
     assert!(
-        stdout(&restored).contains("revision 2, 2 datasets"),
+        restored.stdout.contains("revision 2, 2 datasets"),
         "{}",
-        stdout(&restored)
+        restored.stdout
     );
     assert!(
         !data.path().join("floe.db-wal").exists(),
@@ -128,8 +144,7 @@ async fn a_backup_taken_while_serving_is_what_a_restore_puts_back() {
     // What the restore replaced is whole, its WAL's commits included: restored elsewhere, it
     // has the dataset made after the backup.
     let other = TempDir::new().unwrap();
-    let back = floe("restore", &replaced[0], other.path());
-    assert!(back.status.success(), "{}", stderr(&back));
+    floe("restore", &replaced[0], other.path()).done();
     let server = ChildServer::start(other.path(), &[]);
     let mut all = kept.clone();
     all.push(later);
@@ -142,15 +157,9 @@ async fn restore_refuses_while_a_server_holds_the_data_directory() {
     let backup = data.path().join("backup.db");
     let server = ChildServer::start(data.path(), &[]);
     let id = create_dataset(&server).await;
-    assert!(floe("backup", &backup, data.path()).status.success());
+    floe("backup", &backup, data.path()).done();
 
-    let refused = floe("restore", &backup, data.path());
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("another floe process is using it"),
-        "{}",
-        stderr(&refused)
-    );
+    floe("restore", &backup, data.path()).refused("another floe process is using it");
     assert!(
         files_starting(data.path(), "floe.db.").is_empty(),
         "nothing was written"
@@ -180,8 +189,7 @@ async fn restore_refuses_what_is_not_a_floe_store_and_changes_nothing() {
         .execute_batch("CREATE TABLE t (x INTEGER);")
         .unwrap();
     let newer = candidates.path().join("newer.db");
-    let taken = floe("backup", &newer, data.path());
-    assert!(taken.status.success(), "{}", stderr(&taken));
+    floe("backup", &newer, data.path()).done();
     rusqlite::Connection::open(&newer)
         .unwrap()
         .pragma_update(None, "user_version", 1000)
@@ -194,13 +202,7 @@ async fn restore_refuses_what_is_not_a_floe_store_and_changes_nothing() {
         (&newer, "written by a newer floe"),
         (&missing, "does not exist"),
     ] {
-        let refused = floe("restore", file, data.path());
-        assert!(!refused.status.success(), "{file:?} was restored");
-        assert!(
-            stderr(&refused).contains(says),
-            "{file:?}: {}",
-            stderr(&refused)
-        );
+        floe("restore", file, data.path()).refused(says);
         assert_eq!(
             std::fs::read(&database).unwrap(),
             before,
@@ -224,13 +226,7 @@ async fn restore_refuses_what_is_not_a_floe_store_and_changes_nothing() {
 fn backup_needs_a_store_and_never_overwrites_a_file() {
     let empty = TempDir::new().unwrap();
     let target = empty.path().join("backup.db");
-    let refused = floe("backup", &target, &empty.path().join("no-store"));
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("there is no store to back up"),
-        "{}",
-        stderr(&refused)
-    );
+    floe("backup", &target, &empty.path().join("no-store")).refused("there is no store to back up");
     assert!(!target.exists());
     assert!(
         !empty.path().join("no-store").exists(),
@@ -240,13 +236,7 @@ fn backup_needs_a_store_and_never_overwrites_a_file() {
     let data = TempDir::new().unwrap();
     drop(ChildServer::start(data.path(), &[]));
     std::fs::write(&target, "precious").unwrap();
-    let refused = floe("backup", &target, data.path());
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("exists already"),
-        "{}",
-        stderr(&refused)
-    );
+    floe("backup", &target, data.path()).refused("exists already");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
 }
 
@@ -258,11 +248,10 @@ async fn restoring_twice_keeps_each_replaced_database() {
     let server = ChildServer::start(data.path(), &[]);
     create_dataset(&server).await;
     drop(server);
-    assert!(floe("backup", &backup, data.path()).status.success());
+    floe("backup", &backup, data.path()).done();
     // Within the same second, as often as not: the second keeps its own copy all the same.
     for _ in 0..2 {
-        let restored = floe("restore", &backup, data.path());
-        assert!(restored.status.success(), "{}", stderr(&restored));
+        floe("restore", &backup, data.path()).done();
     }
     assert_eq!(
         files_starting(data.path(), "floe.db.before-restore-").len(),
@@ -285,7 +274,7 @@ async fn a_restore_changes_nothing_while_another_process_has_the_database_open()
         let backup = elsewhere.path().join("backup.db");
         let mut server = ChildServer::start(data.path(), &[]);
         let first = create_dataset(&server).await;
-        assert!(floe("backup", &backup, data.path()).status.success());
+        floe("backup", &backup, data.path()).done();
         let other = rusqlite::Connection::open(data.path().join("floe.db")).unwrap();
         if reading {
             // The snapshot is taken before the last commit, which it then holds in the WAL.
@@ -302,17 +291,7 @@ async fn a_restore_changes_nothing_while_another_process_has_the_database_open()
         server.kill();
         let wal = std::fs::read(data.path().join("floe.db-wal")).unwrap();
 
-        let refused = floe("restore", &backup, data.path());
-        assert!(
-            !refused.status.success(),
-            "reading {reading}: {}",
-            stdout(&refused)
-        );
-        assert!(
-            stderr(&refused).contains("nothing was changed"),
-            "{}",
-            stderr(&refused)
-        );
+        floe("restore", &backup, data.path()).refused("nothing was changed");
         assert_eq!(
             files_starting(data.path(), "floe.db."),
             Vec::<PathBuf>::new()
@@ -341,13 +320,7 @@ fn restore_leaves_the_wal_of_an_empty_backup_alone() {
     std::fs::write(&backup, b"").unwrap();
     let wal = copied.path().join("floe.db-wal");
     std::fs::write(&wal, b"what may be the only copy of a store").unwrap();
-    let refused = floe("restore", &backup, data.path());
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("may be all that is left"),
-        "{}",
-        stderr(&refused)
-    );
+    floe("restore", &backup, data.path()).refused("may be all that is left");
     assert_eq!(
         std::fs::read(&wal).unwrap(),
         b"what may be the only copy of a store"
@@ -365,7 +338,7 @@ fn a_wal_without_its_database_is_left_alone() {
         let server = ChildServer::start(data.path(), &[]);
         drop(server);
     }
-    assert!(floe("backup", &backup, data.path()).status.success());
+    floe("backup", &backup, data.path()).done();
     let wal = data.path().join("floe.db-wal");
     std::fs::write(&wal, b"what may be the only copy of a store").unwrap();
     for empty in [false, true] {
@@ -374,20 +347,9 @@ fn a_wal_without_its_database_is_left_alone() {
         } else {
             std::fs::remove_file(data.path().join("floe.db")).unwrap();
         }
-        let refused = floe("restore", &backup, data.path());
-        assert!(!refused.status.success());
-        assert!(
-            stderr(&refused).contains("may be all that is left"),
-            "{}",
-            stderr(&refused)
-        );
-        let refused = floe("backup", &elsewhere.path().join("again.db"), data.path());
-        assert!(!refused.status.success());
-        assert!(
-            stderr(&refused).contains("may be all that is left"),
-            "{}",
-            stderr(&refused)
-        );
+        floe("restore", &backup, data.path()).refused("may be all that is left");
+        floe("backup", &elsewhere.path().join("again.db"), data.path())
+            .refused("may be all that is left");
         assert_eq!(
             std::fs::read(&wal).unwrap(),
             b"what may be the only copy of a store"
