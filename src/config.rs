@@ -346,29 +346,30 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
 }
 
-/// An `http` or `https` URL.
-fn parse_control_url(text: &str) -> Result<reqwest::Url, String> {
+/// An `http` or `https` URL with a host; `what` ends the refusal (" of the control service").
+fn http_url(text: &str, what: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
     match url.scheme() {
         "http" | "https" if url.has_host() => Ok(url),
-        _ => Err("expected an http:// or https:// URL of the control service".into()),
+        _ => Err(format!("expected an http:// or https:// URL{what}")),
     }
+}
+
+/// The agent's `--control`.
+fn parse_control_url(text: &str) -> Result<reqwest::Url, String> {
+    http_url(text, " of the control service")
 }
 
 /// `--public-url`: an `http` or `https` URL with a host and nothing after its path, kept
 /// without a trailing slash so that a link's path can follow it.
 fn parse_public_url(text: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
-        return Err("expected an http:// or https:// URL, such as https://floe.example.com".into());
-    }
+    let url = http_url(text, ", such as https://floe.example.com")?;
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return Err("expected a URL without user name, query or fragment".into());
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
-/// A cap on recorded answers: at least one, since a cap of none would recognise no retry.
 /// `--listen`: an IP address and a port. A host name is refused with an example, rather than
 /// with the standard library's bare "invalid socket address syntax".
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -379,6 +380,7 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// A cap on recorded answers: at least one, since a cap of none would recognise no retry.
 fn parse_max_keys(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(0) => Err(
