@@ -2,6 +2,7 @@
 //! variable. `floe --help`, `floe serve --help` and `floe agent --help` are the reference.
 
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -253,6 +254,12 @@ pub struct ServeConfig {
     #[arg(long, env = "FLOE_MAX_WAIT", default_value_t = DEFAULT_MAX_WAIT_SECONDS)]
     pub max_wait: u64,
 
+    /// Threads that serve connections, each keeping its connections for their whole life
+    /// (default: one per CPU this process may use). Accepting connections and writing to the
+    /// store happen on threads of their own.
+    #[arg(long, env = "FLOE_WORKERS")]
+    pub workers: Option<NonZeroUsize>,
+
     /// Seconds a client has to send a request's line and headers, counted from when the
     /// connection opened or last sent something; after that it is closed. A client that sends
     /// its headers slowly (or never) cannot hold a connection open, and keep-alive connections
@@ -421,6 +428,13 @@ pub enum LogFormat {
 }
 
 impl ServeConfig {
+    /// `--workers`, or one per CPU this process may use (its affinity and cgroup quota
+    /// included).
+    pub fn worker_count(&self) -> NonZeroUsize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
+    }
+
     /// Settings for tests and embedding: loopback on a free port, in-memory store,
     /// authentication off.
     pub fn ephemeral() -> Self {
@@ -438,6 +452,7 @@ impl ServeConfig {
             idempotency_max_keys: DEFAULT_IDEMPOTENCY_MAX_KEYS,
             node_expiry: DEFAULT_NODE_EXPIRY_SECONDS,
             max_wait: DEFAULT_MAX_WAIT_SECONDS,
+            workers: None,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT_SECONDS,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT_SECONDS,
             public_url: None,
@@ -544,5 +559,24 @@ mod tests {
             format!("{parsed:?}"),
             format!("{:?}", ServeConfig::ephemeral())
         );
+    }
+
+    #[test]
+    fn workers_default_to_one_per_cpu_and_are_never_zero() {
+        let serve = |args: &[&str]| match Cli::try_parse_from(args).map(|cli| cli.command) {
+            Ok(Command::Serve(config)) => Ok(config),
+            Ok(_) => panic!("`floe serve` is the serve command"),
+            Err(error) => Err(error.to_string()),
+        };
+        let three = serve(&["floe", "serve", "--workers", "3"]).unwrap();
+        assert_eq!(three.worker_count().get(), 3);
+        let error = serve(&["floe", "serve", "--workers", "0"]).unwrap_err();
+        assert!(error.contains("--workers"), "{error}");
+        if std::env::var_os("FLOE_WORKERS").is_none() {
+            assert_eq!(
+                ServeConfig::ephemeral().worker_count(),
+                std::thread::available_parallelism().unwrap()
+            );
+        }
     }
 }

@@ -162,6 +162,7 @@ impl Server {
             %address,
             tls = tls.is_some(),
             client_certificates = clients_authenticated,
+            workers = config.worker_count(),
             store = ?config.store,
             data_dir = %config.data_dir.display(),
             revision = snapshot.revision,
@@ -196,7 +197,8 @@ impl Server {
             waits.release_all();
         };
         let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout);
-        match tls {
+        let workers = config.worker_count();
+        let served = match tls {
             Some(tls) => {
                 // Each connection's requests carry its peer: the TLS client's identity.
                 let service_for = move |peer: tls::Peer| {
@@ -208,17 +210,35 @@ impl Server {
                             request
                         })
                 };
-                let listener = tls::TlsListener::new(listener, tls);
-                serve::serve(listener, header_read_timeout, service_for, shutdown).await;
+                let handshakes = tls::TlsHandshakes::new(tls);
+                let listener_for = move |handoff| handshakes.listener(handoff);
+                serve::serve_on_workers(
+                    listener,
+                    workers,
+                    header_read_timeout,
+                    listener_for,
+                    service_for,
+                    shutdown,
+                )
+                .await
             }
             None => {
                 let service_for = move |_| app.clone();
-                serve::serve(listener, header_read_timeout, service_for, shutdown).await;
+                serve::serve_on_workers(
+                    listener,
+                    workers,
+                    header_read_timeout,
+                    |handoff| handoff,
+                    service_for,
+                    shutdown,
+                )
+                .await
             }
-        }
+        };
         expiry.abort();
         // The application, and with it every store handle, is gone: the writer drains and stops.
         guard.close().await;
+        served?;
         tracing::info!("floe stopped");
         Ok(())
     }

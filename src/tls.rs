@@ -18,7 +18,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -238,25 +238,39 @@ pub struct Peer {
     pub identity: Option<Identity>,
 }
 
-/// A TCP listener whose connections come out TLS-established. Handshakes run as their own
-/// tasks, so a slow or silent client delays nobody else.
-pub struct TlsListener {
-    tcp: TcpListener,
+/// What every TLS listener of a server shares: the rustls settings, and the budget for
+/// logging failed handshakes (one for the server, however many workers do handshakes).
+#[derive(Clone)]
+pub struct TlsHandshakes {
     acceptor: TlsAcceptor,
-    handshakes: JoinSet<Option<(TlsStream<TcpStream>, Peer)>>,
     failures: Arc<SharedLogBudget>,
 }
 
-impl TlsListener {
-    /// Serves TLS with `config` on `tcp`.
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> Self {
-        TlsListener {
-            tcp,
+impl TlsHandshakes {
+    /// Handshakes with `config`.
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        TlsHandshakes {
             acceptor: TlsAcceptor::from(config),
-            handshakes: JoinSet::new(),
             failures: Arc::new(SharedLogBudget::new(FAILURE_LOG_INTERVAL)),
         }
     }
+
+    /// A listener whose connections are `tcp`'s, TLS-established.
+    pub fn listener<L>(&self, tcp: L) -> TlsListener<L> {
+        TlsListener {
+            tcp,
+            handshakes: self.clone(),
+            pending: JoinSet::new(),
+        }
+    }
+}
+
+/// A listener whose connections come out TLS-established. Handshakes run as their own
+/// tasks, so a slow or silent client delays nobody else.
+pub struct TlsListener<L> {
+    tcp: L,
+    handshakes: TlsHandshakes,
+    pending: JoinSet<Option<(TlsStream<TcpStream>, Peer)>>,
 }
 
 /// Logs a failed handshake within `failures`' budget, with the number left out since the last
@@ -303,30 +317,25 @@ async fn handshake(
     Some((stream, Peer { remote, identity }))
 }
 
-impl Listener for TlsListener {
+impl<L> Listener for TlsListener<L>
+where
+    L: Listener<Io = TcpStream, Addr = SocketAddr>,
+{
     type Io = TlsStream<TcpStream>;
     type Addr = Peer;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             tokio::select! {
-                accepted = self.tcp.accept() => match accepted {
-                    Ok((stream, remote)) => {
-                        self.handshakes.spawn(handshake(
-                            self.acceptor.clone(),
-                            stream,
-                            remote,
-                            Arc::clone(&self.failures),
-                        ));
-                    }
-                    Err(error) => {
-                        // Out of file descriptors and the like: wait instead of spinning, as
-                        // axum's own listener does.
-                        tracing::warn!(%error, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                (stream, remote) = self.tcp.accept() => {
+                    self.pending.spawn(handshake(
+                        self.handshakes.acceptor.clone(),
+                        stream,
+                        remote,
+                        Arc::clone(&self.handshakes.failures),
+                    ));
+                }
+                Some(done) = self.pending.join_next(), if !self.pending.is_empty() => {
                     if let Ok(Some(established)) = done {
                         return established;
                     }
