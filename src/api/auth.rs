@@ -10,12 +10,13 @@
 //! those two share: the caller of a request and the way account work is kept off the request
 //! workers.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
 
 use super::identity::Identity;
 use super::{ApiError, AppState};
@@ -236,15 +237,34 @@ pub(super) fn caller_of(request_caller: Option<axum::Extension<Caller>>) -> Call
     request_caller.map_or(Caller::Anyone, |axum::Extension(caller)| caller)
 }
 
+/// How many [`off_worker`] jobs run at once: one per CPU. An Argon2 hash takes one core and
+/// 19 MiB for its whole run, so more at once would finish none sooner, and a flood of logins
+/// (each worker thread has a blocking pool of its own, of up to 512 threads) would take
+/// gigabytes. The rest wait their turn without holding a thread.
+static OFF_WORKER_JOBS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    let cpus = std::thread::available_parallelism().map_or(1, |cpus| cpus.get());
+    Arc::new(Semaphore::new(cpus))
+});
+
 /// Runs `work` (Argon2: slow on purpose) on the blocking pool: on a request worker it would
 /// hold that worker's core, and every other request on it would wait.
 pub(super) async fn off_worker<T: Send + 'static>(
     what: &str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
+    let failed = || ApiError::Accounts(AccountsError::Unavailable(format!("{what} task failed")));
+    // The semaphore is never closed; the permit goes with the job, so that a client that
+    // leaves does not free a place while its job still runs.
+    let permit = Arc::clone(&OFF_WORKER_JOBS)
+        .acquire_owned()
         .await
-        .map_err(|_| ApiError::Accounts(AccountsError::Unavailable(format!("{what} task failed"))))
+        .map_err(|_| failed())?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|_| failed())
 }
 
 /// Applies an accounts change off the request workers: it waits for the database's write lock
@@ -344,5 +364,30 @@ mod tests {
         assert_eq!(rule(Method::POST, "/api/2/oauth/token"), Rule::Public);
         assert_eq!(rule(Method::GET, "/v1/version"), Rule::Public);
         assert_eq!(rule(Method::PATCH, "/nowhere"), Rule::Token);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_jobs_run_off_the_workers_at_once_than_there_are_cpus() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let jobs = (0..cpus * 3).map(|_| {
+            let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+            tokio::spawn(off_worker("test", move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                running.fetch_sub(1, Ordering::SeqCst);
+            }))
+        });
+        for job in jobs.collect::<Vec<_>>() {
+            job.await.unwrap().unwrap();
+        }
+        assert!(
+            most.load(Ordering::SeqCst) <= cpus,
+            "{most:?} at once, {cpus} CPUs"
+        );
+        assert!(most.load(Ordering::SeqCst) >= 1);
     }
 }
