@@ -192,10 +192,7 @@ impl Server {
         let app = api::app(state, client_certificates);
         // Held waits are requests in flight, which a graceful stop lets finish: release them as
         // soon as the stop begins, so that it does not last as long as the longest wait.
-        let shutdown = async move {
-            shutdown.await;
-            waits.release_all();
-        };
+        let release_waits = move || waits.release_all();
         let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout);
         let workers = config.worker_count();
         let served = match tls {
@@ -219,6 +216,7 @@ impl Server {
                     listener_for,
                     service_for,
                     shutdown,
+                    release_waits,
                 )
                 .await
             }
@@ -231,6 +229,7 @@ impl Server {
                     |handoff| handoff,
                     service_for,
                     shutdown,
+                    release_waits,
                 )
                 .await
             }

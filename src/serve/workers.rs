@@ -5,24 +5,33 @@
 //! Why not one runtime whose threads share every task: there, a connection's task woken by
 //! the kernel may run on either thread, and an idle thread is woken to steal it, which costs a
 //! futex wake-up and the task's data moving between caches several times per request. Side by
-//! side (BENCHMARKS.md), the same axum server answered about 10 % more small GETs and 5 % more
-//! lists per second, on less CPU each, once every connection stayed on one thread. What is
-//! given up is stealing: a request that keeps its thread busy delays that thread's other
-//! connections, not the others'. floe's handlers only wait on the writer or on changes, and
-//! the one heavy computation (argon2 at login) runs on the blocking pool.
+//! side (BENCHMARKS.md, item 24), the same axum server answered about 10 % more small GETs and
+//! 5 % more lists per second, on less CPU each, once every connection stayed on one thread.
+//!
+//! What is given up is stealing: while a request keeps its thread busy, that thread's other
+//! connections wait, where another thread could have taken them. Requests that wait (for the
+//! writer, for a change) hold no thread, and Argon2 at login runs on the blocking pool. What
+//! does compute in place: the first read of the dataset list after a change renders it (tens
+//! of milliseconds at 100,000 datasets), a package list is rendered per request, a large
+//! body is parsed and checked, and a TLS handshake. Each holds its worker's other
+//! connections about as long as it runs.
 
+use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::response::Response;
 use axum::serve::Listener;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tower::Service;
+
+use crate::log_budget::SharedLogBudget;
 
 /// The listener of one worker: the connections the accepting task handed it.
 pub struct Handoff {
@@ -53,11 +62,19 @@ impl Listener for Handoff {
     }
 }
 
-/// Serves `listener` on `workers` threads until `shutdown` completes; returns once every
-/// worker has stopped (see [`super::serve`] for what a stop waits for), and with its runtime
-/// everything it held. `listener_for` makes a worker's listener from its [`Handoff`] (a TLS
-/// listener does the handshakes on the worker); `service_for` and `head_timeout` are
-/// [`super::serve`]'s.
+/// How a worker thread ended.
+struct Exit {
+    index: usize,
+    /// What it panicked with, if it did.
+    panic: Option<String>,
+}
+
+/// Serves `listener` on `workers` threads until `shutdown` completes or a worker dies. Then
+/// calls `on_stop`, stops every worker (see [`super::serve`] for what a stop waits for) and
+/// returns once each has ended and dropped its runtime, with every task, every clone of the
+/// service and whatever they held. `listener_for` makes a worker's listener from its
+/// [`Handoff`] (a TLS listener does the handshakes on the worker); `service_for` and
+/// `head_timeout` are [`super::serve`]'s.
 pub async fn serve_on_workers<L, S, F>(
     listener: TcpListener,
     workers: NonZeroUsize,
@@ -65,6 +82,7 @@ pub async fn serve_on_workers<L, S, F>(
     listener_for: impl Fn(Handoff) -> L + Clone + Send + 'static,
     service_for: F,
     shutdown: impl Future<Output = ()>,
+    on_stop: impl FnOnce(),
 ) -> io::Result<()>
 where
     L: Listener,
@@ -77,65 +95,130 @@ where
 {
     let local = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    // Each worker holds a sender until its runtime is gone; `recv` returns `None` then.
-    let (alive, mut all_gone) = mpsc::channel::<()>(1);
+    let (exit, mut exits) = mpsc::unbounded_channel();
     let mut handoffs = Vec::with_capacity(workers.get());
+    let mut started = Ok(());
     for index in 0..workers.get() {
         // Unbounded: what waits in it are connections already accepted, which the open-file
         // limit bounds; a bounded queue would hold every worker up behind one busy one.
         let (handoff, connections) = mpsc::unbounded_channel();
-        handoffs.push(handoff);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let (ready, runtime_built) = oneshot::channel();
         let listener_for = listener_for.clone();
         let service_for = service_for.clone();
         let mut stopped = stopped.clone();
-        let alive = alive.clone();
-        std::thread::Builder::new()
+        let exit = exit.clone();
+        let spawned = std::thread::Builder::new()
             .name(format!("floe-worker-{index}"))
             .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = listener_for(Handoff { connections, local });
-                    let shutdown = async move {
-                        // An error means the sender is gone: stop as well.
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    };
-                    super::serve(listener, head_timeout, service_for, shutdown).await;
-                });
+                // Built and dropped on this thread: a runtime may not be dropped on another
+                // runtime's thread.
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    runtime.block_on(async move {
+                        let listener = listener_for(Handoff { connections, local });
+                        let shutdown = async move {
+                            // An error means the sender is gone: stop as well.
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        };
+                        super::serve(listener, head_timeout, service_for, shutdown).await;
+                    })
+                }));
                 drop(runtime);
-                drop(alive);
-            })?;
+                let panic = served.err().map(|payload| panic_message(payload.as_ref()));
+                let _ = exit.send(Exit { index, panic });
+            });
+        started = match spawned {
+            Ok(_) => match runtime_built.await {
+                Ok(built) => built,
+                Err(_) => Err(io::Error::other("a worker thread ended as it started")),
+            },
+            Err(error) => Err(error),
+        };
+        if started.is_err() {
+            break;
+        }
+        handoffs.push(handoff);
     }
-    drop(alive);
-    let result = accept(listener, &handoffs, shutdown).await;
+    drop(exit);
+    let result = match started {
+        Ok(()) => accept(listener, &handoffs, shutdown, &mut exits).await,
+        Err(error) => Err(error),
+    };
+    on_stop();
     let _ = stop.send(true);
     drop(handoffs);
-    all_gone.recv().await;
-    result
+    // Every worker that started sends its exit once its runtime is gone; then the channel
+    // closes.
+    let mut died = None;
+    while let Some(Exit { index, panic }) = exits.recv().await {
+        if let Some(panic) = panic {
+            tracing::error!(worker = index, %panic, "a worker thread panicked");
+            died.get_or_insert(index);
+        }
+    }
+    match (result, died) {
+        (Err(error), _) => Err(error),
+        (Ok(()), Some(index)) => Err(io::Error::other(format!(
+            "worker thread {index} panicked (see the log)"
+        ))),
+        (Ok(()), None) => Ok(()),
+    }
 }
 
+/// The text a thread panicked with.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(not text)".to_owned())
+}
+
+/// Failures to accept a connection (out of file descriptors and the like) are logged at most
+/// once per this long, with the number left out since the last line.
+const ACCEPT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Accepts connections until `shutdown` completes and hands them to the workers in turn. A
-/// worker that is gone (its thread panicked) ends the loop with an error, so that the server
+/// worker that ends before then (it panicked) ends the loop with an error, so that the server
 /// stops instead of refusing every n-th connection.
 async fn accept(
     listener: TcpListener,
     handoffs: &[mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>],
     shutdown: impl Future<Output = ()>,
+    exits: &mut mpsc::UnboundedReceiver<Exit>,
 ) -> io::Result<()> {
     tokio::pin!(shutdown);
+    let failures = SharedLogBudget::new(ACCEPT_FAILURE_LOG_INTERVAL);
     let mut next = 0;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => return Ok(()),
+            Some(Exit { index, panic }) = exits.recv() => {
+                let panic = panic.unwrap_or_else(|| "(no panic)".to_owned());
+                tracing::error!(worker = index, %panic, "a worker thread ended; floe stops");
+                return Err(io::Error::other(format!("worker thread {index} ended: {panic}")));
+            }
         };
         let (stream, remote) = match accepted {
             Ok(accepted) => accepted,
+            // The client gave up before its connection was accepted: nothing to wait for.
+            Err(error) if is_connection_error(&error) => continue,
             Err(error) => {
-                // Out of file descriptors and the like: wait instead of spinning, as axum's
-                // own listener does.
-                tracing::warn!(%error, "accepting a connection failed");
+                // Out of file descriptors and the like: wait instead of spinning.
+                if let Some(left_out) = failures.admit_one() {
+                    tracing::warn!(%error, not_logged_since_last = left_out, "accepting a connection failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -148,34 +231,67 @@ async fn accept(
                 continue;
             }
         };
-        if handoffs[next].send((stream, remote)).is_err() {
-            return Err(io::Error::other("a worker thread stopped unexpectedly"));
-        }
+        // A worker that is gone has sent its exit, which the next turn of the loop reads.
+        let _ = handoffs[next].send((stream, remote));
         next = (next + 1) % handoffs.len();
     }
+}
+
+/// An accept error that concerns only the connection being accepted, as hyper-util and axum
+/// treat them.
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use axum::body::Body;
 
     use super::*;
 
-    /// A service that answers with the name of the thread that served the request.
-    fn thread_name_service()
-    -> impl Service<Request, Response = Response, Error = Infallible, Future = impl Send>
+    /// A service that answers with the name of the thread that served the request, after
+    /// `delay`, and holds `held` (so that a test can count the clones still alive).
+    fn thread_name_service(
+        held: Arc<()>,
+        delay: Duration,
+    ) -> impl Service<Request, Response = Response, Error = Infallible, Future = impl Send>
     + Clone
     + Send
     + 'static {
-        tower::service_fn(|_request: Request| async {
-            let name = std::thread::current()
-                .name()
-                .unwrap_or("unnamed")
-                .to_owned();
-            Ok::<_, Infallible>(Response::new(Body::from(name)))
+        tower::service_fn(move |_request: Request| {
+            let _held = Arc::clone(&held);
+            async move {
+                tokio::time::sleep(delay).await;
+                let name = std::thread::current()
+                    .name()
+                    .unwrap_or("unnamed")
+                    .to_owned();
+                Ok::<_, Infallible>(Response::new(Body::from(name)))
+            }
         })
+    }
+
+    /// A listener on a free loopback port, and its URL.
+    async fn loopback() -> (TcpListener, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        (listener, url)
+    }
+
+    /// A flag, and an `on_stop` that raises it.
+    fn flag() -> (Arc<AtomicBool>, impl FnOnce()) {
+        let raised = Arc::new(AtomicBool::new(false));
+        let raise = Arc::clone(&raised);
+        (raised, move || raise.store(true, Ordering::SeqCst))
     }
 
     /// A client that opens a new connection for every request.
@@ -188,18 +304,20 @@ mod tests {
 
     #[tokio::test]
     async fn connections_go_to_the_workers_in_turn_and_stay_there() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (listener, url) = loopback().await;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let held = Arc::new(());
+        let service_held = Arc::clone(&held);
         let server = tokio::spawn(serve_on_workers(
             listener,
             NonZeroUsize::new(3).unwrap(),
             Duration::from_secs(30),
             |handoff| handoff,
-            |_| thread_name_service(),
+            move |_| thread_name_service(Arc::clone(&service_held), Duration::ZERO),
             async {
                 let _ = stopped.await;
             },
+            || {},
         ));
         let fresh = one_connection_per_request();
         let mut served_by = Vec::new();
@@ -225,41 +343,72 @@ mod tests {
             .expect("the server stops")
             .unwrap()
             .expect("a clean stop");
-        // Every worker's runtime is gone, and with it the listener: nothing answers any more.
+        // Every worker's runtime is gone, and with it every clone of the service: what the
+        // application holds (the store's handles) is released by the time the call returns.
+        assert_eq!(Arc::strong_count(&held), 1);
         assert!(fresh.get(&url).send().await.is_err());
     }
 
     #[tokio::test]
-    async fn a_worker_that_died_stops_the_server_with_an_error() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
+    async fn a_stop_lets_the_request_in_flight_finish_and_calls_on_stop_first() {
+        let (listener, url) = loopback().await;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (on_stop_called, on_stop) = flag();
         let server = tokio::spawn(serve_on_workers(
             listener,
-            NonZeroUsize::MIN,
+            NonZeroUsize::new(2).unwrap(),
+            Duration::from_secs(30),
+            |handoff| handoff,
+            |_| thread_name_service(Arc::new(()), Duration::from_millis(500)),
+            async {
+                let _ = stopped.await;
+            },
+            on_stop,
+        ));
+        let slow = tokio::spawn(one_connection_per_request().get(&url).send());
+        // The request is in flight (it takes 500 ms) when the stop begins.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.send(()).unwrap();
+        let answer = slow
+            .await
+            .unwrap()
+            .expect("the request in flight is answered");
+        assert!(answer.status().is_success());
+        assert!(answer.text().await.unwrap().starts_with("floe-worker-"));
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .expect("a clean stop");
+        assert!(on_stop_called.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_dies_stops_the_server_with_an_error() {
+        let (listener, url) = loopback().await;
+        let (on_stop_called, on_stop) = flag();
+        let server = tokio::spawn(serve_on_workers(
+            listener,
+            NonZeroUsize::new(2).unwrap(),
             Duration::from_secs(30),
             |handoff| handoff,
             |_| -> tower::util::BoxCloneSyncService<Request, Response, Infallible> {
                 panic!("this worker dies at its first connection")
             },
             std::future::pending(),
+            on_stop,
         ));
-        let fresh = one_connection_per_request();
-        // The first connection kills the only worker; a later one finds it gone.
-        let mut stopped = None;
-        for _ in 0..50 {
-            let _ = fresh.get(&url).send().await;
-            if server.is_finished() {
-                stopped = Some(server.await.unwrap());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let error = stopped
+        // The first connection kills worker 0; the server stops without waiting for another.
+        let _ = one_connection_per_request().get(&url).send().await;
+        let error = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
             .expect("the server stops by itself")
+            .unwrap()
             .expect_err("with an error");
         assert!(
-            error.to_string().contains("worker thread stopped"),
-            "{error}"
+            error.to_string().contains("this worker dies"),
+            "the error says what the worker panicked with: {error}"
         );
+        assert!(on_stop_called.load(Ordering::SeqCst));
     }
 }
