@@ -882,11 +882,16 @@ async fn a_user_needs_a_password_that_is_not_empty() {
 
 /// An account change waits for the database's write lock (up to its busy timeout) and
 /// fsyncs: done on a request worker, it stalls every request that worker serves. Here the lock
-/// is held from outside while a grant waits for it; on the test's one-thread runtime, another
-/// request is answered meanwhile only if the grant waits off the workers.
+/// is held from outside while a grant waits for it; with one worker thread, which serves both
+/// connections, another request is answered meanwhile only if the grant waits off the workers.
 #[tokio::test]
 async fn an_account_change_waiting_for_the_database_stalls_no_other_request() {
-    let (server, admin) = TestServer::start_with_auth().await;
+    let server = TestServer::start_in(tempfile::TempDir::new().unwrap(), |config| {
+        config.auth = floe::config::AuthMode::Token;
+        config.workers = Some(std::num::NonZeroUsize::MIN);
+    })
+    .await;
+    let admin = server.admin_token().await;
     let holder = rusqlite::Connection::open(server.data_dir().join("floe.db")).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
 

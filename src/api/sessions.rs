@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::answer::Answer;
-use super::auth::{Caller, SNARL_TOKEN, accounts_of, caller_of, change_accounts, off_worker};
+use super::auth::{
+    Caller, SNARL_TOKEN, accounts_of, argon2_off_worker, caller_of, change_accounts,
+};
 use super::body::{LimitedBody, decode};
 use super::cors::options;
 use super::segment::{PathParams, encoded_segment};
@@ -47,36 +49,39 @@ pub fn router() -> Router<AppState> {
         .layer(axum::middleware::from_fn(super::cors::cors))
 }
 
-/// Checks a user name and password, and mints a token for the user, off the request workers.
+/// Checks a user name and password (Argon2, in its turn), then mints a token for the user,
+/// both off the request workers.
 async fn issue_token(
     state: &AppState,
     user: &str,
     password: &str,
 ) -> Result<Option<String>, ApiError> {
-    let (state, user, password) = (state.clone(), user.to_string(), password.to_string());
-    off_worker("login", move || issue_token_now(&state, &user, &password)).await?
-}
-
-fn issue_token_now(
-    state: &AppState,
-    user: &str,
-    password: &str,
-) -> Result<Option<String>, ApiError> {
-    let accounts = accounts_of(state)?;
-    let snapshot = accounts.read();
-    let Some(record) = snapshot.users.get(user) else {
-        return Ok(None);
+    let checked = {
+        let (state, user, password) = (state.clone(), user.to_string(), password.to_string());
+        argon2_off_worker("login", move || password_matches(&state, &user, &password)).await??
     };
-    // Empty passwords are refused when set; one stored before that was refused opens nothing.
-    if password.is_empty() || !verify_password(password, &record.password) {
+    if !checked {
         return Ok(None);
     }
     let token = uuid::Uuid::new_v4().to_string();
+    let (minted, user) = (token.clone(), user.to_string());
     let now = now_millis();
-    accounts
-        .add_token(&token, user, now, now + TOKEN_LIFETIME_SECONDS * 1000)
-        .map_err(ApiError::Accounts)?;
+    change_accounts(state, move |accounts| {
+        accounts.add_token(&minted, &user, now, now + TOKEN_LIFETIME_SECONDS * 1000)
+    })
+    .await?;
     Ok(Some(token))
+}
+
+/// Whether `user` exists and `password` is theirs.
+fn password_matches(state: &AppState, user: &str, password: &str) -> Result<bool, ApiError> {
+    let accounts = accounts_of(state)?;
+    let snapshot = accounts.read();
+    let Some(record) = snapshot.users.get(user) else {
+        return Ok(false);
+    };
+    // Empty passwords are refused when set; one stored before that was refused opens nothing.
+    Ok(!password.is_empty() && verify_password(password, &record.password))
 }
 
 /// The body of a login, as [`schema::LOGIN`] allows it.

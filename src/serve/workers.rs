@@ -62,7 +62,7 @@ impl Listener for Handoff {
     }
 }
 
-/// How a worker thread ended.
+/// How a worker thread's serving ended, sent before its runtime is dropped.
 struct Exit {
     index: usize,
     /// What it panicked with, if it did.
@@ -133,9 +133,12 @@ where
                         super::serve(listener, head_timeout, service_for, shutdown).await;
                     })
                 }));
-                drop(runtime);
+                // Said before the runtime is dropped, which waits for its blocking jobs: the
+                // accepting task stops handing this worker connections at once.
                 let panic = served.err().map(|payload| panic_message(payload.as_ref()));
                 let _ = exit.send(Exit { index, panic });
+                drop(runtime);
+                // `exit` is dropped last: once every worker's is, all runtimes are gone.
             });
         started = match spawned {
             Ok(_) => match runtime_built.await {
@@ -157,8 +160,7 @@ where
     on_stop();
     let _ = stop.send(true);
     drop(handoffs);
-    // Every worker that started sends its exit once its runtime is gone; then the channel
-    // closes.
+    // The channel closes once every worker that started has dropped its runtime.
     let mut died = None;
     while let Some(Exit { index, panic }) = exits.recv().await {
         if let Some(panic) = panic {
@@ -231,8 +233,12 @@ async fn accept(
                 continue;
             }
         };
-        // A worker that is gone has sent its exit, which the next turn of the loop reads.
-        let _ = handoffs[next].send((stream, remote));
+        if handoffs[next].send((stream, remote)).is_err() {
+            // Its listener is gone: it is ending (the drain after this loop logs why).
+            return Err(io::Error::other(format!(
+                "worker thread {next} stopped unexpectedly"
+            )));
+        }
         next = (next + 1) % handoffs.len();
     }
 }
@@ -252,25 +258,60 @@ fn is_connection_error(error: &io::Error) -> bool {
 mod tests {
     use std::convert::Infallible;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use axum::body::Body;
+    use tokio::sync::Notify;
 
     use super::*;
 
-    /// A service that answers with the name of the thread that served the request, after
-    /// `delay`, and holds `held` (so that a test can count the clones still alive).
-    fn thread_name_service(
+    /// What a test sees of the requests [`probe_service`] serves.
+    #[derive(Clone, Default)]
+    struct Probe {
+        /// Held by every clone of the service and by a task each request leaves behind on
+        /// its worker's runtime, which only the end of that runtime drops.
         held: Arc<()>,
+        /// Notified as each request arrives.
+        arrived: Arc<Notify>,
+        /// Requests being served.
+        in_flight: Arc<AtomicUsize>,
+    }
+
+    /// Lets go of what it holds some time after it is dropped, so that a test that looks
+    /// right after a runtime should have been dropped does not see it being dropped.
+    struct SlowToDrop {
+        _held: Arc<()>,
+    }
+
+    impl Drop for SlowToDrop {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A service that answers, after `delay`, with the name of the thread that served the
+    /// request.
+    fn probe_service(
+        probe: Probe,
         delay: Duration,
     ) -> impl Service<Request, Response = Response, Error = Infallible, Future = impl Send>
     + Clone
     + Send
     + 'static {
         tower::service_fn(move |_request: Request| {
-            let _held = Arc::clone(&held);
+            let probe = probe.clone();
             async move {
+                let held = SlowToDrop {
+                    _held: Arc::clone(&probe.held),
+                };
+                tokio::spawn(async move {
+                    let _held = held;
+                    std::future::pending::<()>().await
+                });
+                probe.in_flight.fetch_add(1, Ordering::SeqCst);
+                probe.arrived.notify_one();
                 tokio::time::sleep(delay).await;
+                probe.in_flight.fetch_sub(1, Ordering::SeqCst);
                 let name = std::thread::current()
                     .name()
                     .unwrap_or("unnamed")
@@ -287,13 +328,6 @@ mod tests {
         (listener, url)
     }
 
-    /// A flag, and an `on_stop` that raises it.
-    fn flag() -> (Arc<AtomicBool>, impl FnOnce()) {
-        let raised = Arc::new(AtomicBool::new(false));
-        let raise = Arc::clone(&raised);
-        (raised, move || raise.store(true, Ordering::SeqCst))
-    }
-
     /// A client that opens a new connection for every request.
     fn one_connection_per_request() -> reqwest::Client {
         reqwest::Client::builder()
@@ -302,20 +336,28 @@ mod tests {
             .expect("a client builds")
     }
 
+    /// Waits for a stopping server's call to return, and for its result.
+    async fn stopped(server: tokio::task::JoinHandle<io::Result<()>>) -> io::Result<()> {
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server stops")
+            .expect("the server's task does not panic")
+    }
+
     #[tokio::test]
     async fn connections_go_to_the_workers_in_turn_and_stay_there() {
         let (listener, url) = loopback().await;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let held = Arc::new(());
-        let service_held = Arc::clone(&held);
+        let (stop, stop_signal) = oneshot::channel::<()>();
+        let probe = Probe::default();
+        let service_probe = probe.clone();
         let server = tokio::spawn(serve_on_workers(
             listener,
             NonZeroUsize::new(3).unwrap(),
             Duration::from_secs(30),
             |handoff| handoff,
-            move |_| thread_name_service(Arc::clone(&service_held), Duration::ZERO),
+            move |_| probe_service(service_probe.clone(), Duration::ZERO),
             async {
-                let _ = stopped.await;
+                let _ = stop_signal.await;
             },
             || {},
         ));
@@ -338,36 +380,36 @@ mod tests {
             );
         }
         stop.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .expect("the server stops")
-            .unwrap()
-            .expect("a clean stop");
-        // Every worker's runtime is gone, and with it every clone of the service: what the
-        // application holds (the store's handles) is released by the time the call returns.
-        assert_eq!(Arc::strong_count(&held), 1);
+        stopped(server).await.expect("a clean stop");
+        // Every worker's runtime is gone, with every task on it and every clone of the
+        // service: what the application holds (the store's handles) is released by the time
+        // the call returns.
+        assert_eq!(Arc::strong_count(&probe.held), 1);
         assert!(fresh.get(&url).send().await.is_err());
     }
 
     #[tokio::test]
-    async fn a_stop_lets_the_request_in_flight_finish_and_calls_on_stop_first() {
+    async fn a_stop_calls_on_stop_first_and_lets_the_request_in_flight_finish() {
         let (listener, url) = loopback().await;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (on_stop_called, on_stop) = flag();
+        let (stop, stop_signal) = oneshot::channel::<()>();
+        let probe = Probe::default();
+        let service_probe = probe.clone();
+        let in_flight = Arc::clone(&probe.in_flight);
+        let in_flight_at_on_stop = Arc::new(AtomicUsize::new(usize::MAX));
+        let seen = Arc::clone(&in_flight_at_on_stop);
         let server = tokio::spawn(serve_on_workers(
             listener,
             NonZeroUsize::new(2).unwrap(),
             Duration::from_secs(30),
             |handoff| handoff,
-            |_| thread_name_service(Arc::new(()), Duration::from_millis(500)),
+            move |_| probe_service(service_probe.clone(), Duration::from_millis(300)),
             async {
-                let _ = stopped.await;
+                let _ = stop_signal.await;
             },
-            on_stop,
+            move || seen.store(in_flight.load(Ordering::SeqCst), Ordering::SeqCst),
         ));
         let slow = tokio::spawn(one_connection_per_request().get(&url).send());
-        // The request is in flight (it takes 500 ms) when the stop begins.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        probe.arrived.notified().await;
         stop.send(()).unwrap();
         let answer = slow
             .await
@@ -375,18 +417,19 @@ mod tests {
             .expect("the request in flight is answered");
         assert!(answer.status().is_success());
         assert!(answer.text().await.unwrap().starts_with("floe-worker-"));
-        tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .expect("the server stops")
-            .unwrap()
-            .expect("a clean stop");
-        assert!(on_stop_called.load(Ordering::SeqCst));
+        stopped(server).await.expect("a clean stop");
+        assert_eq!(
+            in_flight_at_on_stop.load(Ordering::SeqCst),
+            1,
+            "on_stop ran while the request was still being served"
+        );
     }
 
     #[tokio::test]
     async fn a_worker_that_dies_stops_the_server_with_an_error() {
         let (listener, url) = loopback().await;
-        let (on_stop_called, on_stop) = flag();
+        let on_stop_called = Arc::new(AtomicBool::new(false));
+        let called = Arc::clone(&on_stop_called);
         let server = tokio::spawn(serve_on_workers(
             listener,
             NonZeroUsize::new(2).unwrap(),
@@ -396,15 +439,13 @@ mod tests {
                 panic!("this worker dies at its first connection")
             },
             std::future::pending(),
-            on_stop,
+            move || called.store(true, Ordering::SeqCst),
         ));
         // The first connection kills worker 0; the server stops without waiting for another.
         let _ = one_connection_per_request().get(&url).send().await;
-        let error = tokio::time::timeout(Duration::from_secs(10), server)
+        let error = stopped(server)
             .await
-            .expect("the server stops by itself")
-            .unwrap()
-            .expect_err("with an error");
+            .expect_err("the server stops with an error");
         assert!(
             error.to_string().contains("this worker dies"),
             "the error says what the worker panicked with: {error}"
