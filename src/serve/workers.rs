@@ -11,9 +11,9 @@
 //! What is given up is stealing: while a request keeps its thread busy, that thread's other
 //! connections wait, where another thread could have taken them. Requests that wait (for the
 //! writer, for a change) hold no thread, and Argon2 at login runs on the blocking pool. What
-//! does compute in place: the first read of the dataset list after a change renders it (tens
-//! of milliseconds at 100,000 datasets), a package list is rendered per request, a large
-//! body is parsed and checked, and a TLS handshake. Each holds its worker's other
+//! does compute in place: the first read of the dataset list after a change renders it (16 MB
+//! in 7 to 45 ms at 100,000 datasets, measured), a package list is rendered per request, a
+//! large body is parsed and checked, and a TLS handshake. Each holds its worker's other
 //! connections about as long as it runs.
 
 use std::any::Any;
