@@ -157,12 +157,13 @@ impl Server {
         // Again with the address bound: a port 0 asked for is now a real one.
         check_exposure(config, address)?;
         let clients_authenticated = config.tls_client_ca.is_some() && tls.is_some();
+        let workers = config.worker_count();
         let snapshot = store.snapshot();
         tracing::info!(
             %address,
             tls = tls.is_some(),
             client_certificates = clients_authenticated,
-            workers = config.worker_count(),
+            workers,
             store = ?config.store,
             data_dir = %config.data_dir.display(),
             revision = snapshot.revision,
@@ -194,7 +195,6 @@ impl Server {
         // soon as the stop begins, so that it does not last as long as the longest wait.
         let release_waits = move || waits.release_all();
         let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout);
-        let workers = config.worker_count();
         let served = match tls {
             Some(tls) => {
                 // Each connection's requests carry its peer: the TLS client's identity.

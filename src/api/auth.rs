@@ -293,8 +293,7 @@ pub(super) async fn change_accounts<T: Send + 'static>(
 }
 
 /// Hashes a password, off the request workers.
-pub(super) async fn hash_off_worker(password: &str) -> Result<String, ApiError> {
-    let password = password.to_string();
+pub(super) async fn hash_off_worker(password: String) -> Result<String, ApiError> {
     argon2_off_worker("hashing", move || hash_password(&password)).await
 }
 

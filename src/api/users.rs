@@ -119,7 +119,7 @@ async fn create_user(
         }
         may_hand_out(&caller, &permissions)?;
     }
-    let password = hash_off_worker(&password).await?;
+    let password = hash_off_worker(password).await?;
     let user = User {
         name: name.to_string(),
         password,
@@ -175,7 +175,7 @@ async fn set_password(
 ) -> Result<Response, ApiError> {
     let name = user_name(&params);
     let NewPassword { password } = decode(&body, &schema::PASSWORD_CHANGE)?;
-    let hash = hash_off_worker(&password).await?;
+    let hash = hash_off_worker(password).await?;
     change_accounts(&state, move |accounts| {
         accounts.edit_user(&name, |user| {
             user.password = hash;

@@ -240,6 +240,7 @@ fn put_in_place(
 ) -> Result<Option<PathBuf>, BackupError> {
     let database = data_dir.join(DATABASE_FILE);
     let wal = with_suffix(&database, "-wal");
+    let shm = with_suffix(&database, "-shm");
     // The service's user must be able to open what a restore run as root leaves.
     let owner = match old {
         Some(old) => Some(old.clone()),
@@ -260,7 +261,6 @@ fn put_in_place(
             // last one, deletes the WAL and the shared memory; either left means another
             // process has the database open, even idle, and its own close would later delete
             // them by name: the new store's WAL and shared memory by then.
-            let shm = with_suffix(&database, "-shm");
             if wal.exists() || shm.exists() {
                 return Err(BackupError::Unfolded {
                     path: database,
@@ -273,7 +273,7 @@ fn put_in_place(
         _ => None,
     };
     remove_if_present(&wal)?;
-    remove_if_present(&with_suffix(&database, "-shm"))?;
+    remove_if_present(&shm)?;
     sync_parent(&database);
     if let Err(error) = fs::rename(restoring, &database) {
         // The kept name would otherwise be a second name of the database still in use.
