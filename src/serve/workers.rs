@@ -328,6 +328,44 @@ mod tests {
         (listener, url)
     }
 
+    /// A server of [`probe_service`]s on its own workers, stopped by `stop`.
+    struct ProbeServer {
+        url: String,
+        probe: Probe,
+        stop: oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<io::Result<()>>,
+    }
+
+    /// Serves [`probe_service`]s answering after `delay` on `workers` workers; `on_stop` is
+    /// given the server's probe.
+    async fn serve_probes(
+        workers: usize,
+        delay: Duration,
+        on_stop: impl FnOnce(&Probe) + Send + 'static,
+    ) -> ProbeServer {
+        let (listener, url) = loopback().await;
+        let (stop, stop_signal) = oneshot::channel::<()>();
+        let probe = Probe::default();
+        let (service_probe, stop_probe) = (probe.clone(), probe.clone());
+        let server = tokio::spawn(serve_on_workers(
+            listener,
+            NonZeroUsize::new(workers).unwrap(),
+            Duration::from_secs(30),
+            |handoff| handoff,
+            move |_| probe_service(service_probe.clone(), delay),
+            async {
+                let _ = stop_signal.await;
+            },
+            move || on_stop(&stop_probe),
+        ));
+        ProbeServer {
+            url,
+            probe,
+            stop,
+            server,
+        }
+    }
+
     /// A client that opens a new connection for every request.
     fn one_connection_per_request() -> reqwest::Client {
         reqwest::Client::builder()
@@ -346,21 +384,12 @@ mod tests {
 
     #[tokio::test]
     async fn connections_go_to_the_workers_in_turn_and_stay_there() {
-        let (listener, url) = loopback().await;
-        let (stop, stop_signal) = oneshot::channel::<()>();
-        let probe = Probe::default();
-        let service_probe = probe.clone();
-        let server = tokio::spawn(serve_on_workers(
-            listener,
-            NonZeroUsize::new(3).unwrap(),
-            Duration::from_secs(30),
-            |handoff| handoff,
-            move |_| probe_service(service_probe.clone(), Duration::ZERO),
-            async {
-                let _ = stop_signal.await;
-            },
-            || {},
-        ));
+        let ProbeServer {
+            url,
+            probe,
+            stop,
+            server,
+        } = serve_probes(3, Duration::ZERO, |_| {}).await;
         let fresh = one_connection_per_request();
         let mut served_by = Vec::new();
         for _ in 0..6 {
@@ -390,24 +419,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_stop_calls_on_stop_first_and_lets_the_request_in_flight_finish() {
-        let (listener, url) = loopback().await;
-        let (stop, stop_signal) = oneshot::channel::<()>();
-        let probe = Probe::default();
-        let service_probe = probe.clone();
-        let in_flight = Arc::clone(&probe.in_flight);
         let in_flight_at_on_stop = Arc::new(AtomicUsize::new(usize::MAX));
         let seen = Arc::clone(&in_flight_at_on_stop);
-        let server = tokio::spawn(serve_on_workers(
-            listener,
-            NonZeroUsize::new(2).unwrap(),
-            Duration::from_secs(30),
-            |handoff| handoff,
-            move |_| probe_service(service_probe.clone(), Duration::from_millis(300)),
-            async {
-                let _ = stop_signal.await;
-            },
-            move || seen.store(in_flight.load(Ordering::SeqCst), Ordering::SeqCst),
-        ));
+        let ProbeServer {
+            url,
+            probe,
+            stop,
+            server,
+        } = serve_probes(2, Duration::from_millis(300), move |probe| {
+            seen.store(probe.in_flight.load(Ordering::SeqCst), Ordering::SeqCst)
+        })
+        .await;
         let slow = tokio::spawn(one_connection_per_request().get(&url).send());
         probe.arrived.notified().await;
         stop.send(()).unwrap();
